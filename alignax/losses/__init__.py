@@ -1,0 +1,17 @@
+"""Objectives: one pure function per method, `(keyword arrays) -> (loss, metrics)`.
+
+Registered by name; see docs/objectives.md for the table (name, paper, formula, inputs, defaults).
+"""
+from alignax.losses.registry import get, names, register
+
+# Importing the modules fills the registry. Each module owns one family of objectives.
+from alignax.losses import dpo_family  # noqa: F401,E402  DPO/TRL loss types, SimPO, ORPO, KTO, LN-DPO
+from alignax.losses import sft  # noqa: F401,E402  SFT NLL, SoFT
+from alignax.losses import nash  # noqa: F401,E402  SPPO, INPO, DNO
+from alignax.losses import cut  # noqa: F401,E402  CUT
+from alignax.losses import cgpo  # noqa: F401,E402  CGPO (crpg, codpo, crraft), FSPO
+from alignax.losses import reward  # noqa: F401,E402  reward_bt
+from alignax.losses import ppo  # noqa: F401,E402  AlpacaFarm PPO set
+from alignax.losses import specdec  # noqa: F401,E402  SpecDec++ acceptance head
+
+__all__ = ["get", "names", "register"]
