@@ -11,3 +11,13 @@ from alignax.ops.numerics import (  # noqa: F401
     softplus,
     to_float32,
 )
+from alignax.ops.logprobs import logprobs_from_logits, token_logprobs, token_logprobs_naive  # noqa: F401
+from alignax.ops.stats import (  # noqa: F401
+    segment_counts,
+    segment_means,
+    segment_sums,
+    sequence_mean,
+    sequence_stats,
+    sequence_sum,
+    token_count,
+)
