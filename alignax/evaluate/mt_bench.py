@@ -1,0 +1,201 @@
+"""MT-Bench metrics: judge-output parsing and score aggregation (FastChat `llm_judge`).
+
+Restated from lm-sys/FastChat `fastchat/llm_judge/common.py` (parsing) and `show_result.py`
+(aggregation); see ../shared/EVALUATION.md §4.
+
+Single-answer grading: the judge writes a 1-10 rating as "[[x]]"; FastChat falls back to "[x]"
+when no "[[x]]" is present; a judgment with neither is an error (FastChat stores -1).
+  first-turn score  = mean over turn-1 rows with a parsed rating
+  second-turn score = mean over turn-2 rows with a parsed rating
+  MT-Bench score    = mean over all parsed (question, turn) rows (equal to the mean of the two
+                      turn means only when no row was dropped)
+  per-category      = mean over the parsed rows of questions in that category.
+Unparsable judgments are dropped from the means and *counted* (`n_unparsable`), never scored 0.
+
+Pairwise grading: verdict "[[A]]", "[[B]]" or "[[C]]" (tie), looked for in that order; each pair
+is judged twice with the answers swapped; a pair is a win/loss only when both games agree on a
+non-tie winner, otherwise a tie. win_rate_adjusted = (win + 0.5 tie) / (win + loss + tie).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import pathlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# FastChat's patterns: an integer or decimal inside double (then single) square brackets.
+ONE_SCORE_PATTERN = re.compile(r"\[\[(\d+\.?\d*)\]\]")
+ONE_SCORE_PATTERN_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
+TWO_SCORE_PATTERN = re.compile(r"\[\[(\d+\.?\d*),\s?(\d+\.?\d*)\]\]")
+TWO_SCORE_PATTERN_BACKUP = re.compile(r"\[(\d+\.?\d*),\s?(\d+\.?\d*)\]")
+UNPARSABLE = -1.0  # FastChat's marker for a judgment without a rating
+
+
+def parse_rating(judgment: str) -> float:
+    """The judge's rating: first "[[x]]", else first "[x]", else UNPARSABLE (-1)."""
+    if not isinstance(judgment, str):
+        raise TypeError(f"judgment must be a string, got {type(judgment).__name__}")
+    match = ONE_SCORE_PATTERN.search(judgment) or ONE_SCORE_PATTERN_BACKUP.search(judgment)
+    if not match:
+        return UNPARSABLE
+    return float(ast.literal_eval(match.group(1)))
+
+
+def parse_two_ratings(judgment: str) -> tuple[float, float] | None:
+    """"[[a, b]]" (or "[a, b]") for the pairwise-with-scores prompt; None when absent."""
+    match = TWO_SCORE_PATTERN.search(judgment) or TWO_SCORE_PATTERN_BACKUP.search(judgment)
+    if not match:
+        return None
+    return float(ast.literal_eval(match.group(1))), float(ast.literal_eval(match.group(2)))
+
+
+def parse_pairwise_verdict(judgment: str) -> str:
+    """"A", "B", "tie" ("[[C]]") or "error" — FastChat checks [[A]], then [[B]], then [[C]]."""
+    if "[[A]]" in judgment:
+        return "A"
+    if "[[B]]" in judgment:
+        return "B"
+    if "[[C]]" in judgment:
+        return "tie"
+    return "error"
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def single_scores(judgments: Sequence[Mapping[str, Any]], *,
+                  categories: Mapping[int | str, str] | None = None,
+                  min_rating: float = 1.0, max_rating: float = 10.0) -> dict[str, dict[str, Any]]:
+    """Per-model MT-Bench scores from single-answer judgments.
+
+    Each judgment needs `model`, `question_id`, `turn` (1 or 2) and either `score` (a number;
+    -1 = unparsable as in FastChat's gpt-4_single.jsonl) or `judgment` (the judge's text).
+    `categories` maps question_id -> category for the per-category means.
+    Returns {model: {score, turn_1, turn_2, n_rows, n_unparsable, categories: {...}}}.
+    """
+    rows: dict[str, list[tuple[Any, int, float]]] = {}
+    unparsable: dict[str, int] = {}
+    for index, item in enumerate(judgments):
+        where = f"judgment {index} (model={item.get('model')!r}, question_id={item.get('question_id')!r})"
+        for key in ("model", "question_id", "turn"):
+            if key not in item:
+                raise KeyError(f"{where}: missing field {key!r}")
+        if item["turn"] not in (1, 2):
+            raise ValueError(f"{where}: turn must be 1 or 2, got {item['turn']!r}")
+        if "score" in item:
+            score = float(item["score"])
+        elif "judgment" in item:
+            score = parse_rating(item["judgment"])
+        else:
+            raise KeyError(f"{where}: needs 'score' or 'judgment'")
+        model = item["model"]
+        rows.setdefault(model, [])
+        unparsable.setdefault(model, 0)
+        if score == UNPARSABLE:
+            unparsable[model] += 1
+            continue
+        if math.isnan(score) or not (min_rating <= score <= max_rating):
+            raise ValueError(f"{where}: rating {score} outside [{min_rating}, {max_rating}]")
+        rows[model].append((item["question_id"], item["turn"], score))
+    result = {}
+    for model, model_rows in rows.items():
+        entry: dict[str, Any] = {
+            "score": _mean([s for _, _, s in model_rows]),
+            "turn_1": _mean([s for _, t, s in model_rows if t == 1]),
+            "turn_2": _mean([s for _, t, s in model_rows if t == 2]),
+            "n_rows": len(model_rows),
+            "n_unparsable": unparsable[model],
+        }
+        if categories is not None:
+            per_category: dict[str, list[float]] = {}
+            for question_id, _, score in model_rows:
+                if question_id not in categories:
+                    raise KeyError(f"model {model!r}: question_id {question_id!r} has no category")
+                per_category.setdefault(categories[question_id], []).append(score)
+            entry["categories"] = {c: _mean(v) for c, v in sorted(per_category.items())}
+        result[model] = entry
+    return result
+
+
+def pairwise_win_rates(judgments: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Win/loss/tie per model from swapped-order pairwise judgments.
+
+    Each row has `model_1`, `model_2`, and `g1_winner`/`g2_winner` in {"model_1", "model_2",
+    "tie", "error"} (FastChat's stored form, already mapped back to model slots) — or
+    `g1_judgment`/`g2_judgment` texts, where game 1 shows model_1 as A and game 2 shows it as B.
+    Rows with an "error" game are dropped and counted in `n_error`.
+    """
+    stats: dict[str, dict[str, Any]] = {}
+
+    def entry(model):
+        return stats.setdefault(model, {"win": 0, "loss": 0, "tie": 0, "n_error": 0})
+
+    for index, row in enumerate(judgments):
+        for key in ("model_1", "model_2"):
+            if key not in row:
+                raise KeyError(f"pairwise judgment {index}: missing field {key!r}")
+        if "g1_winner" in row:
+            g1, g2 = row["g1_winner"], row["g2_winner"]
+        else:
+            to_slot_1 = {"A": "model_1", "B": "model_2", "tie": "tie", "error": "error"}
+            to_slot_2 = {"A": "model_2", "B": "model_1", "tie": "tie", "error": "error"}
+            g1 = to_slot_1[parse_pairwise_verdict(row["g1_judgment"])]
+            g2 = to_slot_2[parse_pairwise_verdict(row["g2_judgment"])]
+        m1, m2 = row["model_1"], row["model_2"]
+        if "error" in (g1, g2):
+            entry(m1)["n_error"] += 1
+            entry(m2)["n_error"] += 1
+            continue
+        if g1 == "tie" or g1 != g2:
+            entry(m1)["tie"] += 1
+            entry(m2)["tie"] += 1
+        else:
+            winner, loser = (m1, m2) if g1 == "model_1" else (m2, m1)
+            entry(winner)["win"] += 1
+            entry(loser)["loss"] += 1
+    for s in stats.values():
+        n = s["win"] + s["loss"] + s["tie"]
+        s["win_rate"] = s["win"] / n if n else float("nan")
+        s["loss_rate"] = s["loss"] / n if n else float("nan")
+        s["win_rate_adjusted"] = (s["win"] + 0.5 * s["tie"]) / n if n else float("nan")
+    return stats
+
+
+def read_jsonl(path: str | pathlib.Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{line_number}: invalid JSON ({error})") from None
+    return rows
+
+
+def read_categories(question_file: str | pathlib.Path) -> dict[int, str]:
+    """question_id -> category from FastChat's `question.jsonl`."""
+    return {row["question_id"]: row["category"] for row in read_jsonl(question_file)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("judgments", help="single-answer judgments JSONL (FastChat gpt-4_single.jsonl format)")
+    parser.add_argument("--questions", help="question.jsonl, for per-category means")
+    parser.add_argument("--pairwise", action="store_true", help="the file holds pairwise judgments")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = read_jsonl(args.judgments)
+    if args.pairwise:
+        result = pairwise_win_rates(rows)
+    else:
+        categories = read_categories(args.questions) if args.questions else None
+        result = single_scores(rows, categories=categories)
+    for model, entry in sorted(result.items(), key=lambda kv: -kv[1].get("score", kv[1].get("win_rate_adjusted", 0))):
+        print(json.dumps({"model": model, **entry}))
+    return 0
