@@ -1,1 +1,728 @@
-"""(being written)"""
+"""The DPO family: DPO/cDPO and TRL's other `loss_type`s, LN-DPO, SimPO/CPO, ORPO and KTO.
+
+Every function is pure, keyword-only, and maps per-example arrays `[B]` to `(loss, metrics)`
+(contract in DESIGN.md): `chosen_logps, rejected_logps` are policy log-probs **summed** over the
+response tokens, `ref_chosen_logps, ref_rejected_logps` the reference's, `chosen_lengths,
+rejected_lengths` the response token counts (needed by the length-normalized objectives).
+Inputs may be bf16; the loss and metrics are float32. `example_mask` ([B], optional) drops padded
+examples from the batch mean and from the metrics.
+
+Notation (METHODS.md §0): ρ = log π_θ − log π_ref, h = ρ_w − ρ_l (the DPO margin), σ the
+logistic function. Rewards in `metrics` are TRL's: β·ρ (β·log π for reference-free methods),
+detached. Losses are the batch mean of the per-example losses unless stated.
+
+Peer: TRL 0.19.1 (`DPOTrainer.dpo_loss`, `CPOTrainer.cpo_loss`, `ORPOTrainer.odds_ratio_loss`,
+`KTOTrainer.kto_loss`); tests/test_losses_dpo.py checks each name against those functions.
+Where TRL and the paper differ, the function's docstring says which one alignax follows.
+"""
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from alignax.losses.registry import register
+from alignax.ops import numerics
+
+Array = jax.Array
+
+
+# --------------------------------------------------------------------------------------------
+# Shared plumbing
+# --------------------------------------------------------------------------------------------
+
+
+def _f32(name: str, x, batch: int | None = None) -> Array:
+    if x is None:
+        raise ValueError(f"dpo_family: missing required input `{name}`")
+    x = jnp.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"dpo_family: `{name}` must be a [B] array of per-example values, got shape {x.shape}")
+    if batch is not None and x.shape[0] != batch:
+        raise ValueError(f"dpo_family: `{name}` has batch {x.shape[0]}, expected {batch} (like chosen_logps)")
+    return x.astype(jnp.float32)
+
+
+def _example_weights(example_mask, batch: int) -> Array:
+    if example_mask is None:
+        return jnp.ones((batch,), jnp.float32)
+    return _f32("example_mask", example_mask, batch)
+
+
+def _mean(values: Array, weights: Array) -> Array:
+    return numerics.masked_mean(values, weights)
+
+
+def _pair_metrics(*, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, weights, extra=None):
+    chosen_rewards = jax.lax.stop_gradient(chosen_rewards)
+    rejected_rewards = jax.lax.stop_gradient(rejected_rewards)
+    metrics = {
+        "rewards/chosen": _mean(chosen_rewards, weights),
+        "rewards/rejected": _mean(rejected_rewards, weights),
+        "rewards/margins": _mean(chosen_rewards - rejected_rewards, weights),
+        "rewards/accuracies": _mean((chosen_rewards > rejected_rewards).astype(jnp.float32), weights),
+        "logps/chosen": _mean(jax.lax.stop_gradient(chosen_logps), weights),
+        "logps/rejected": _mean(jax.lax.stop_gradient(rejected_logps), weights),
+    }
+    if extra:
+        metrics.update({k: jax.lax.stop_gradient(v) for k, v in extra.items()})
+    return metrics
+
+
+def _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask, *, needs_ref=True):
+    chosen = _f32("chosen_logps", chosen_logps)
+    batch = chosen.shape[0]
+    rejected = _f32("rejected_logps", rejected_logps, batch)
+    if needs_ref:
+        ref_chosen = jax.lax.stop_gradient(_f32("ref_chosen_logps", ref_chosen_logps, batch))
+        ref_rejected = jax.lax.stop_gradient(_f32("ref_rejected_logps", ref_rejected_logps, batch))
+    else:
+        ref_chosen = ref_rejected = None
+    return chosen, rejected, ref_chosen, ref_rejected, _example_weights(example_mask, batch)
+
+
+def _lengths(chosen_lengths, rejected_lengths, batch: int, who: str):
+    if chosen_lengths is None or rejected_lengths is None:
+        raise ValueError(f"{who}: needs `chosen_lengths` and `rejected_lengths` (response token counts) to length-normalize")
+    return _f32("chosen_lengths", chosen_lengths, batch), _f32("rejected_lengths", rejected_lengths, batch)
+
+
+def _smoothed_sigmoid_loss(logits: Array, label_smoothing: float) -> Array:
+    """−(1−ε) log σ(z) − ε log σ(−z): DPO's loss, cDPO when ε > 0 (Mitchell 2023)."""
+    return -(1.0 - label_smoothing) * numerics.log_sigmoid(logits) - label_smoothing * numerics.log_sigmoid(-logits)
+
+
+def _finish(per_example, weights, *, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, extra=None):
+    chex.assert_rank(per_example, 1)
+    loss = _mean(per_example, weights)
+    metrics = _pair_metrics(
+        chosen_rewards=chosen_rewards,
+        rejected_rewards=rejected_rewards,
+        chosen_logps=chosen_logps,
+        rejected_logps=rejected_logps,
+        weights=weights,
+        extra=extra,
+    )
+    return loss, metrics
+
+
+# --------------------------------------------------------------------------------------------
+# Reference-based pairwise objectives (TRL DPOTrainer loss types)
+# --------------------------------------------------------------------------------------------
+
+
+@register("sigmoid", "dpo")
+def dpo(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps=None,
+    ref_rejected_logps=None,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+    reference_free: bool = False,
+):
+    """DPO (Rafailov et al., 2023), with cDPO label smoothing ε (Mitchell, 2023).
+
+    L = −(1−ε) log σ(β h) − ε log σ(−β h), h = (log π_w − log π_l) − (log π_ref,w − log π_ref,l).
+    Defaults: β = 0.1 (the paper's main setting; TRL's default), ε = 0 (plain DPO).
+    `reference_free=True` sets the reference log-probs to 0 (TRL's `reference_free`).
+    TRL ≥ 0.29 dropped ε from "sigmoid"; alignax keeps it (as TRL 0.19 and the DPO repo do).
+    Lengths are accepted for a uniform call signature and not used.
+    """
+    if reference_free:
+        ref_chosen_logps = jnp.zeros_like(jnp.asarray(chosen_logps))
+        ref_rejected_logps = jnp.zeros_like(jnp.asarray(rejected_logps))
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    margin = (chosen - rejected) - (ref_c - ref_r)
+    per_example = _smoothed_sigmoid_loss(beta * margin, label_smoothing)
+    return _finish(per_example, w, chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
+                   chosen_logps=chosen, rejected_logps=rejected)
+
+
+@register("robust")
+def robust_dpo(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+    label_smoothing: float = 0.1,
+):
+    """Robust DPO (rDPO; Chowdhury, Kini & Natarajan, 2024), unbiased under label-flip rate ε.
+
+    L = [−(1−ε) log σ(β h) + ε log σ(−β h)] / (1 − 2ε), 0 ≤ ε < 0.5. Note the plus sign on the
+    flipped term (unlike cDPO). Default ε = 0.1 (TRL's recommended value; TRL's own default 0
+    reduces rDPO to DPO).
+    """
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"robust: label_smoothing (flip rate ε) must be in [0, 0.5), got {label_smoothing}")
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    z = beta * ((chosen - rejected) - (ref_c - ref_r))
+    eps = label_smoothing
+    per_example = (-(1.0 - eps) * numerics.log_sigmoid(z) + eps * numerics.log_sigmoid(-z)) / (1.0 - 2.0 * eps)
+    return _finish(per_example, w, chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
+                   chosen_logps=chosen, rejected_logps=rejected)
+
+
+@register("ipo")
+def ipo(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+    length_normalize: bool = True,
+):
+    """IPO (Azar et al., 2023): L = (h − 1/(2τ))², with τ = `beta`.
+
+    `length_normalize=True` (default, as TRL): h uses per-token average log-ratios,
+    h = ρ_w/|y_w| − ρ_l/|y_l| (TRL 0.19 divides policy and reference log-probs by the completion
+    length before `dpo_loss`; a TRL comment says the IPO authors confirmed they used this form).
+    `length_normalize=False`: the paper's Eq. 17 on summed sequence log-ratios. Rewards are β·ρ
+    on the same (normalized or summed) scale, as TRL reports them.
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    rho_w, rho_l = chosen - ref_c, rejected - ref_r
+    if length_normalize:
+        len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "ipo")
+        rho_w, rho_l = rho_w / len_w, rho_l / len_r
+    per_example = jnp.square((rho_w - rho_l) - 1.0 / (2.0 * beta))
+    return _finish(per_example, w, chosen_rewards=beta * rho_w, rejected_rewards=beta * rho_l,
+                   chosen_logps=chosen, rejected_logps=rejected)
+
+
+@register("hinge")
+def hinge(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+):
+    """Hinge loss of RSO (Liu et al., 2023) / SLiC-HF (Zhao et al., 2023): L = max(0, 1 − β h).
+
+    This is TRL's form (with the reference in h; β = 1/margin). The original SLiC-HF hinge has
+    no reference and an extra SFT regularizer; it is not this function.
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    per_example = jax.nn.relu(1.0 - beta * ((chosen - rejected) - (ref_c - ref_r)))
+    return _finish(per_example, w, chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
+                   chosen_logps=chosen, rejected_logps=rejected)
+
+
+@register("exo_pair")
+def exo_pair(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+    label_smoothing: float = 1e-3,
+):
+    """EXO, pairwise form (Ji et al., 2024, Eq. 16): reverse KL from the smoothed label to σ(βh).
+
+    L = q_w (log q_w − log(1−ε)) + q_l (log q_l − log ε), q_w = σ(βh), q_l = σ(−βh), with the
+    log q computed as log σ. ε must be > 0; default 1e-3 (TRL substitutes 1e-3 when ε = 0).
+    """
+    if not 0.0 < label_smoothing < 1.0:
+        raise ValueError(f"exo_pair: label_smoothing ε must be in (0, 1), got {label_smoothing}")
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    z = beta * ((chosen - rejected) - (ref_c - ref_r))
+    eps = label_smoothing
+    per_example = jax.nn.sigmoid(z) * (numerics.log_sigmoid(z) - jnp.log1p(-eps)) + jax.nn.sigmoid(-z) * (
+        numerics.log_sigmoid(-z) - jnp.log(eps)
+    )
+    return _finish(per_example, w, chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
+                   chosen_logps=chosen, rejected_logps=rejected)
+
+
+@register("nca_pair")
+def nca_pair(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+):
+    """NCA, pairwise (Chen et al., 2024, "Noise Contrastive Alignment"), with r = βρ:
+
+    L = −log σ(r_w) − ½ log σ(−r_w) − ½ log σ(−r_l).
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
+    per_example = -numerics.log_sigmoid(r_w) - 0.5 * numerics.log_sigmoid(-r_w) - 0.5 * numerics.log_sigmoid(-r_l)
+    return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
+
+
+def bco_update_running_mean(running_mean, running_count, *, chosen_rewards, rejected_rewards):
+    """BCO's reward baseline δ: running mean of β·ρ over all chosen and rejected rewards seen.
+
+    Mirrors TRL 0.19 `RunningMoments.update` (mean part; initial count 1e-24, mean 0): with batch
+    mean m and size n, δ ← δ + (m − δ)·n/(count + n), count ← count + n. Returns (δ, count); the
+    caller keeps them in its train state (pure, jit-friendly) and passes δ to `bco_pair`.
+    Single-process form: under data parallelism pass globally gathered rewards.
+    """
+    rewards = jax.lax.stop_gradient(jnp.concatenate([jnp.ravel(chosen_rewards), jnp.ravel(rejected_rewards)]).astype(jnp.float32))
+    n = rewards.shape[0]
+    total = running_count + n
+    new_mean = running_mean + (jnp.mean(rewards) - running_mean) * n / total
+    return new_mean, total
+
+
+@register("bco_pair")
+def bco_pair(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+    delta=0.0,
+):
+    """BCO, pairwise (Jung et al., 2024, "Binary Classifier Optimization"), with r = βρ:
+
+    L = −log σ(r_w − δ) − log σ(−(r_l − δ)); δ is the running mean of past rewards, an explicit
+    input here (see `bco_update_running_mean`; TRL 0.19 updates it inside the loss with the
+    current batch first). δ = 0 gives current TRL's `bco_pair`, which dropped the baseline.
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    delta = jax.lax.stop_gradient(jnp.asarray(delta, jnp.float32))
+    r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
+    per_example = -numerics.log_sigmoid(r_w - delta) - numerics.log_sigmoid(-(r_l - delta))
+    return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected,
+                   extra={"bco/delta": delta})
+
+
+@register("sppo_hard")
+def sppo_hard(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+):
+    """SPPO with hard win probabilities (Wu et al., 2024; P = 1 for the winner, 0 for the loser):
+
+    L = (ρ_w − 1/(2β))² + (ρ_l + 1/(2β))². SPPO proper (soft P̂ from a preference model) is
+    `sppo` in alignax.losses.nash.
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    rho_w, rho_l = chosen - ref_c, rejected - ref_r
+    per_example = jnp.square(rho_w - 0.5 / beta) + jnp.square(rho_l + 0.5 / beta)
+    return _finish(per_example, w, chosen_rewards=beta * rho_w, rejected_rewards=beta * rho_l,
+                   chosen_logps=chosen, rejected_logps=rejected)
+
+
+def _sorted_valid(values: Array, weights: Array) -> Array:
+    """Sort ascending over the batch with masked examples pushed to the end (as +inf)."""
+    return jnp.sort(jnp.where(weights != 0, values, jnp.inf))
+
+
+def _aot_loss(a, b, weights, beta, label_smoothing):
+    a_sorted, b_sorted = _sorted_valid(a, weights), _sorted_valid(b, weights)
+    # Both arrays have the same number of valid entries, so they occupy the same leading slots.
+    num_valid = jnp.sum(weights != 0)
+    sorted_weights = (jnp.arange(a.shape[0]) < num_valid).astype(jnp.float32)
+    delta = jnp.where(sorted_weights != 0, a_sorted - b_sorted, 0.0)
+    return _smoothed_sigmoid_loss(beta * delta, label_smoothing), sorted_weights
+
+
+@register("aot")
+def aot(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+):
+    """AOT, paired (Melnyk et al., 2024, "Distributional Preference Alignment via Optimal Transport").
+
+    Sort Δ = log π_w − log π_l and Δ_ref = log π_ref,w − log π_ref,l independently over the batch;
+    δ_i = sort(Δ)_i − sort(Δ_ref)_i; L = mean_i [−(1−ε) log σ(βδ_i) − ε log σ(−βδ_i)].
+    The loss couples examples (it is a batch-level objective): padded examples are sorted out.
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    per_sorted, sorted_w = _aot_loss(chosen - rejected, ref_c - ref_r, w, beta, label_smoothing)
+    loss = _mean(per_sorted, sorted_w)
+    metrics = _pair_metrics(chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
+                            chosen_logps=chosen, rejected_logps=rejected, weights=w)
+    return loss, metrics
+
+
+@register("aot_pair", "aot_unpaired")
+def aot_pair(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+):
+    """AOT, unpaired (TRL 0.19 `aot_pair`, later renamed `aot_unpaired`).
+
+    Sort ρ_w and ρ_l independently over the batch; δ_i = sort(ρ_w)_i − sort(ρ_l)_i; same loss as `aot`.
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    per_sorted, sorted_w = _aot_loss(chosen - ref_c, rejected - ref_r, w, beta, label_smoothing)
+    loss = _mean(per_sorted, sorted_w)
+    metrics = _pair_metrics(chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
+                            chosen_logps=chosen, rejected_logps=rejected, weights=w)
+    return loss, metrics
+
+
+@register("apo_zero")
+def apo_zero(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+):
+    """APO-zero (D'Oosterlinck et al., 2024, "Anchored Preference Optimization", Eq. 7):
+
+    L = (1 − σ(βρ_w)) + σ(βρ_l). For when chosen outputs are better than the model's own.
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
+    per_example = (1.0 - jax.nn.sigmoid(r_w)) + jax.nn.sigmoid(r_l)
+    return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
+
+
+@register("apo_down")
+def apo_down(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.1,
+):
+    """APO-down (D'Oosterlinck et al., 2024, Eq. 8): L = σ(βρ_w) + (1 − σ(β(ρ_w − ρ_l))).
+
+    For when chosen outputs are worse than the model's own: lower both, the rejected more.
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
+    per_example = jax.nn.sigmoid(r_w) + (1.0 - jax.nn.sigmoid(r_w - r_l))
+    return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
+
+
+@register("discopop")
+def discopop(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths=None,
+    rejected_lengths=None,
+    example_mask=None,
+    beta: float = 0.05,
+    tau: float = 0.05,
+):
+    """DiscoPOP / LRML (Chris Lu et al., 2024, "Discovering Preference Optimization Algorithms", Eq. 5).
+
+    z = βh, m = σ(z/τ); L = (1 − m)·(−log σ(z)) + m·e^{−z}: a log-ratio-modulated blend of the
+    logistic and exponential losses. Defaults β = 0.05, τ = 0.05 (the paper's setting; TRL's
+    `discopop_tau` default is 0.05, its β default 0.1) [MEM: β from the paper, not re-read].
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    z = beta * ((chosen - rejected) - (ref_c - ref_r))
+    modulation = jax.nn.sigmoid(z / tau)
+    per_example = (1.0 - modulation) * (-numerics.log_sigmoid(z)) + modulation * jnp.exp(-z)
+    return _finish(per_example, w, chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
+                   chosen_logps=chosen, rejected_logps=rejected)
+
+
+@register("ln_dpo", "sigmoid_norm")
+def ln_dpo(
+    *,
+    chosen_logps,
+    rejected_logps,
+    ref_chosen_logps,
+    ref_rejected_logps,
+    chosen_lengths,
+    rejected_lengths,
+    example_mask=None,
+    beta: float = 10.0,
+    label_smoothing: float = 0.0,
+):
+    """Length-normalized DPO (FuseChat-3.0, Yang et al., 2025; = current TRL's `sigmoid_norm`):
+
+    L = −log σ(β (ρ_w/|y_w| − ρ_l/|y_l|)) (cDPO smoothing ε optional, 0 by default).
+    Default β = 10: FuseChat-3.0's setting for its LN-DPO targets (Llama-3.1-8B, Llama-3.2-1B/3B).
+    Rewards are the length-normalized implicit rewards β·ρ/|y|.
+    """
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "ln_dpo")
+    r_w, r_l = beta * (chosen - ref_c) / len_w, beta * (rejected - ref_r) / len_r
+    per_example = _smoothed_sigmoid_loss(r_w - r_l, label_smoothing)
+    return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
+
+
+# --------------------------------------------------------------------------------------------
+# Reference-free pairwise objectives: SimPO, CPO, ORPO
+# --------------------------------------------------------------------------------------------
+
+
+def _chosen_token_nll(chosen, len_w, weights):
+    """Token-mean NLL over all chosen response tokens of the batch: −Σ log π_w / Σ |y_w|.
+
+    Equals `CrossEntropyLoss` (mean over non-ignored tokens) on the chosen labels, as TRL's
+    CPO/ORPO `policy_nll_loss` when only response tokens are labels.
+    """
+    return -jnp.sum(weights * chosen) / jnp.maximum(jnp.sum(weights * len_w), 1.0)
+
+
+@register("simpo")
+def simpo(
+    *,
+    chosen_logps,
+    rejected_logps,
+    chosen_lengths,
+    rejected_lengths,
+    ref_chosen_logps=None,
+    ref_rejected_logps=None,
+    example_mask=None,
+    beta: float = 2.0,
+    gamma_beta_ratio: float = 0.25,
+    label_smoothing: float = 0.0,
+    loss_type: str = "sigmoid",
+    sft_weight: float = 0.0,
+):
+    """SimPO (Meng, Xia & Chen, 2024): reference-free, length-normalized, with target margin γ.
+
+    z = β (log π_w/|y_w| − log π_l/|y_l|) − γ, γ = β·gamma_beta_ratio;
+    L = −(1−ε) log σ(z) − ε log σ(−z) (loss_type "sigmoid"), or max(0, 1 − z) ("hinge").
+    This is the code form of princeton-nlp/SimPO, logits = (avg_w − avg_l) − γ/β and z = β·logits,
+    identical to the paper's Eq. 6 with γ = β·gamma_beta_ratio. Defaults from scripts/simpo_config.py: β = 2.0, γ/β = 0.25, ε = 0,
+    sft_weight = 0 (SFT term off, as in the released models). TRL's CPOTrainer(loss_type="simpo")
+    takes γ itself as `simpo_gamma` (default 0.5 = 2.0·0.25, the same default).
+    Reference log-probs are accepted for a uniform call signature and ignored.
+    """
+    chosen, rejected, _, _, w = _pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
+    len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "simpo")
+    avg_w, avg_l = chosen / len_w, rejected / len_r
+    logits = (avg_w - avg_l) - gamma_beta_ratio
+    if loss_type == "sigmoid":
+        per_example = _smoothed_sigmoid_loss(beta * logits, label_smoothing)
+    elif loss_type == "hinge":
+        per_example = jax.nn.relu(1.0 - beta * logits)
+    else:
+        raise ValueError(f"simpo: loss_type must be 'sigmoid' or 'hinge', got {loss_type!r}")
+    loss, metrics = _finish(per_example, w, chosen_rewards=beta * avg_w, rejected_rewards=beta * avg_l,
+                            chosen_logps=chosen, rejected_logps=rejected)
+    if sft_weight:
+        nll = _chosen_token_nll(chosen, len_w, w)
+        loss = loss + sft_weight * nll
+        metrics["nll_loss"] = jax.lax.stop_gradient(nll)
+    return loss, metrics
+
+
+@register("cpo")
+def cpo(
+    *,
+    chosen_logps,
+    rejected_logps,
+    chosen_lengths,
+    rejected_lengths,
+    ref_chosen_logps=None,
+    ref_rejected_logps=None,
+    example_mask=None,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+    loss_type: str = "sigmoid",
+    simpo_gamma: float = 0.5,
+    cpo_alpha: float = 1.0,
+):
+    """CPO (Xu et al., 2024, "Contrastive Preference Optimization") as TRL's CPOTrainer.
+
+    Reference-free preference term on s = log π (summed) for "sigmoid"/"hinge" and on
+    s = log π/|y| (averaged) for "ipo"/"simpo", as TRL (`average_log_prob = loss_type in
+    [ipo, simpo]`); d = s_w − s_l:
+      sigmoid: −(1−ε) log σ(βd) − ε log σ(−βd)   (CPO paper Eq. 3 at ε = 0)
+      simpo:   same with d − γ/β (γ = simpo_gamma)
+      hinge:   max(0, 1 − βd)
+      ipo:     (d − 1/(2β))²
+    plus cpo_alpha × NLL(chosen) (token mean, `_chosen_token_nll`). Defaults are TRL's
+    (β = 0.1, ε = 0, γ = 0.5, α = 1). Rewards β·s.
+    """
+    chosen, rejected, _, _, w = _pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
+    len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "cpo")
+    if loss_type in ("ipo", "simpo"):
+        s_w, s_l = chosen / len_w, rejected / len_r
+    else:
+        s_w, s_l = chosen, rejected
+    d = s_w - s_l
+    if loss_type == "sigmoid":
+        per_example = _smoothed_sigmoid_loss(beta * d, label_smoothing)
+    elif loss_type == "simpo":
+        per_example = _smoothed_sigmoid_loss(beta * (d - simpo_gamma / beta), label_smoothing)
+    elif loss_type == "hinge":
+        per_example = jax.nn.relu(1.0 - beta * d)
+    elif loss_type == "ipo":
+        per_example = jnp.square(d - 1.0 / (2.0 * beta))
+    else:
+        raise ValueError(f"cpo: loss_type must be one of sigmoid, simpo, hinge, ipo; got {loss_type!r}")
+    nll = _chosen_token_nll(chosen, len_w, w)
+    preference_loss, metrics = _finish(per_example, w, chosen_rewards=beta * s_w, rejected_rewards=beta * s_l,
+                                       chosen_logps=s_w, rejected_logps=s_l)
+    metrics["nll_loss"] = jax.lax.stop_gradient(nll)
+    return preference_loss + cpo_alpha * nll, metrics
+
+
+@register("orpo")
+def orpo(
+    *,
+    chosen_logps,
+    rejected_logps,
+    chosen_lengths,
+    rejected_lengths,
+    ref_chosen_logps=None,
+    ref_rejected_logps=None,
+    example_mask=None,
+    beta: float = 0.1,
+    chosen_nll=None,
+):
+    """ORPO (Hong, Lee & Thorne, 2024): L = NLL(y_w) − λ · mean log σ(log odds_w − log odds_l).
+
+    With P(y|x) = exp(log π(y|x)/|y|) (length-averaged), log odds(y) = log P − log(1 − P), where
+    log(1 − P) = log1mexp(log P) (stable two-branch form; TRL uses log1p(−exp(·)), same value).
+    λ = `beta` = 0.1 (TRL's default and the paper's). NLL: `chosen_nll` if given (e.g. computed
+    with prompt tokens included, TRL's behaviour when the prompt is not masked); by default the
+    token-mean NLL of the chosen response tokens (METHODS.md Appendix A.3: response only).
+    Rewards β·avg log π, as TRL.
+    """
+    chosen, rejected, _, _, w = _pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
+    len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "orpo")
+    avg_w, avg_l = chosen / len_w, rejected / len_r
+    log_odds = (avg_w - avg_l) - (numerics.log1mexp(avg_w) - numerics.log1mexp(avg_l))
+    log_sigmoid_odds = numerics.log_sigmoid(log_odds)
+    nll = _chosen_token_nll(chosen, len_w, w) if chosen_nll is None else jnp.asarray(chosen_nll, jnp.float32)
+    odds_loss, metrics = _finish(-beta * log_sigmoid_odds, w, chosen_rewards=beta * avg_w, rejected_rewards=beta * avg_l,
+                                 chosen_logps=avg_w, rejected_logps=avg_l,
+                                 extra={"log_odds_ratio": _mean(log_sigmoid_odds, w), "log_odds_chosen": _mean(log_odds, w)})
+    metrics["nll_loss"] = jax.lax.stop_gradient(nll)
+    return nll + odds_loss, metrics
+
+
+# --------------------------------------------------------------------------------------------
+# KTO (unpaired)
+# --------------------------------------------------------------------------------------------
+
+
+def kto_kl_baseline(kl_logps, ref_kl_logps, *, axis_name=None):
+    """KTO's reference point z0 = max(0, mean_i [log π_θ(y'_i|x_i) − log π_ref(y'_i|x_i)]), detached.
+
+    (x_i, y'_i) are mismatched pairs (TRL cycles completions by one within the batch). Under
+    pmap/shard_map pass `axis_name` to average across devices first, as TRL gathers.
+    """
+    kl = jnp.mean(_f32("kl_logps", kl_logps) - _f32("ref_kl_logps", ref_kl_logps))
+    if axis_name is not None:
+        kl = jax.lax.pmean(kl, axis_name)
+    return jax.lax.stop_gradient(jnp.maximum(kl, 0.0))
+
+
+@register("kto")
+def kto(
+    *,
+    logps,
+    ref_logps,
+    desirable,
+    kl_baseline,
+    example_mask=None,
+    beta: float = 0.1,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+):
+    """KTO (Ethayarajh et al., 2024), unpaired: each example has one completion and a label.
+
+    r = log π_θ(y|x) − log π_ref(y|x) (summed); z0 = `kl_baseline` (see `kto_kl_baseline`; a
+    stop-gradient is applied here too). Per example:
+      desirable:   λ_D (1 − σ(β(r − z0)))
+      undesirable: λ_U (1 − σ(β(z0 − r)))
+    loss = mean over the batch. Defaults β = 0.1, λ_D = λ_U = 1 (paper and TRL). TRL warns unless
+    λ_D·n_D / (λ_U·n_U) ∈ [1, 4/3].
+    """
+    policy = _f32("logps", logps)
+    batch = policy.shape[0]
+    ref = jax.lax.stop_gradient(_f32("ref_logps", ref_logps, batch))
+    is_desirable = jnp.asarray(desirable).astype(bool)
+    chex.assert_shape(is_desirable, (batch,), custom_message="kto: `desirable` must be [B] booleans")
+    w = _example_weights(example_mask, batch)
+    z0 = jax.lax.stop_gradient(jnp.asarray(kl_baseline, jnp.float32))
+    rewards = beta * (policy - ref)
+    logratio = policy - ref
+    per_example = jnp.where(
+        is_desirable,
+        desirable_weight * (1.0 - jax.nn.sigmoid(beta * (logratio - z0))),
+        undesirable_weight * (1.0 - jax.nn.sigmoid(beta * (z0 - logratio))),
+    )
+    loss = _mean(per_example, w)
+    w_d, w_u = w * is_desirable, w * (~is_desirable)
+    rewards = jax.lax.stop_gradient(rewards)
+    metrics = {
+        "kl": z0,
+        "rewards/chosen": _mean(rewards, w_d),
+        "rewards/rejected": _mean(rewards, w_u),
+        "rewards/margins": _mean(rewards, w_d) - _mean(rewards, w_u),
+        "logps/chosen": _mean(jax.lax.stop_gradient(policy), w_d),
+        "logps/rejected": _mean(jax.lax.stop_gradient(policy), w_u),
+        "count/chosen": jnp.sum(w_d),
+        "count/rejected": jnp.sum(w_u),
+    }
+    return loss, metrics
+
+
+__all__ = [
+    "dpo", "robust_dpo", "ipo", "hinge", "exo_pair", "nca_pair", "bco_pair", "bco_update_running_mean",
+    "sppo_hard", "aot", "aot_pair", "apo_zero", "apo_down", "discopop", "ln_dpo", "simpo", "cpo", "orpo",
+    "kto", "kto_kl_baseline",
+]
