@@ -1,0 +1,252 @@
+"""GGUF import: config from the metadata, tensors renamed to Hugging Face names, dequantized lazily.
+
+A GGUF file (llama.cpp's format, https://github.com/ggml-org/ggml/blob/master/docs/gguf.md) holds
+key/value metadata and named tensors. For the Llama family:
+
+* metadata ``llama.*`` -> the HF ``config.json`` fields (``hf_config_from_gguf``);
+* ``token_embd`` / ``blk.N.attn_q`` / ... -> ``model.embed_tokens`` / ``model.layers.N.self_attn.q_proj``
+  / ... (``GGUF_TO_HF``);
+* quantized blocks (Q4_0, Q4_1, Q8_0, Q6_K, ...) are dequantized with the ``gguf`` package's own
+  ``gguf.quants.dequantize`` (the block formats are not re-implemented here);
+* llama.cpp's converter (convert_hf_to_gguf.py, ``LlamaModel.permute``) stores the Q and K projections
+  with the rows of each head reordered from HF's "rotate half" rotary layout to the interleaved
+  layout: ``w.reshape(H, 2, d/2, D).swapaxes(1, 2)``. ``unpermute_qk`` applies the inverse
+  ``w.reshape(H, d/2, 2, D).swapaxes(1, 2)`` (as transformers' integrations/ggml.py does), with
+  ``H`` the number of KV heads for K.
+
+Tensors are read lazily: ``GGUFTensors`` is a ``Mapping`` whose values are dequantized on access
+from the reader's memory map, so a sharded load touches one tensor at a time.
+"""
+from __future__ import annotations
+
+import collections.abc
+import os
+import re
+from typing import Any, Iterator
+
+import gguf
+import numpy as np
+
+# Tensor types whose dequantization this module checks in its tests; every other type the gguf
+# package can dequantize is accepted too (``_dequantize`` raises for the rest, naming the tensor).
+TESTED_TENSOR_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q6_K")
+
+# llama.cpp architecture name -> HF architecture. Mistral GGUFs are written as "llama" (the
+# sliding window, when present, comes from ``llama.attention.sliding_window``).
+_ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM"}
+
+_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_BLOCK_NAMES = {
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+_BLOCK_RE = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")
+
+
+class GGUFError(ValueError):
+    """Bad or unsupported GGUF content; the message names the file and the key or tensor."""
+
+
+def open_gguf(path: str | os.PathLike) -> gguf.GGUFReader:
+    """Opens ``path`` as a memory-mapped ``gguf.GGUFReader`` (tensor data is not read yet)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"GGUF file not found: {path}")
+    try:
+        reader = gguf.GGUFReader(path, "r")
+    except Exception as e:  # the gguf package raises bare ValueErrors on bad magic/version
+        raise GGUFError(f"{path}: not a readable GGUF file ({e})") from e
+    # Remember where it came from so later errors can name the file.
+    reader.alignax_path = path  # type: ignore[attr-defined]
+    return reader
+
+
+def _path(reader: gguf.GGUFReader) -> str:
+    """The file a reader was opened from (for error messages)."""
+    path = getattr(reader, "alignax_path", None)
+    if path is None:  # a reader opened directly with gguf.GGUFReader: its memmap knows the file
+        path = getattr(getattr(reader, "data", None), "filename", None) or "<gguf>"
+    return str(path)
+
+
+def field_value(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:
+    """The Python value of metadata ``key`` (str, int, float, bool or list), or ``default``."""
+    field = reader.fields.get(key)
+    if field is None:
+        return default
+    return field.contents()
+
+
+def _required(reader: gguf.GGUFReader, key: str) -> Any:
+    value = field_value(reader, key)
+    if value is None:
+        raise GGUFError(f"{_path(reader)}: missing metadata key {key!r}")
+    return value
+
+
+def _float32_value(value: float) -> float:
+    """GGUF stores these as float32; take the shortest decimal that rounds to it (1e-05, not
+    9.999999747378752e-06), i.e. the value the HF config had before conversion."""
+    return float(str(np.float32(value)))
+
+
+def hf_config_from_gguf(reader: gguf.GGUFReader) -> dict[str, Any]:
+    """The HF ``config.json`` dict of a llama-architecture GGUF.
+
+    Mapping (llama.cpp gguf-py ``Keys`` -> transformers ``LlamaConfig``): block_count ->
+    num_hidden_layers, embedding_length -> hidden_size, feed_forward_length -> intermediate_size,
+    attention.head_count(_kv) -> num_attention_heads / num_key_value_heads, attention.key_length ->
+    head_dim, attention.layer_norm_rms_epsilon -> rms_norm_eps, rope.freq_base -> rope_theta,
+    context_length -> max_position_embeddings; tied embeddings when the file has no output.weight.
+    """
+    path = _path(reader)
+    arch = _required(reader, "general.architecture")
+    if arch not in _ARCHITECTURES:
+        raise GGUFError(f"{path}: unsupported architecture {arch!r} (general.architecture); "
+                        f"supported: {sorted(_ARCHITECTURES)}")
+    p = f"{arch}."
+    tensor_names = {t.name for t in reader.tensors}
+    if "rope_freqs.weight" in tensor_names:
+        # Llama 3.1+ GGUFs bake the llama3 rope scaling into per-frequency factors; recovering
+        # the HF rope_scaling dict from them is not implemented, and ignoring them changes outputs.
+        raise GGUFError(f"{path}: tensor 'rope_freqs.weight' (llama3 rope scaling) is not supported; "
+                        "load the Hugging Face checkpoint folder instead")
+    heads = int(_required(reader, p + "attention.head_count"))
+    tokens = field_value(reader, "tokenizer.ggml.tokens")
+    vocab_size = field_value(reader, p + "vocab_size")
+    if vocab_size is None:
+        if tokens is None:
+            raise GGUFError(f"{path}: neither {p}vocab_size nor tokenizer.ggml.tokens is present")
+        vocab_size = len(tokens)
+    key_length = field_value(reader, p + "attention.key_length")
+    rope_scaling = None
+    scaling_type = field_value(reader, p + "rope.scaling.type")
+    if scaling_type not in (None, "none"):
+        if scaling_type != "linear":
+            raise GGUFError(f"{path}: unsupported {p}rope.scaling.type {scaling_type!r}")
+        rope_scaling = {"rope_type": "linear", "factor": float(_required(reader, p + "rope.scaling.factor"))}
+    sliding_window = field_value(reader, p + "attention.sliding_window")
+    architecture = _ARCHITECTURES[arch]
+    if sliding_window is not None and arch == "llama":
+        architecture = "MistralForCausalLM"
+    config = {
+        "architectures": [architecture],
+        "model_type": "mistral" if architecture == "MistralForCausalLM" else "llama",
+        "vocab_size": int(vocab_size),
+        "hidden_size": int(_required(reader, p + "embedding_length")),
+        "intermediate_size": int(_required(reader, p + "feed_forward_length")),
+        "num_hidden_layers": int(_required(reader, p + "block_count")),
+        "num_attention_heads": heads,
+        "num_key_value_heads": int(field_value(reader, p + "attention.head_count_kv", heads)),
+        "head_dim": int(key_length) if key_length is not None else None,
+        "rms_norm_eps": _float32_value(field_value(reader, p + "attention.layer_norm_rms_epsilon", 1e-5)),
+        "rope_theta": _float32_value(field_value(reader, p + "rope.freq_base", 10000.0)),
+        "rope_scaling": rope_scaling,
+        "max_position_embeddings": int(field_value(reader, p + "context_length", 2048)),
+        "tie_word_embeddings": "output.weight" not in tensor_names,
+        "sliding_window": int(sliding_window) if sliding_window is not None else None,
+        "bos_token_id": field_value(reader, "tokenizer.ggml.bos_token_id"),
+        "eos_token_id": field_value(reader, "tokenizer.ggml.eos_token_id"),
+        "pad_token_id": field_value(reader, "tokenizer.ggml.padding_token_id"),
+    }
+    if config["head_dim"] is None:
+        config["head_dim"] = config["hidden_size"] // heads
+    return config
+
+
+def hf_name(gguf_name: str, *, path: str = "<gguf>") -> str:
+    """The HF parameter name of a llama GGUF tensor name (``blk.3.attn_q.weight`` ->
+    ``model.layers.3.self_attn.q_proj.weight``)."""
+    if gguf_name in _GLOBAL_NAMES:
+        return _GLOBAL_NAMES[gguf_name]
+    match = _BLOCK_RE.match(gguf_name)
+    if match is None or match.group(2) not in _BLOCK_NAMES:
+        raise GGUFError(f"{path}: unexpected tensor {gguf_name!r} for the llama architecture")
+    layer, part, kind = match.groups()
+    return f"model.layers.{layer}.{_BLOCK_NAMES[part]}.{kind}"
+
+
+def unpermute_qk(weight: np.ndarray, num_heads: int) -> np.ndarray:
+    """Undoes llama.cpp's rotary row permutation of a Q or K projection ``[H*d, D]`` (or bias ``[H*d]``).
+
+    convert_hf_to_gguf.py writes ``w.reshape(H, 2, d//2, *rest).swapaxes(1, 2).reshape(w.shape)``;
+    this is its inverse, ``w.reshape(H, d//2, 2, *rest).swapaxes(1, 2).reshape(w.shape)``.
+    """
+    rows = weight.shape[0]
+    if rows % (2 * num_heads):
+        raise ValueError(f"cannot unpermute {weight.shape} over {num_heads} heads")
+    half = rows // num_heads // 2
+    return (weight.reshape(num_heads, half, 2, *weight.shape[1:])
+            .swapaxes(1, 2).reshape(weight.shape))
+
+
+def dequantize_tensor(tensor: gguf.ReaderTensor, *, path: str = "<gguf>") -> np.ndarray:
+    """The float32 value of one GGUF tensor, in numpy (row-major, HF) shape ``reversed(ne)``."""
+    shape = tuple(int(n) for n in reversed(tensor.shape))
+    qtype = tensor.tensor_type
+    try:
+        values = gguf.quants.dequantize(tensor.data, qtype)
+    except NotImplementedError as e:
+        raise GGUFError(f"{path}: tensor {tensor.name!r} has unsupported type "
+                        f"{getattr(qtype, 'name', qtype)} ({e})") from e
+    return np.asarray(values, dtype=np.float32).reshape(shape)
+
+
+class GGUFTensors(collections.abc.Mapping):
+    """HF-named, dequantized float32 tensors of a llama GGUF, read on access (never all at once).
+
+    ``tensors["model.layers.0.self_attn.q_proj.weight"]`` -> ``np.ndarray [out, in]`` in HF layout
+    (Q/K un-permuted). ``tensors.gguf_type(name)`` gives the stored type (e.g. ``"Q4_1"``).
+    """
+
+    def __init__(self, reader: gguf.GGUFReader, config: dict[str, Any] | None = None):
+        self._reader = reader
+        self._path = _path(reader)
+        config = config or hf_config_from_gguf(reader)
+        self._num_heads = config["num_attention_heads"]
+        self._num_kv_heads = config["num_key_value_heads"]
+        self._by_name: dict[str, gguf.ReaderTensor] = {}
+        for tensor in reader.tensors:
+            name = hf_name(tensor.name, path=self._path)
+            self._by_name[name] = tensor
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        tensor = self._by_name.get(name)
+        if tensor is None:
+            raise KeyError(f"{self._path}: no tensor for {name!r}")
+        value = dequantize_tensor(tensor, path=self._path)
+        if ".self_attn.q_proj." in name:
+            value = unpermute_qk(value, self._num_heads)
+        elif ".self_attn.k_proj." in name:
+            value = unpermute_qk(value, self._num_kv_heads)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(int(n) for n in reversed(self._by_name[name].shape))
+
+    def gguf_type(self, name: str) -> str:
+        return self._by_name[name].tensor_type.name
+
+
+def read_gguf(path: str | os.PathLike) -> tuple[dict[str, Any], GGUFTensors, gguf.GGUFReader]:
+    """Opens a llama GGUF: ``(hf_config_dict, lazy HF-named tensors, reader)``."""
+    reader = open_gguf(path)
+    config = hf_config_from_gguf(reader)
+    return config, GGUFTensors(reader, config), reader
