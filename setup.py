@@ -28,6 +28,8 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8",
     "tqdm>=4.66",
     "absl-py>=2.0",
+    "rouge-score==0.1.2",  # L-Eval ROUGE (evaluate.leval)
+    "nltk>=3.9",  # rouge-score dependency; sentence split for rougeLsum
 ]
 
 TEST_REQUIRES = [
