@@ -203,46 +203,86 @@ def dequantize_tensor(tensor: gguf.ReaderTensor, *, path: str = "<gguf>") -> np.
     return np.asarray(values, dtype=np.float32).reshape(shape)
 
 
+class LazyGGUFTensor:
+    """One HF-named GGUF tensor, dequantized on indexing: ``t[rows, cols]`` reads and dequantizes
+    only the stored rows it needs (quantization blocks never cross rows), so a sharded load reads
+    each device's block. ``.shape`` (HF layout), ``.path`` (the file), ``.gguf_type``."""
+
+    def __init__(self, tensor: gguf.ReaderTensor, *, path: str, qk_heads: int | None = None):
+        self._tensor = tensor
+        self.path = path
+        self.name = tensor.name
+        self.shape = tuple(int(n) for n in reversed(tensor.shape))
+        self.dtype = np.dtype(np.float32)
+        self.gguf_type = tensor.tensor_type.name
+        # HF row r is stored row _rows[r]: unpermuting is a pure row gather, so applying it to
+        # arange gives the gather indices.
+        self._rows = None if qk_heads is None else unpermute_qk(np.arange(self.shape[0]), qk_heads)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if not isinstance(index, tuple):
+            index = (index,)
+        if len(self.shape) == 1 or not index or not isinstance(index[0], slice):
+            return self.read()[index]
+        rows = np.arange(self.shape[0])[index[0]]
+        stored_rows = rows if self._rows is None else self._rows[rows]
+        data = self._tensor.data.reshape(self.shape[0], -1)[stored_rows]
+        try:
+            values = gguf.quants.dequantize(data, self._tensor.tensor_type)
+        except NotImplementedError as e:
+            raise GGUFError(f"{self.path}: tensor {self.name!r} has unsupported type {self.gguf_type} ({e})") from e
+        values = np.asarray(values, dtype=np.float32).reshape(len(rows), *self.shape[1:])
+        return values[(slice(None),) + index[1:]]
+
+    def read(self) -> np.ndarray:
+        """The whole tensor, float32, HF layout."""
+        value = dequantize_tensor(self._tensor, path=self.path)
+        return value if self._rows is None else value[self._rows]
+
+    def __array__(self, dtype=None, copy=None):
+        value = self.read()
+        return value if dtype is None else value.astype(dtype)
+
+
 class GGUFTensors(collections.abc.Mapping):
     """HF-named, dequantized float32 tensors of a llama GGUF, read on access (never all at once).
 
     ``tensors["model.layers.0.self_attn.q_proj.weight"]`` -> ``np.ndarray [out, in]`` in HF layout
-    (Q/K un-permuted). ``tensors.gguf_type(name)`` gives the stored type (e.g. ``"Q4_1"``).
+    (Q/K un-permuted). ``tensors.lazy()`` -> ``{name: LazyGGUFTensor}`` for loaders that read
+    blocks (``hf_io.model_from_state_dict``). ``tensors.gguf_type(name)`` -> e.g. ``"Q4_1"``.
     """
 
     def __init__(self, reader: gguf.GGUFReader, config: dict[str, Any] | None = None):
-        self._reader = reader
         self._path = _path(reader)
         config = config or hf_config_from_gguf(reader)
-        self._num_heads = config["num_attention_heads"]
-        self._num_kv_heads = config["num_key_value_heads"]
-        self._by_name: dict[str, gguf.ReaderTensor] = {}
+        heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+        self._lazy: dict[str, LazyGGUFTensor] = {}
         for tensor in reader.tensors:
             name = hf_name(tensor.name, path=self._path)
-            self._by_name[name] = tensor
+            qk_heads = (heads if ".self_attn.q_proj." in name else
+                        kv_heads if ".self_attn.k_proj." in name else None)
+            self._lazy[name] = LazyGGUFTensor(tensor, path=self._path, qk_heads=qk_heads)
 
     def __getitem__(self, name: str) -> np.ndarray:
-        tensor = self._by_name.get(name)
-        if tensor is None:
+        lazy = self._lazy.get(name)
+        if lazy is None:
             raise KeyError(f"{self._path}: no tensor for {name!r}")
-        value = dequantize_tensor(tensor, path=self._path)
-        if ".self_attn.q_proj." in name:
-            value = unpermute_qk(value, self._num_heads)
-        elif ".self_attn.k_proj." in name:
-            value = unpermute_qk(value, self._num_kv_heads)
-        return value
+        return lazy.read()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._by_name)
+        return iter(self._lazy)
 
     def __len__(self) -> int:
-        return len(self._by_name)
+        return len(self._lazy)
+
+    def lazy(self) -> dict[str, LazyGGUFTensor]:
+        return dict(self._lazy)
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(int(n) for n in reversed(self._by_name[name].shape))
+        return self._lazy[name].shape
 
     def gguf_type(self, name: str) -> str:
-        return self._by_name[name].tensor_type.name
+        return self._lazy[name].gguf_type
 
 
 def read_gguf(path: str | os.PathLike) -> tuple[dict[str, Any], GGUFTensors, gguf.GGUFReader]:
