@@ -1,0 +1,173 @@
+"""Configuration of the Llama family (Llama 2/3/3.x, Mistral, SmolLM2).
+
+Field names follow Hugging Face's `config.json` (`LlamaConfig` / `MistralConfig` in transformers
+4.53) so that `LlamaConfig.from_hf(json.load(...))` and `cfg.to_hf()` are plain renames. The
+alignax-only fields (`dtype`, `param_dtype`, `remat`, `scan_layers`) control how the model runs and
+are never written to `config.json`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
+_MODEL_TYPES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral"}
+ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
+
+# HF keys that describe the network but that alignax supports only at their default value.
+_UNSUPPORTED_IF_SET = {
+    "attention_bias": False,
+    "mlp_bias": False,
+    "hidden_act": "silu",
+    "pretraining_tp": 1,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+  """Hyperparameters of a Llama-family decoder; HF names, HF meanings.
+
+  `head_dim=None` means `hidden_size // num_attention_heads` (resolved in `__post_init__`).
+  `rope_scaling` is None or HF's dict, e.g. `{"rope_type": "llama3", "factor": 8.0,
+  "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}`.
+  `sliding_window` (Mistral) limits each query to the `sliding_window` most recent keys, itself
+  included (transformers: `kv_idx > q_idx - sliding_window`).
+  """
+
+  vocab_size: int = 32000
+  hidden_size: int = 4096
+  intermediate_size: int = 11008
+  num_hidden_layers: int = 32
+  num_attention_heads: int = 32
+  num_key_value_heads: int | None = None
+  head_dim: int | None = None
+  rms_norm_eps: float = 1e-6
+  rope_theta: float = 10000.0
+  rope_scaling: Mapping[str, Any] | None = None
+  max_position_embeddings: int = 2048
+  tie_word_embeddings: bool = False
+  sliding_window: int | None = None
+  bos_token_id: int | None = 1
+  eos_token_id: int | list[int] | None = 2
+  pad_token_id: int | None = None
+  architecture: str = "LlamaForCausalLM"
+  # alignax-only: how the model runs, not what it is.
+  dtype: str = "float32"        # compute dtype of activations (logits are always float32)
+  param_dtype: str = "float32"  # storage dtype of parameters
+  remat: bool = False           # rematerialize each decoder block in the backward pass
+  scan_layers: bool = False     # stack the blocks' parameters and run them with lax.scan
+
+  def __post_init__(self):
+    # frozen dataclass: defaults derived from other fields are set with object.__setattr__.
+    if self.num_key_value_heads is None:
+      object.__setattr__(self, "num_key_value_heads", self.num_attention_heads)
+    if self.head_dim is None:
+      object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
+    if isinstance(self.eos_token_id, list):
+      object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
+    if self.rope_scaling is not None:
+      scaling = dict(self.rope_scaling)
+      # Older checkpoints write "type" instead of "rope_type" (transformers accepts both).
+      if "rope_type" not in scaling and "type" in scaling:
+        scaling["rope_type"] = scaling.pop("type")
+      rope_type = scaling.get("rope_type", "default")
+      if rope_type not in ROPE_TYPES:
+        raise ValueError(f"rope_scaling.rope_type={rope_type!r} is not supported; expected one of {ROPE_TYPES}")
+      # A tuple of items keeps the frozen dataclass hashable (jit static args need that).
+      object.__setattr__(self, "rope_scaling", _FrozenDict(scaling))
+    if self.architecture not in ARCHITECTURES:
+      raise ValueError(f"architecture {self.architecture!r} is not supported; expected one of {ARCHITECTURES}")
+    if self.num_attention_heads % self.num_key_value_heads:
+      raise ValueError(
+          f"num_attention_heads={self.num_attention_heads} is not a multiple of "
+          f"num_key_value_heads={self.num_key_value_heads}")
+    if self.head_dim % 2:
+      raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+
+  @property
+  def rope_type(self) -> str:
+    return "default" if self.rope_scaling is None else self.rope_scaling.get("rope_type", "default")
+
+  @classmethod
+  def from_hf(cls, config: Mapping[str, Any], **overrides) -> "LlamaConfig":
+    """Builds a config from a Hugging Face `config.json` dict; `overrides` set alignax fields."""
+    architectures = config.get("architectures") or []
+    if architectures:
+      architecture = architectures[0]
+    else:
+      architecture = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM"}.get(
+          config.get("model_type"), None)
+    if architecture not in ARCHITECTURES:
+      raise ValueError(
+          f"config.json: unknown architecture {architecture!r} (architectures={architectures!r}, "
+          f"model_type={config.get('model_type')!r}); alignax supports {ARCHITECTURES}")
+    for key, default in _UNSUPPORTED_IF_SET.items():
+      if config.get(key, default) != default:
+        raise ValueError(f"config.json: {key}={config[key]!r} is not supported (only {default!r})")
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in config.items() if k in names and k not in ("dtype", "param_dtype")}
+    if architecture == "MistralForCausalLM":
+      kwargs.setdefault("sliding_window", 4096)  # MistralConfig's default when the key is absent
+    kwargs["architecture"] = architecture
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+  def to_hf(self) -> dict[str, Any]:
+    """The `config.json` dict transformers reads back into an equivalent model."""
+    out = {
+        "architectures": [self.architecture],
+        "model_type": _MODEL_TYPES[self.architecture],
+        "vocab_size": self.vocab_size,
+        "hidden_size": self.hidden_size,
+        "intermediate_size": self.intermediate_size,
+        "num_hidden_layers": self.num_hidden_layers,
+        "num_attention_heads": self.num_attention_heads,
+        "num_key_value_heads": self.num_key_value_heads,
+        "head_dim": self.head_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": self.rms_norm_eps,
+        "rope_theta": self.rope_theta,
+        "max_position_embeddings": self.max_position_embeddings,
+        "tie_word_embeddings": self.tie_word_embeddings,
+        "bos_token_id": self.bos_token_id,
+        "eos_token_id": list(self.eos_token_id) if isinstance(self.eos_token_id, tuple) else self.eos_token_id,
+        "pad_token_id": self.pad_token_id,
+        "torch_dtype": self.param_dtype,
+    }
+    if self.architecture == "MistralForCausalLM":
+      out["sliding_window"] = self.sliding_window
+      if self.rope_scaling is not None:
+        raise ValueError("MistralForCausalLM has no rope_scaling in transformers; cannot export it")
+    else:
+      out["rope_scaling"] = None if self.rope_scaling is None else dict(self.rope_scaling)
+      out["attention_bias"] = False
+      out["mlp_bias"] = False
+      if self.sliding_window is not None:
+        raise ValueError("LlamaForCausalLM has no sliding window in transformers; use MistralForCausalLM")
+    return out
+
+  @classmethod
+  def tiny(cls, **overrides) -> "LlamaConfig":
+    """A tiny random-weights config for tests: vocab 256, hidden 64, 2 layers, 4 heads, 2 KV heads."""
+    kwargs = dict(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, rope_theta=10000.0,
+        max_position_embeddings=128, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+
+class _FrozenDict(dict):
+  """A read-only, hashable dict (the config is a frozen dataclass and a jit static argument)."""
+
+  def __hash__(self):
+    return hash(tuple(sorted((k, _hashable(v)) for k, v in self.items())))
+
+  def _readonly(self, *args, **kwargs):
+    raise TypeError("LlamaConfig.rope_scaling is read-only; use dataclasses.replace")
+
+  __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = _readonly
+
+
+def _hashable(value):
+  return tuple(value) if isinstance(value, list) else value
