@@ -1,0 +1,621 @@
+"""Tests for the non-DPO objectives: SFT/SoFT, SPPO/INPO/DNO, CUT, CGPO/FSPO, reward_bt, PPO set,
+SpecDec++ head.
+
+References are independent of the code under test: numpy/plain-Python formulas written from the
+papers, TRL 0.19.1's own functions (DPOTrainer.dpo_loss, RewardTrainer.compute_loss,
+trl.core.masked_whiten/masked_mean), torch re-statements of the official AlpacaFarm / CUT /
+SpecDec++ code, and finite differences for gradients.
+"""
+import functools
+import math
+from types import SimpleNamespace
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import alignax.losses as losses
+from alignax.losses import cgpo, cut, nash, ppo, reward, sft, specdec
+
+torch = pytest.importorskip("torch")
+
+ATOL = 1e-5
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _pair_arrays(batch=6, seed=0, scale=3.0):
+    rng = _rng(seed)
+    return {name: (rng.normal(size=batch) * scale - 20.0).astype(np.float32)
+            for name in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")}
+
+
+def _t(x):
+    return torch.tensor(np.asarray(x, dtype=np.float64))
+
+
+@pytest.fixture(scope="module")
+def trl_dpo():
+    """TRL 0.19.1 DPOTrainer.dpo_loss, called on log-probs with a namespace as `self`."""
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    def call(loss_type, beta, chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps):
+        namespace = SimpleNamespace(accelerator=SimpleNamespace(device="cpu"), f_divergence_type="reverse_kl",
+                                    f_divergence_params={}, reference_free=False, loss_type=loss_type, beta=beta,
+                                    label_smoothing=0.0, use_weighting=False)
+        out = DPOTrainer.dpo_loss(namespace, _t(chosen_logps), _t(rejected_logps), _t(ref_chosen_logps), _t(ref_rejected_logps))
+        return [o.numpy() for o in out]
+
+    return call
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry, dtypes
+
+
+def test_every_objective_is_registered():
+    for name in ("sft", "soft", "sppo", "sppo_single", "sppo_sample", "inpo", "dno", "cut", "crpg", "codpo",
+                 "crraft", "fspo", "reward_bt", "ppo", "ppo_policy", "ppo_value", "specdec_acceptance"):
+        assert callable(losses.get(name)), name
+
+
+def test_bf16_inputs_give_fp32_losses():
+    pair = {k: jnp.asarray(v, jnp.bfloat16) for k, v in _pair_arrays().items()}
+    probs = jnp.full((6,), 0.7, jnp.bfloat16)
+    results = [
+        nash.sppo(**pair, chosen_win_probs=probs, rejected_win_probs=1 - probs),
+        nash.inpo(**pair, prev_chosen_logps=pair["ref_chosen_logps"], prev_rejected_logps=pair["ref_rejected_logps"]),
+        nash.dno(**pair),
+        cgpo.fspo(**pair),
+        reward.reward_bt(chosen_rewards=pair["chosen_logps"], rejected_rewards=pair["rejected_logps"]),
+        sft.sft(token_logps=jnp.full((2, 3), -1.0, jnp.bfloat16), loss_mask=jnp.ones((2, 3), bool)),
+    ]
+    for loss, metrics in results:
+        assert loss.dtype == jnp.float32 and loss.shape == ()
+        for value in metrics.values():
+            assert value.shape == ()
+
+
+# ----------------------------------------------------------------------------------------------
+# SFT and SoFT
+
+
+class SFTTest(chex.TestCase):
+
+    def setUp(self):
+        rng = _rng(1)
+        self.logps = -rng.exponential(size=(3, 5)).astype(np.float32)
+        self.mask = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 0]], np.float32)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_token_and_sequence_mean_closed_form(self):
+        nll = -self.logps * self.mask
+        token_mean = nll.sum() / self.mask.sum()
+        sequence_mean = np.mean(nll.sum(1) / self.mask.sum(1))
+        fn = self.variant(functools.partial(sft.sft, reduction="token_mean"))
+        loss, metrics = fn(token_logps=self.logps, loss_mask=self.mask)
+        np.testing.assert_allclose(loss, token_mean, atol=ATOL)
+        np.testing.assert_allclose(metrics["ppl"], np.exp(token_mean), rtol=1e-5)
+        fn = self.variant(functools.partial(sft.sft, reduction="sequence_mean"))
+        np.testing.assert_allclose(fn(token_logps=self.logps, loss_mask=self.mask)[0], sequence_mean, atol=ATOL)
+
+    def test_padding_does_not_change_the_loss(self):
+        for reduction in ("token_mean", "sequence_mean"):
+            base, _ = sft.sft(token_logps=self.logps, loss_mask=self.mask, reduction=reduction)
+            padded_logps = np.pad(self.logps, ((0, 2), (0, 3)), constant_values=-123.0)
+            padded_mask = np.pad(self.mask, ((0, 2), (0, 3)))
+            padded, _ = sft.sft(token_logps=padded_logps, loss_mask=padded_mask, reduction=reduction)
+            np.testing.assert_allclose(padded, base, atol=ATOL)
+
+    def test_gradient_accumulation_with_global_token_count(self):
+        full, _ = sft.sft(token_logps=self.logps, loss_mask=self.mask)
+        total = self.mask.sum()
+        parts = [sft.sft(token_logps=self.logps[s], loss_mask=self.mask[s], num_tokens=total)[0]
+                 for s in (slice(0, 1), slice(1, 3))]
+        np.testing.assert_allclose(sum(parts), full, atol=ATOL)
+        # Without the global count the micro-batch means do not add up to the full-batch mean.
+        naive = sum(sft.sft(token_logps=self.logps[s], loss_mask=self.mask[s])[0] for s in (slice(0, 1), slice(1, 3)))
+        assert abs(float(naive) - float(full)) > 1e-3
+
+    def test_gradient_matches_finite_differences(self):
+        fn = lambda x: sft.sft(token_logps=x, loss_mask=self.mask, reduction="sequence_mean")[0]
+        check_grads(fn, (jnp.asarray(self.logps),), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+    def test_bad_arguments_are_named(self):
+        with pytest.raises(ValueError, match="reduction"):
+            sft.sft(token_logps=self.logps, loss_mask=self.mask, reduction="sum")
+        with pytest.raises(ValueError, match="num_tokens"):
+            sft.sft(token_logps=self.logps, loss_mask=self.mask, reduction="sequence_mean", num_tokens=3)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_soft_sums_or_averages_the_exit_nlls(self):
+        exits = np.stack([self.logps * s for s in (3.0, 2.0, 1.0)])
+        per_exit = [float((-e * self.mask).sum() / self.mask.sum()) for e in exits]
+        fn = self.variant(functools.partial(sft.soft, exit_layers=(12, 16, 20)))
+        loss, metrics = fn(exit_token_logps=exits, loss_mask=self.mask)
+        np.testing.assert_allclose(loss, sum(per_exit), atol=1e-4)
+        np.testing.assert_allclose(metrics["nll/exit_16"], per_exit[1], atol=ATOL)
+        np.testing.assert_allclose(metrics["nll"], per_exit[-1], atol=ATOL)
+        fn = self.variant(functools.partial(sft.soft, exit_reduction="mean"))
+        np.testing.assert_allclose(fn(exit_token_logps=exits, loss_mask=self.mask)[0], np.mean(per_exit), atol=1e-4)
+
+    def test_soft_rejects_mismatched_exit_names(self):
+        with pytest.raises(ValueError, match="exit_layers"):
+            sft.soft(exit_token_logps=np.zeros((2, 3, 5), np.float32), loss_mask=self.mask, exit_layers=(1, 2, 3))
+
+
+# ----------------------------------------------------------------------------------------------
+# SPPO, INPO, DNO
+
+
+class NashTest(chex.TestCase):
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_sppo_closed_form(self):
+        # beta = 0.5 -> eta = 2. Chosen: rho = 1, P = 1 -> target 1, error 0. Rejected: rho = 0, P = 0
+        # -> target -1, error 1. Loss = 0.5 * (0 + 1).
+        fn = self.variant(functools.partial(nash.sppo, beta=0.5))
+        loss, metrics = fn(chosen_logps=jnp.array([-4.0]), rejected_logps=jnp.array([-6.0]),
+                           ref_chosen_logps=jnp.array([-5.0]), ref_rejected_logps=jnp.array([-6.0]),
+                           chosen_win_probs=jnp.array([1.0]), rejected_win_probs=jnp.array([0.0]))
+        np.testing.assert_allclose(loss, 0.5, atol=ATOL)
+        np.testing.assert_allclose(metrics["rewards/chosen"], 0.5, atol=ATOL)
+
+    def test_sppo_per_sample_form_equals_pair_form(self):
+        pair = _pair_arrays(seed=3)
+        rng = _rng(3)
+        qw, ql = rng.uniform(size=6).astype(np.float32), rng.uniform(size=6).astype(np.float32)
+        pair_loss, _ = nash.sppo(**pair, chosen_win_probs=qw, rejected_win_probs=ql, beta=0.1)
+        sample_loss, _ = nash.sppo_sample(logps=np.concatenate([pair["chosen_logps"], pair["rejected_logps"]]),
+                                          ref_logps=np.concatenate([pair["ref_chosen_logps"], pair["ref_rejected_logps"]]),
+                                          win_probs=np.concatenate([qw, ql]), beta=0.1)
+        np.testing.assert_allclose(pair_loss, sample_loss, rtol=1e-5)
+
+    def test_sppo_single_is_symmetric_under_swap(self):
+        pair = _pair_arrays(seed=4)
+        q = _rng(4).uniform(size=6).astype(np.float32)
+        forward, _ = nash.sppo_single(**pair, chosen_pref_probs=q, beta=0.1)
+        swapped, _ = nash.sppo_single(chosen_logps=pair["rejected_logps"], rejected_logps=pair["chosen_logps"],
+                                      ref_chosen_logps=pair["ref_rejected_logps"], ref_rejected_logps=pair["ref_chosen_logps"],
+                                      chosen_pref_probs=1 - q, beta=0.1)
+        np.testing.assert_allclose(forward, swapped, rtol=1e-5)
+
+    def test_sppo_gradient_matches_finite_differences(self):
+        pair = _pair_arrays(seed=5, scale=0.5)
+        fn = lambda w: nash.sppo(**{**pair, "chosen_logps": w}, chosen_win_probs=np.full(6, 0.8, np.float32),
+                                 rejected_win_probs=np.full(6, 0.3, np.float32), beta=1.0)[0]
+        check_grads(fn, (jnp.asarray(pair["chosen_logps"]),), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+    def test_inpo_tau_and_ref_weight_are_the_same_knob(self):
+        pair = _pair_arrays(seed=6)
+        prev = {"prev_chosen_logps": pair["ref_chosen_logps"] + 1.0, "prev_rejected_logps": pair["ref_rejected_logps"] - 0.5}
+        a, _ = nash.inpo(**pair, **prev, eta=0.01, tau=0.005)
+        b, _ = nash.inpo(**pair, **prev, eta=0.01, ref_weight=0.5)
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+        with pytest.raises(ValueError, match="tau"):
+            nash.inpo(**pair, **prev, tau=0.1, ref_weight=0.5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_inpo_closed_form(self):
+        # c = 1/3, eta = 0.25 -> target 2. pi margin 3, ref margin 3, prev margin 0:
+        # h = 3 - 1 - 0 = 2 -> loss 0. With prev margin 3: h = 3 - 1 - 2 = 0 -> loss 4.
+        fn = self.variant(functools.partial(nash.inpo, eta=0.25))
+        args = dict(chosen_logps=jnp.array([-1.0]), rejected_logps=jnp.array([-4.0]),
+                    ref_chosen_logps=jnp.array([-2.0]), ref_rejected_logps=jnp.array([-5.0]))
+        np.testing.assert_allclose(fn(**args, prev_chosen_logps=jnp.array([-3.0]), prev_rejected_logps=jnp.array([-3.0]))[0], 0.0, atol=1e-5)
+        np.testing.assert_allclose(fn(**args, prev_chosen_logps=jnp.array([-2.0]), prev_rejected_logps=jnp.array([-5.0]))[0], 4.0, atol=1e-5)
+
+
+def test_sppo_hard_labels_equal_trl_sppo_hard(trl_dpo):
+    pair = _pair_arrays(seed=7, scale=0.5)
+    beta = 0.5
+    ones, zeros = np.ones(6, np.float32), np.zeros(6, np.float32)
+    ours, metrics = nash.sppo(**pair, chosen_win_probs=ones, rejected_win_probs=zeros, beta=beta)
+    trl_losses, trl_chosen, trl_rejected = trl_dpo("sppo_hard", beta, **pair)
+    # TRL's sppo_hard drops the factor 1/2 of the official SPPO loss.
+    np.testing.assert_allclose(2 * ours, trl_losses.mean(), rtol=1e-5)
+    np.testing.assert_allclose(metrics["rewards/chosen"], trl_chosen.mean(), atol=ATOL)
+    np.testing.assert_allclose(metrics["rewards/rejected"], trl_rejected.mean(), atol=ATOL)
+
+
+@pytest.mark.parametrize("ref_weight", [0.0, 1.0])
+def test_inpo_endpoints_equal_trl_ipo(trl_dpo, ref_weight):
+    """c = 0 is IPO against the previous iterate; c = 1 is IPO against the reference (beta = eta)."""
+    pair = _pair_arrays(seed=8, scale=0.3)
+    prev = {"prev_chosen_logps": pair["ref_chosen_logps"] + 0.7, "prev_rejected_logps": pair["ref_rejected_logps"] - 0.2}
+    eta = 0.5
+    ours, _ = nash.inpo(**pair, **prev, eta=eta, ref_weight=ref_weight)
+    reference = (pair["ref_chosen_logps"], pair["ref_rejected_logps"]) if ref_weight else (prev["prev_chosen_logps"], prev["prev_rejected_logps"])
+    trl_losses, _, _ = trl_dpo("ipo", eta, pair["chosen_logps"], pair["rejected_logps"], *reference)
+    np.testing.assert_allclose(ours, trl_losses.mean(), rtol=1e-5)
+
+
+def test_dno_equals_trl_sigmoid_with_previous_iterate_as_reference(trl_dpo):
+    pair = _pair_arrays(seed=9)
+    ours, metrics = nash.dno(**pair, beta=0.1)
+    trl_losses, trl_chosen, trl_rejected = trl_dpo("sigmoid", 0.1, **pair)
+    np.testing.assert_allclose(ours, trl_losses.mean(), atol=ATOL)
+    np.testing.assert_allclose(metrics["rewards/margins"], (trl_chosen - trl_rejected).mean(), atol=ATOL)
+    np.testing.assert_allclose(metrics["rewards/accuracies"], (trl_chosen > trl_rejected).mean(), atol=ATOL)
+
+
+def test_dno_zero_margin_is_log2_and_mask_drops_pairs():
+    zeros = np.zeros(4, np.float32)
+    loss, _ = nash.dno(chosen_logps=zeros, rejected_logps=zeros, ref_chosen_logps=zeros, ref_rejected_logps=zeros)
+    np.testing.assert_allclose(loss, math.log(2.0), atol=ATOL)
+    pair = _pair_arrays(seed=10, batch=4)
+    keep = nash.dno_margin_filter(chosen_scores=np.array([9.0, 5.0, 8.0, 6.0]), rejected_scores=np.array([1.0, 4.0, 7.5, 1.0]), min_margin=2.0)
+    np.testing.assert_array_equal(keep, [True, False, False, True])
+    masked, metrics = nash.dno(**pair, pair_mask=keep)
+    kept, _ = nash.dno(**{k: v[np.asarray(keep)] for k, v in pair.items()})
+    np.testing.assert_allclose(masked, kept, atol=ATOL)
+    assert float(metrics["pairs_kept"]) == 2.0
+
+
+def test_dno_gradient_matches_finite_differences():
+    pair = _pair_arrays(seed=11, scale=1.0)
+    fn = lambda w: nash.dno(**{**pair, "rejected_logps": w}, beta=0.5)[0]
+    check_grads(fn, (jnp.asarray(pair["rejected_logps"]),), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
+# ----------------------------------------------------------------------------------------------
+# CUT
+
+
+def _cut_reference(aligned_logps, mask, unjudged_logps, is_negative, threshold, weight):
+    """Torch re-statement of wwxu21/CUT LlamaForCausalLM.forward/unlikelihood on label probs."""
+    p_aligned = torch.exp(_t(aligned_logps))
+    p_unjudged = torch.exp(_t(unjudged_logps))
+    m = _t(mask).bool()
+    mle = -torch.log(p_aligned[m]).mean()
+    negative = torch.tensor(is_negative)
+    if not negative.any():
+        return mle.item()
+    neg_mask = m & negative[:, None]
+    valid_prob = p_aligned[neg_mask]
+    valid_prob_neg = p_unjudged[neg_mask].clone()
+    unlike = (valid_prob / valid_prob_neg) > threshold
+    valid_prob_neg[unlike] = 1 - valid_prob_neg[unlike]
+    valid_prob_neg[valid_prob_neg == 0] += 1e-5
+    lprob = torch.log(valid_prob_neg)
+    lprob[unlike] = weight * lprob[unlike]
+    unlikelihood = -lprob.sum() / lprob.numel()
+    return ((mle + unlikelihood) / 2).item()
+
+
+class CUTTest(chex.TestCase):
+
+    def setUp(self):
+        rng = _rng(12)
+        self.unjudged = -rng.exponential(size=(4, 6)).astype(np.float32)
+        # Judgment raises some tokens' probability by more than lambda, others by less.
+        self.aligned = (self.unjudged + rng.normal(scale=0.3, size=(4, 6))).astype(np.float32)
+        self.aligned = np.minimum(self.aligned, -1e-3).astype(np.float32)
+        self.mask = np.array([[1] * 6, [1] * 4 + [0] * 2, [1] * 5 + [0], [1] * 3 + [0] * 3], np.float32)
+        self.negative = np.array([True, False, True, False])
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_matches_official_code(self):
+        for threshold, weight in ((1.1, 1.0), (1.2, 0.5)):
+            fn = self.variant(functools.partial(cut.cut, threshold=threshold, unlikelihood_weight=weight))
+            loss, metrics = fn(aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=self.unjudged, is_negative=self.negative)
+            expected = _cut_reference(self.aligned, self.mask, self.unjudged, self.negative, threshold, weight)
+            np.testing.assert_allclose(loss, expected, atol=1e-5)
+            assert 0 < float(metrics["cut/num_flagged"]) < self.mask[self.negative].sum()
+
+    def test_no_negative_is_plain_mle(self):
+        none = np.zeros(4, bool)
+        loss, _ = cut.cut(aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=self.unjudged, is_negative=none)
+        np.testing.assert_allclose(loss, sft.sft(token_logps=self.aligned, loss_mask=self.mask)[0], atol=ATOL)
+        np.testing.assert_allclose(loss, _cut_reference(self.aligned, self.mask, self.unjudged, none, 1.1, 1.0), atol=ATOL)
+
+    def test_flags_are_detached_and_thresholded(self):
+        flags = cut.cut_flags(judged_logps=np.log([[0.5, 0.5, 0.5]]), unjudged_logps=np.log([[0.4, 0.5, 0.44]]),
+                              mask=np.array([[1, 1, 0]]), threshold=1.2)
+        np.testing.assert_array_equal(flags, [[True, False, False]])  # 1.25 > 1.2; 1.0; masked 1.136
+        # Gradient w.r.t. the aligned log-probs comes from the MLE term only (the flags are detached).
+        grad = jax.grad(lambda a: cut.cut(aligned_logps=a, aligned_mask=self.mask, unjudged_logps=self.unjudged,
+                                          is_negative=self.negative)[0])(jnp.asarray(self.aligned))
+        np.testing.assert_allclose(grad, -0.5 * self.mask / self.mask.sum(), atol=1e-6)
+
+    def test_probability_one_uses_the_official_floor(self):
+        # A flagged token matches the official code; then p_0 = 1 exactly -> log(1 - p_0) is floored at log(1e-5).
+        loss, _ = cut.cut(aligned_logps=np.array([[0.0]]), aligned_mask=np.ones((1, 1)), unjudged_logps=np.array([[-1.0]]),
+                          is_negative=np.array([True]))
+        expected = _cut_reference(np.array([[0.0]]), np.ones((1, 1)), np.array([[-1.0]]), np.array([True]), 1.1, 1.0)
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
+        loss, _ = cut.cut(aligned_logps=np.array([[0.0]]), aligned_mask=np.ones((1, 1)), unjudged_logps=np.array([[0.0]]),
+                          is_negative=np.array([True]), threshold=0.5)
+        np.testing.assert_allclose(loss, 0.5 * (0.0 - math.log(1e-5)), rtol=1e-4)
+
+    def test_padding_does_not_change_the_loss(self):
+        base, _ = cut.cut(aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=self.unjudged, is_negative=self.negative)
+        pad = lambda x, v: np.pad(x, ((0, 0), (0, 3)), constant_values=v)
+        padded, _ = cut.cut(aligned_logps=pad(self.aligned, -50.0), aligned_mask=pad(self.mask, 0), unjudged_logps=pad(self.unjudged, -90.0),
+                            is_negative=self.negative)
+        np.testing.assert_allclose(padded, base, atol=ATOL)
+
+    def test_gradient_matches_finite_differences(self):
+        fn = lambda u: cut.cut(aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=u, is_negative=self.negative)[0]
+        check_grads(fn, (jnp.asarray(self.unjudged),), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
+# ----------------------------------------------------------------------------------------------
+# CGPO and FSPO
+
+
+def test_crpg_gradient_is_calibrated_gated_policy_gradient():
+    rng = _rng(13)
+    logps = rng.normal(size=5).astype(np.float32) - 10
+    rewards, baseline = rng.normal(size=5).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    feasible = np.array([True, False, True, True, False])
+    calibrated = 1 / (1 + np.exp(-(rewards - baseline)))
+    loss, metrics = cgpo.crpg(logps=logps, rewards=rewards, baseline_rewards=baseline, feasible=feasible)
+    np.testing.assert_allclose(loss, -np.mean(calibrated * feasible * logps), rtol=1e-5)
+    grad = jax.grad(lambda x: cgpo.crpg(logps=x, rewards=rewards, baseline_rewards=baseline, feasible=feasible)[0])(jnp.asarray(logps))
+    np.testing.assert_allclose(grad, -calibrated * feasible / 5, atol=1e-6)
+    np.testing.assert_allclose(metrics["feasible_fraction"], 0.6, atol=ATOL)
+    # KL shaping: the weight is detached, so the gradient is -(R - kl_coef * log_ratio) / B.
+    ref = logps - 0.3
+    grad = jax.grad(lambda x: cgpo.crpg(logps=x, rewards=rewards, baseline_rewards=baseline, feasible=feasible, ref_logps=ref, kl_coef=0.5)[0])(jnp.asarray(logps))
+    np.testing.assert_allclose(grad, -(calibrated * feasible - 0.5 * 0.3) / 5, atol=1e-5)
+
+
+def test_codpo_is_dpo_plus_length_normalized_nll(trl_dpo):
+    pair = _pair_arrays(seed=14)
+    lengths = np.array([10, 20, 5, 7, 9, 30], np.float32)
+    ours, metrics = cgpo.codpo(**pair, chosen_lengths=lengths, beta=0.1, nll_weight=0.3)
+    trl_losses, _, _ = trl_dpo("sigmoid", 0.1, **pair)
+    np.testing.assert_allclose(ours, np.mean(trl_losses - 0.3 * pair["chosen_logps"] / lengths), rtol=1e-5)
+    np.testing.assert_allclose(metrics["codpo/dpo"], trl_losses.mean(), atol=ATOL)
+    keep = np.array([1, 0, 1, 1, 0, 1], bool)
+    masked, _ = cgpo.codpo(**pair, chosen_lengths=lengths, nll_weight=0.3, pair_mask=keep)
+    kept, _ = cgpo.codpo(**{k: v[keep] for k, v in pair.items()}, chosen_lengths=lengths[keep], nll_weight=0.3)
+    np.testing.assert_allclose(masked, kept, rtol=1e-5)
+
+
+def test_crraft_drops_infeasible_and_weights_by_calibrated_reward():
+    logps = np.array([-10.0, -20.0, -5.0], np.float32)
+    lengths = np.array([5.0, 10.0, 1.0], np.float32)
+    rewards, baseline = np.array([1.0, 2.0, 0.0], np.float32), np.array([0.0, 0.0, 0.0], np.float32)
+    feasible = np.array([True, True, False])
+    loss, _ = cgpo.crraft(logps=logps, lengths=lengths, rewards=rewards, baseline_rewards=baseline, feasible=feasible)
+    sig = lambda z: 1 / (1 + math.exp(-z))
+    np.testing.assert_allclose(loss, (sig(1.0) * 2.0 + sig(2.0) * 2.0) / 2, rtol=1e-5)
+    changed, _ = cgpo.crraft(logps=np.array([-10.0, -20.0, -500.0], np.float32), lengths=lengths, rewards=rewards,
+                             baseline_rewards=baseline, feasible=feasible)
+    np.testing.assert_allclose(changed, loss, rtol=1e-6)
+
+
+@pytest.mark.parametrize("base_loss,length_normalize", [("ipo", False), ("ipo", True), ("sigmoid", False)])
+def test_fspo_equals_trl_base_loss(trl_dpo, base_loss, length_normalize):
+    pair = _pair_arrays(seed=15, scale=0.5)
+    lengths = {"chosen_lengths": np.array([3, 4, 5, 6, 7, 8], np.float32), "rejected_lengths": np.array([8, 7, 6, 5, 4, 3], np.float32)}
+    ours, _ = cgpo.fspo(**pair, **lengths, beta=0.1, base_loss=base_loss, length_normalize=length_normalize)
+    trl_inputs = dict(pair)
+    if length_normalize:  # TRL 0.19 divides the log-probs by the completion length before dpo_loss for IPO
+        for side in ("chosen", "rejected"):
+            for key in (f"{side}_logps", f"ref_{side}_logps"):
+                trl_inputs[key] = pair[key] / lengths[f"{side}_lengths"]
+    trl_losses, _, _ = trl_dpo(base_loss, 0.1, **trl_inputs)
+    np.testing.assert_allclose(ours, trl_losses.mean(), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reward model
+
+
+@pytest.mark.parametrize("with_margin", [False, True])
+def test_reward_bt_equals_trl_reward_trainer(with_margin):
+    from trl.trainer.reward_trainer import RewardTrainer
+
+    rng = _rng(16)
+    chosen, rejected = rng.normal(size=(8, 1)), rng.normal(size=(8, 1))
+    margin = rng.uniform(size=(8, 1))
+    inputs = {"input_ids_chosen": _t(chosen), "attention_mask_chosen": None, "input_ids_rejected": _t(rejected), "attention_mask_rejected": None}
+    if with_margin:
+        inputs["margin"] = _t(margin)
+    fake_model = lambda input_ids, attention_mask, return_dict: {"logits": input_ids}  # rewards pass straight through
+    namespace = SimpleNamespace(args=SimpleNamespace(center_rewards_coefficient=None))
+    trl_loss = RewardTrainer.compute_loss(namespace, fake_model, inputs).item()
+    ours, metrics = reward.reward_bt(chosen_rewards=chosen[:, 0], rejected_rewards=rejected[:, 0],
+                                     margin=margin[:, 0] if with_margin else None)
+    np.testing.assert_allclose(ours, trl_loss, atol=ATOL)
+    np.testing.assert_allclose(metrics["accuracy"], np.mean(chosen > rejected), atol=ATOL)
+
+
+def test_reward_bt_equals_alpaca_farm_bce_and_log2_at_ties():
+    rng = _rng(17)
+    r0, r1 = rng.normal(size=8), rng.normal(size=8)
+    choice = rng.integers(0, 2, size=8)
+    # AlpacaFarm: logit = r_1 - r_0, BCE with logits against choice (1 = index 1 preferred).
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(_t(r1 - r0), _t(choice)).item()
+    chosen = np.where(choice == 1, r1, r0)
+    rejected = np.where(choice == 1, r0, r1)
+    np.testing.assert_allclose(reward.reward_bt(chosen_rewards=chosen, rejected_rewards=rejected)[0], expected, atol=ATOL)
+    np.testing.assert_allclose(reward.reward_bt(chosen_rewards=np.ones(3), rejected_rewards=np.ones(3))[0], math.log(2), atol=ATOL)
+
+
+# ----------------------------------------------------------------------------------------------
+# PPO set
+
+
+def _ragged_mask(lengths, width):
+    return (np.arange(width)[None, :] < np.asarray(lengths)[:, None]).astype(np.float32)
+
+
+class PPOTest(chex.TestCase):
+
+    def setUp(self):
+        rng = _rng(18)
+        self.lengths = [6, 3, 5, 1]
+        self.mask = _ragged_mask(self.lengths, 6)
+        self.rewards = rng.normal(size=(4, 6)).astype(np.float32)
+        self.values = rng.normal(size=(4, 6)).astype(np.float32)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_gae_matches_python_loop_on_unpadded_rows(self):
+        for gamma, lam in ((1.0, 1.0), (0.99, 0.95)):
+            fn = self.variant(functools.partial(ppo.gae, gamma=gamma, lam=lam))
+            advantages, returns = fn(rewards=self.rewards, values=self.values, mask=self.mask)
+            for b, length in enumerate(self.lengths):
+                # The AlpacaFarm/TRL loop, run on the row without its padding.
+                r, v = self.rewards[b, :length], self.values[b, :length]
+                last, expected = 0.0, []
+                for t in reversed(range(length)):
+                    next_value = v[t + 1] if t < length - 1 else 0.0
+                    delta = r[t] + gamma * next_value - v[t]
+                    last = delta + gamma * lam * last
+                    expected.append(last)
+                expected = np.array(expected[::-1])
+                np.testing.assert_allclose(advantages[b, :length], expected, atol=1e-5)
+                np.testing.assert_allclose(returns[b, :length], expected + v, atol=1e-5)
+                np.testing.assert_array_equal(advantages[b, length:], 0.0)
+
+    def test_whiten_trl_convention_equals_trl_masked_whiten(self):
+        from trl.core import masked_whiten
+
+        for shift_mean in (True, False):
+            ours = ppo.whiten(self.rewards, self.mask, shift_mean=shift_mean, convention="trl")
+            theirs = masked_whiten(_t(self.rewards), _t(self.mask).bool(), shift_mean=shift_mean).numpy()
+            np.testing.assert_allclose(np.asarray(ours)[self.mask > 0], theirs[self.mask > 0], atol=1e-5)
+
+    def test_whiten_alpaca_farm_convention_equals_torch_ops_whiten(self):
+        x = _t(self.rewards)
+        for shift_mean in (True, False):
+            mean, std = x.mean(), x.std(unbiased=False)
+            expected = (x - mean) / (std + 1e-8)
+            if not shift_mean:
+                expected = expected + mean
+            ours = ppo.whiten(self.rewards, shift_mean=shift_mean)
+            np.testing.assert_allclose(ours, expected.numpy(), atol=1e-5)
+
+    def test_shape_rewards_matches_alpaca_farm(self):
+        rng = _rng(19)
+        logps, ref_logps = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(4, 6)).astype(np.float32)
+        scores = rng.normal(size=4).astype(np.float32)
+        out = ppo.shape_rewards(scores=scores, logps=logps, ref_logps=ref_logps, mask=self.mask, kl_coef=0.2)
+        kl = np.clip(logps - ref_logps, 0.0, None) * self.mask
+        expected = -0.2 * kl
+        for b, length in enumerate(self.lengths):
+            expected[b, length - 1] += scores[b]  # terminal position = (#non-pad) - 1
+        np.testing.assert_allclose(out["shaped_rewards"], expected, atol=1e-6)
+        np.testing.assert_allclose(out["kl"], kl, atol=1e-6)
+        unclamped = ppo.shape_rewards(scores=scores, logps=logps, ref_logps=ref_logps, mask=self.mask, clamp_kl=False)
+        assert float(np.min(unclamped["kl"])) < 0.0
+
+    def _alpaca_farm_losses(self, logps, old_logps, advantages, values, old_values, returns):
+        """torch re-statement of alpaca_farm PPOTrainer.compute_loss (unmasked means)."""
+        vpred, values, returns, advantages = _t(values), _t(old_values), _t(returns), _t(advantages)
+        vpredclipped = torch.clamp(vpred, min=values - 0.2, max=values + 0.2)
+        vf_loss = 0.5 * torch.maximum((vpred - returns) ** 2, (vpredclipped - returns) ** 2).mean()
+        ratio = torch.exp(_t(logps) - _t(old_logps))
+        pg_loss = torch.maximum(-advantages * ratio, -advantages * torch.clamp(ratio, 0.8, 1.2)).mean()
+        return pg_loss.item(), vf_loss.item()
+
+    def _rollout(self, seed):
+        rng = _rng(seed)
+        old_logps = -rng.exponential(size=(4, 6)).astype(np.float32)
+        logps = (old_logps + rng.normal(scale=0.3, size=(4, 6))).astype(np.float32)
+        old_values = rng.normal(size=(4, 6)).astype(np.float32)
+        values = (old_values + rng.normal(scale=0.3, size=(4, 6))).astype(np.float32)
+        return dict(logps=logps, old_logps=old_logps, advantages=rng.normal(size=(4, 6)).astype(np.float32),
+                    values=values, old_values=old_values, returns=rng.normal(size=(4, 6)).astype(np.float32))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_ppo_loss_matches_alpaca_farm(self):
+        rollout = self._rollout(20)
+        loss, metrics = self.variant(ppo.ppo)(**rollout, mask=np.ones((4, 6), np.float32))
+        pg, vf = self._alpaca_farm_losses(**rollout)
+        np.testing.assert_allclose(metrics["loss/policy"], pg, atol=1e-5)
+        np.testing.assert_allclose(metrics["loss/value"], vf, atol=1e-5)
+        np.testing.assert_allclose(loss, pg + 0.1 * vf, atol=1e-5)
+        assert 0.0 < float(metrics["policy/clipfrac"]) < 1.0
+
+    def test_masked_ppo_equals_trl_masked_means(self):
+        from trl.core import masked_mean
+
+        rollout = self._rollout(21)
+        loss, metrics = ppo.ppo(**rollout, mask=self.mask)
+        m = _t(self.mask).bool()
+        ratio = torch.exp(_t(rollout["logps"]) - _t(rollout["old_logps"]))
+        adv = _t(rollout["advantages"])
+        pg = masked_mean(torch.max(-adv * ratio, -adv * torch.clamp(ratio, 0.8, 1.2)), m).item()
+        vpred, ret, old = _t(rollout["values"]), _t(rollout["returns"]), _t(rollout["old_values"])
+        vclip = torch.clamp(vpred, old - 0.2, old + 0.2)
+        vf = 0.5 * masked_mean(torch.max((vpred - ret) ** 2, (vclip - ret) ** 2), m).item()
+        np.testing.assert_allclose(metrics["loss/policy"], pg, atol=1e-5)
+        np.testing.assert_allclose(metrics["loss/value"], vf, atol=1e-5)
+        # Padding with garbage outside the mask changes nothing.
+        padded = {k: np.pad(v, ((0, 0), (0, 2)), constant_values=7.0) for k, v in rollout.items()}
+        padded_loss, _ = ppo.ppo(**padded, mask=np.pad(self.mask, ((0, 0), (0, 2))))
+        np.testing.assert_allclose(padded_loss, loss, atol=1e-5)
+
+    def test_ppo_gradient_matches_finite_differences(self):
+        rollout = self._rollout(22)
+        # Keep the ratio inside the clip range so the loss is smooth at the test point.
+        rollout["logps"] = rollout["old_logps"] + 0.05
+        rollout["values"] = rollout["old_values"] + 0.05
+        fn = lambda lp, v: ppo.ppo(**{**rollout, "logps": lp, "values": v}, mask=self.mask)[0]
+        check_grads(fn, (jnp.asarray(rollout["logps"]), jnp.asarray(rollout["values"])), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
+# ----------------------------------------------------------------------------------------------
+# SpecDec++ acceptance head
+
+
+def _specdec_reference(logits, soft_labels, mask, weight_mismatch):
+    """torch re-statement of SpecDec_pp train.py MyTrainer.compute_loss (IGNORE_INDEX = -100)."""
+    soft = _t(np.where(mask > 0, soft_labels, -100.0)).reshape(-1)
+    valid = (soft + 100).abs() > 0.1
+    soft_0 = soft.clone()
+    soft_0[valid] = 1 - soft[valid]
+    label_0 = torch.full_like(soft, -100, dtype=torch.long)
+    label_0[valid] = 0
+    label_1 = torch.full_like(soft, -100, dtype=torch.long)
+    label_1[valid] = 1
+    loss_fct = torch.nn.CrossEntropyLoss(weight=torch.tensor([weight_mismatch, 1.0], dtype=torch.float64), reduction="none")
+    flat = _t(logits).reshape(-1, 2)
+    loss = (loss_fct(flat, label_0) * soft_0 + loss_fct(flat, label_1) * soft).sum()
+    return (loss / (weight_mismatch * soft_0[valid].sum() + soft[valid].sum())).item()
+
+
+class SpecDecTest(chex.TestCase):
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_matches_official_weighted_soft_label_cross_entropy(self):
+        rng = _rng(23)
+        logits = rng.normal(size=(3, 5, 2)).astype(np.float32)
+        accept = rng.uniform(size=(3, 5)).astype(np.float32)
+        accept[0, 0] = 1.0
+        accept[1, 1] = 0.0
+        mask = (rng.uniform(size=(3, 5)) > 0.3).astype(np.float32)
+        for weight in (1.0, 6.0):
+            fn = self.variant(functools.partial(specdec.specdec_acceptance, mismatch_weight=weight))
+            loss, metrics = fn(logits=logits, accept_probs=accept, mask=mask)
+            np.testing.assert_allclose(loss, _specdec_reference(logits, accept, mask, weight), atol=1e-5)
+            assert np.isfinite(float(metrics["kl"])) and float(metrics["kl"]) >= 0.0
+
+    def test_kl_is_zero_at_the_target_and_padding_is_inert(self):
+        accept = np.array([[0.2, 0.9, 1.0]], np.float32)
+        clipped = np.clip(accept, 1e-6, 1 - 1e-6)
+        logits = np.stack([np.zeros_like(clipped), np.log(clipped / (1 - clipped))], -1).astype(np.float32)
+        mask = np.ones((1, 3), np.float32)
+        _, metrics = specdec.specdec_acceptance(logits=logits, accept_probs=accept, mask=mask)
+        np.testing.assert_allclose(metrics["kl"], 0.0, atol=1e-5)
+        base, _ = specdec.specdec_acceptance(logits=logits, accept_probs=accept, mask=mask)
+        padded, _ = specdec.specdec_acceptance(logits=np.pad(logits, ((0, 0), (0, 2), (0, 0)), constant_values=5.0),
+                                               accept_probs=np.pad(accept, ((0, 0), (0, 2)), constant_values=0.3),
+                                               mask=np.pad(mask, ((0, 0), (0, 2))))
+        np.testing.assert_allclose(padded, base, atol=1e-6)
+
+    def test_gradient_matches_finite_differences(self):
+        rng = _rng(24)
+        accept = rng.uniform(size=(2, 4)).astype(np.float32)
+        fn = lambda z: specdec.specdec_acceptance(logits=z, accept_probs=accept, mask=np.ones((2, 4), np.float32))[0]
+        check_grads(fn, (jnp.asarray(rng.normal(size=(2, 4, 2)).astype(np.float32)),), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
