@@ -10,6 +10,7 @@ import json
 import os
 from typing import Iterable, Iterator
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 RECORD_FEATURE = "record_json"
@@ -26,7 +27,7 @@ class AlignaxRecords(tfds.core.GeneratorBasedBuilder):
         super().__init__(file_format="array_record", **kwargs)
 
     def _info(self):
-        features = tfds.features.FeaturesDict({RECORD_FEATURE: tfds.features.Text(), INDEX_FEATURE: tfds.features.Scalar(dtype="int64")})
+        features = tfds.features.FeaturesDict({RECORD_FEATURE: tfds.features.Text(), INDEX_FEATURE: tfds.features.Scalar(dtype=np.int64)})
         return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True,
                                      description="alignax records stored as JSON strings")
 
