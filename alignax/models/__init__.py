@@ -1,0 +1,61 @@
+"""Flax NNX Llama family, checkpoint I/O (HF safetensors in/out, GGUF in), tokenizer, presets.
+
+    model, tokenizer = alignax.models.load("smollm2-135m-instruct")   # a preset
+    model, tokenizer = alignax.models.load("path/to/hf_folder")        # config.json + *.safetensors
+    model, tokenizer = alignax.models.load("path/to/model.gguf")       # llama-architecture GGUF
+    alignax.models.save_hf(model, tokenizer, "out_dir")                # transformers loads it
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from alignax.models import gguf_io, presets
+from alignax.models.config import LlamaConfig
+from alignax.models.hf_io import save_hf
+from alignax.models.llama import Llama
+from alignax.models.tokenizer import Tokenizer
+
+__all__ = ["load", "save_hf", "LlamaConfig", "Llama", "Tokenizer", "presets", "gguf_io"]
+
+_log = logging.getLogger(__name__)
+
+
+def _dtype_name(dtype) -> str | None:
+    if dtype is None:
+        return None
+    import numpy as np
+    import jax.numpy as jnp
+
+    return np.dtype(jnp.dtype(dtype)).name if not isinstance(dtype, str) else jnp.dtype(dtype).name
+
+
+def load(source, *, dtype=None, mesh=None) -> tuple[Llama, Tokenizer | None]:
+    """``(model, tokenizer)`` from an HF folder, a ``.gguf`` file or a preset name.
+
+    ``dtype`` is the compute dtype (e.g. ``"bfloat16"``; default float32); parameters are stored
+    as ``param_dtype`` (float32). With a ``mesh`` every parameter is created already sharded
+    (FSDP rules), reading only each device's block of the checkpoint. The tokenizer is None for an
+    HF folder without tokenizer.json.
+    """
+    if presets.is_preset(source):
+        source = presets.resolve(source)
+    path = os.fspath(source)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model source not found: {path!r} (not a file, a folder or a preset; "
+                                f"presets: {presets.names()})")
+    overrides = {} if dtype is None else {"dtype": _dtype_name(dtype)}
+    from alignax.models import hf_io  # the module, for model_from_state_dict / load_hf_model
+
+    if os.path.isdir(path):
+        model = hf_io.load_hf_model(path, mesh=mesh, **overrides)
+        if not os.path.isfile(os.path.join(path, "tokenizer.json")):
+            _log.warning("%s has no tokenizer.json; returning tokenizer=None", path)
+            return model, None
+        return model, Tokenizer.from_dir(path)
+    if path.endswith(".gguf"):
+        hf_config, tensors, reader = gguf_io.read_gguf(path)
+        cfg = LlamaConfig.from_hf(hf_config, **overrides)
+        model = hf_io.model_from_state_dict(cfg, tensors.lazy(), mesh=mesh)
+        return model, Tokenizer.from_gguf(reader)
+    raise ValueError(f"{path}: expected an HF checkpoint folder or a .gguf file")
