@@ -1,0 +1,210 @@
+"""The training loop: read it top to bottom.
+
+  mesh -> model (+ frozen reference) -> sharded TrainState -> resume -> for each step:
+  next batch -> jitted train step -> metrics (jsonl, TensorBoard, progress bar) -> eval hook ->
+  checkpoint -> ... -> export to a Hugging Face folder and plot the curves.
+
+Files a run writes (DESIGN.md): DIR/metrics.jsonl, DIR/tensorboard/, DIR/checkpoints/<step>/,
+DIR/export/ (HF folder), DIR/curves.png, DIR/config.json, DIR/summary.json.
+Running again with the same DIR resumes where it stopped (data position and RNG included).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from alignax.train import checkpoint as ckpt_lib
+from alignax.train import feed as feed_lib
+from alignax.train import metrics as metrics_lib
+from alignax.train import modeling
+from alignax.train.methods import get_method
+from alignax.train.optim import make_optimizer
+from alignax.train.step import TrainState, make_eval_step, make_train_step
+
+BATCH_AXES = ("data", "fsdp")
+
+
+def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
+    """Multi-host: jax.distributed from config (or JAX's own env detection on TPU/SLURM)."""
+    dist = config.distributed
+    if dist.num_processes > 1 and not jax.distributed.is_initialized():
+        jax.distributed.initialize(
+            coordinator_address=dist.coordinator_address,
+            num_processes=dist.num_processes,
+            process_id=dist.process_id,
+        )
+
+
+def _state_shardings(mesh, param_shardings, optimizer, params) -> TrainState:
+    replicated = NamedSharding(mesh, P())
+    opt_shapes = jax.eval_shape(optimizer.init, params)
+    # Optimizer moments mirror the params' layout; scalars (Adam's count) are replicated.
+    opt_shardings = optax.tree_map_params(
+        optimizer,
+        lambda _, sharding: sharding,
+        opt_shapes,
+        param_shardings,
+        transform_non_params=lambda _: replicated,
+    )
+    return TrainState(step=replicated, params=param_shardings, opt_state=opt_shardings, rng=replicated)
+
+
+def _global_batch(local_batch: dict[str, np.ndarray], mesh, grad_accum_steps: int) -> dict[str, jax.Array]:
+    """Local [k*rows, ...] numpy arrays -> global [k, rows, ...] arrays sharded over data x fsdp."""
+    out = {}
+    for name, array in local_batch.items():
+        array = array.reshape(grad_accum_steps, array.shape[0] // grad_accum_steps, *array.shape[1:])
+        sharding = NamedSharding(mesh, P(None, BATCH_AXES))
+        out[name] = jax.make_array_from_process_local_data(sharding, array)
+    return out
+
+
+def _eval_batch(local_batch, mesh):
+    sharding = NamedSharding(mesh, P(BATCH_AXES))
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Run (or resume) one experiment; returns the summary it also writes to DIR/summary.json."""
+    wall_start = time.time()
+    maybe_initialize_distributed(config)
+    os.makedirs(workdir, exist_ok=True)
+    is_main = jax.process_index() == 0
+    if is_main:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json(indent=2))
+
+    # --- mesh, model, reference -------------------------------------------------------------------
+    mesh = modeling.make_mesh(config.mesh)
+    model, tokenizer = modeling.build_model(config, mesh)
+    method_fn = get_method(config.method)
+    ref_graphdef, ref_params = None, None
+    if config.reference == "on_the_fly":
+        # The frozen reference is the starting policy: a copy of its weights, never updated.
+        ref_graphdef, ref_params = nnx.split(model)
+        ref_params = jax.tree.map(jnp.copy, ref_params)
+    graphdef, params, non_trainable = nnx.split(model, nnx.Param, ...)
+
+    # --- optimizer and sharded state ----------------------------------------------------------------
+    optimizer, schedule = make_optimizer(config.optimizer, config.total_steps)
+    param_shardings = jax.tree.map(lambda x: x.sharding, params)
+    state_shardings = _state_shardings(mesh, param_shardings, optimizer, params)
+    rng = jax.random.key_data(jax.random.PRNGKey(config.seed))
+
+    def init_state(params, rng):
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), rng=rng)
+
+    # Created directly in its sharded layout: optimizer moments never exist whole on one device.
+    state = jax.jit(init_state, out_shardings=state_shardings)(params, rng)
+    del params
+
+    # --- data ------------------------------------------------------------------------------------------
+    train_feed = feed_lib.make_feed(config, tokenizer, split="train")
+    eval_feed = feed_lib.make_feed(config, tokenizer, split="eval") if config.data.eval else None
+
+    # --- resume ----------------------------------------------------------------------------------------
+    checkpointer = ckpt_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints, async_save=config.async_checkpointing
+    )
+    start_step = 0
+    restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state))
+    if restored is not None:
+        start_step, state, data_state = restored
+        train_feed.set_state(data_state["train"])
+        print(f"Resumed from {checkpointer.directory}/{start_step} (data position {data_state['train']}).")
+    writer = metrics_lib.MetricsWriter(workdir, resume_step=start_step, enabled=is_main)
+
+    # --- the jitted step -----------------------------------------------------------------------------
+    method_kwargs = dict(
+        loss_name=config.loss.name,
+        hparams=config.loss.hparams.to_dict(),
+        chunk_size=config.logprob_chunk_size,
+        batch_size=config.batch_size // config.grad_accum_steps,
+    )
+    step_fn = make_train_step(
+        graphdef=graphdef,
+        non_trainable=non_trainable,
+        method_fn=method_fn,
+        method_kwargs=method_kwargs,
+        optimizer=optimizer,
+        schedule=schedule,
+        grad_accum_steps=config.grad_accum_steps,
+        nan_policy=config.nan_policy,
+        ref_graphdef=ref_graphdef,
+    )
+    step_fn = jax.jit(step_fn, donate_argnums=(0,), out_shardings=(state_shardings, NamedSharding(mesh, P())))
+    eval_step = jax.jit(
+        make_eval_step(
+            graphdef=graphdef,
+            non_trainable=non_trainable,
+            method_fn=method_fn,
+            method_kwargs=dict(method_kwargs, batch_size=config.eval_batch_size),
+            ref_graphdef=ref_graphdef,
+        )
+    )
+
+    def run_eval(step: int) -> dict:
+        eval_feed.reset()
+        totals: dict[str, list] = {}
+        for _ in range(config.eval_batches):
+            local = next(eval_feed)
+            metrics = jax.device_get(eval_step(state.params, _eval_batch(local, mesh), ref_params))
+            for key, value in metrics.items():
+                totals.setdefault(key, []).append(float(value))
+        result = {f"eval/{k}": float(np.mean(v)) for k, v in totals.items()}
+        writer.write(step, result)
+        return result
+
+    # --- the loop --------------------------------------------------------------------------------------
+    progress = metrics_lib.Progress(total=config.total_steps, initial=start_step, enabled=is_main)
+    last_metrics: dict = {}
+    eval_results: dict = {}
+    for step in range(start_step, config.total_steps):
+        local_batch = next(train_feed)
+        batch = _global_batch(local_batch, mesh, config.grad_accum_steps)
+        state, metrics = step_fn(state, batch, ref_params)
+        done = step + 1
+        if done % config.log_every == 0 or done == config.total_steps:
+            last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if last_metrics.get("nonfinite", 0.0) > 0:
+                bad = [k for k, v in last_metrics.items() if not math.isfinite(v)]
+                message = f"non-finite values at step {done}: {bad or ['grad_norm']} ({last_metrics})"
+                if config.nan_policy == "stop":
+                    checkpointer.close()
+                    raise FloatingPointError(message + "; the last good checkpoint is kept. "
+                                             "Set --config.nan_policy=skip to skip such steps.")
+                print("WARNING: skipped update:", message)
+            writer.write(done, last_metrics)
+            progress.update(done, last_metrics)
+        if eval_feed is not None and config.eval_every and done % config.eval_every == 0:
+            eval_results = run_eval(done)
+            progress.note(eval_results)
+        if done % config.checkpoint_every == 0 or done == config.total_steps:
+            checkpointer.save(done, state, {"train": train_feed.get_state()})
+    progress.close()
+    checkpointer.close()
+    if eval_feed is not None and config.eval_batches and not eval_results:
+        eval_results = run_eval(config.total_steps)
+
+    # --- export, curves, summary ------------------------------------------------------------------------
+    summary = {"final_step": config.total_steps, "train": last_metrics, "eval": eval_results}
+    if is_main:
+        if config.export:
+            final_model = nnx.merge(graphdef, state.params, non_trainable)
+            modeling.export_hf(final_model, tokenizer, os.path.join(workdir, "export"))
+        metrics_lib.plot_curves(workdir)
+        summary["wall_time_s"] = time.time() - wall_start
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+    writer.close()
+    return summary

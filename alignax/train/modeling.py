@@ -1,0 +1,78 @@
+"""The model side of a run: mesh from config, the policy (pretrained or tiny random), export."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import ml_collections
+from flax import nnx
+
+from alignax.models import sharding
+from alignax.models.config import LlamaConfig
+from alignax.models.llama import Llama
+from alignax.models.tokenizer import Tokenizer
+
+
+def make_mesh(mesh_config: ml_collections.ConfigDict):
+    """Mesh with axes (data, fsdp, tensor) from config sizes; -1 takes the remaining devices."""
+    return sharding.make_mesh({axis: int(mesh_config[axis]) for axis in sharding.MESH_AXES})
+
+
+def load_tokenizer(source: str) -> Tokenizer:
+    """The tokenizer of a preset, a .gguf file or an HF folder (without loading the weights)."""
+    from alignax.models import presets
+
+    path = presets.resolve(source) if presets.is_preset(source) else source
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"tokenizer source {source!r} not found (expected a preset name, a .gguf file or an HF folder)")
+    if os.fspath(path).endswith(".gguf"):
+        return Tokenizer.from_gguf(path)
+    return Tokenizer.from_dir(path)
+
+
+def build_model(config: ml_collections.ConfigDict, mesh) -> tuple[Llama, Tokenizer]:
+    """The policy, placed on the mesh by the rule table.
+
+    `config.random_init.enabled`: a tiny random Llama with the tokenizer of `config.model` (tests,
+    the `tiny` presets). Otherwise the pretrained weights of `config.model`, loaded straight into
+    their sharded layout."""
+    overrides = dict(dtype=config.dtype, remat=config.remat, scan_layers=config.scan_layers)
+    if config.random_init.enabled:
+        tokenizer = load_tokenizer(config.model)
+        fields = {k: v for k, v in config.random_init.to_dict().items() if k != "enabled"}
+        cfg = LlamaConfig.tiny(
+            vocab_size=tokenizer.vocab_size,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **fields,
+            **overrides,
+        )
+        model = sharding.shard_model(Llama(cfg, rngs=nnx.Rngs(config.seed)), mesh)
+        return _wrap_for_method(config, model), tokenizer
+    from alignax.models import load
+
+    model, tokenizer = load(config.model, dtype=config.dtype, mesh=mesh)
+    if config.scan_layers:
+        raise ValueError("scan_layers=True is only supported for random_init models for now (stacked parameters)")
+    if model.cfg.remat != config.remat:  # remat changes how the backward pass runs, not the params
+        model.cfg = dataclasses.replace(model.cfg, remat=config.remat)
+    return _wrap_for_method(config, model), tokenizer
+
+
+def _wrap_for_method(config, model: Llama):
+    """The reward-model method trains the backbone plus a scalar head."""
+    if config.method != "reward_model":
+        return model
+    from alignax.annotate.reward_model import RewardModel
+
+    return RewardModel(model, rngs=nnx.Rngs(config.seed + 1))
+
+
+def export_hf(model: Llama, tokenizer: Tokenizer, out_dir: str) -> str:
+    """The final model as a Hugging Face folder (config.json + safetensors + tokenizer files)."""
+    from alignax.models import save_hf
+
+    backbone = getattr(model, "backbone", model)  # a reward model exports its backbone
+    save_hf(backbone, tokenizer, out_dir)
+    return out_dir

@@ -1,0 +1,129 @@
+"""Keys every experiment config has (DESIGN.md contract), with CPU-friendly defaults.
+
+Experiment configs start from `base_config()` and set their method, loss and presets. Unknown keys
+given on the command line (`--config.nope=1`) are errors: ConfigDicts here are locked.
+"""
+import ml_collections
+
+SMOLLM2 = "smollm2-135m-instruct"
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.method = "pairwise"  # how batches become loss inputs: sft | soft | pairwise
+    c.loss = ml_collections.ConfigDict({"name": "sigmoid", "hparams": ml_collections.ConfigDict({"beta": 0.1})})
+    c.reference = "on_the_fly"  # on_the_fly (frozen copy of the start) | none
+
+    c.model = SMOLLM2  # preset name, .gguf file or HF folder
+    c.random_init = ml_collections.ConfigDict({
+        "enabled": False,  # a tiny random Llama with `model`'s tokenizer (tests, `tiny` presets)
+        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2,
+    })
+    c.dtype = "float32"  # compute dtype: float32 on CPU, bfloat16 on accelerators
+    c.remat = False
+    c.scan_layers = False
+
+    c.data = ml_collections.ConfigDict({
+        "train": "builtin:arith_pairs/train",
+        "eval": "builtin:arith_pairs/eval",
+        "max_length": 256,
+        "max_prompt_length": 128,
+        "length_multiple": 32,  # rows are padded to a multiple of this (few compiled shapes)
+        "shuffle": True,
+        "on_error": "error",  # error | skip (skipped records are counted and reported)
+    })
+
+    c.total_steps = 100
+    c.batch_size = 8  # examples (pairs) per optimizer step, over all hosts and micro-batches
+    c.grad_accum_steps = 1
+    c.eval_batch_size = 8
+    c.eval_batches = 4
+    c.eval_every = 0  # 0 = only at the end
+    c.seed = 0
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    c.distributed = ml_collections.ConfigDict({"coordinator_address": "", "num_processes": 1, "process_id": 0})
+
+    c.optimizer = ml_collections.ConfigDict({
+        "name": "adamw", "learning_rate": 1e-5, "schedule": "cosine", "warmup_ratio": 0.1,
+        "warmup_steps": -1,  # -1 = use warmup_ratio
+        "final_lr_fraction": 0.0, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+        "grad_clip_norm": 1.0,
+    })
+    c.logprob_chunk_size = 256
+    c.nan_policy = "stop"  # stop | skip
+    c.checkpoint_every = 50
+    c.keep_checkpoints = 2
+    c.async_checkpointing = True
+    c.log_every = 1
+    c.export = True
+    return c
+
+
+def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The `tiny` preset: a tiny random model on built-in data, seconds on a 2-core CPU."""
+    c.random_init.enabled = True
+    c.total_steps = 6
+    c.batch_size = 4
+    c.eval_batch_size = 4
+    c.eval_batches = 1
+    c.checkpoint_every = 3
+    c.data.max_length = 64
+    c.data.max_prompt_length = 48
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.warmup_ratio = 0.0
+    c.logprob_chunk_size = 32
+    c.async_checkpointing = False
+    return c
+
+
+def cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The `cpu` preset: SmolLM2-135M-Instruct on a 2-core CPU in minutes."""
+    c.model = SMOLLM2
+    c.random_init.enabled = False
+    c.total_steps = 40
+    c.batch_size = 8
+    c.eval_batch_size = 8
+    c.eval_batches = 5
+    c.checkpoint_every = 20
+    c.data.max_length = 96
+    c.data.max_prompt_length = 64
+    c.optimizer.learning_rate = 5e-6
+    return c
+
+
+def apply_preset(c: ml_collections.ConfigDict, preset: str, presets: dict) -> ml_collections.ConfigDict:
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(sorted(presets))}")
+    c = presets[preset](c)
+    c.lock()
+    return c
+
+
+def paper_scale(c: ml_collections.ConfigDict, *, model: str, learning_rate: float, max_length: int = 1024,
+                max_prompt_length: int = 512) -> ml_collections.ConfigDict:
+    """An 8-chip host (8xH100 or a TPU v4-8/v5e-8): FSDP over the chips, bf16 compute, remat.
+
+    Batch 128 = 32 rows per micro-batch x 4 accumulation steps; one epoch of UltraFeedback-binarized
+    (about 61k pairs, bring it as JSONL: the `data.*` paths below)."""
+    c.model = model
+    c.random_init.enabled = False
+    c.dtype = "bfloat16"
+    c.remat = True
+    c.total_steps = 477
+    c.batch_size = 128
+    c.grad_accum_steps = 4
+    c.eval_batch_size = 32
+    c.eval_batches = 16
+    c.data.train = "ultrafeedback_binarized/train_prefs.jsonl"
+    c.data.eval = "ultrafeedback_binarized/test_prefs.jsonl"
+    c.data.max_length = max_length
+    c.data.max_prompt_length = max_prompt_length
+    c.optimizer.learning_rate = learning_rate
+    c.optimizer.schedule = "cosine"
+    c.optimizer.warmup_ratio = 0.1
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
+    c.logprob_chunk_size = 1024
+    c.checkpoint_every = 100
+    c.eval_every = 100
+    return c
