@@ -1,0 +1,10 @@
+"""On-policy sampling: the KV-cache sampler, best-of-n, crash-safe JSONL streaming."""
+from alignax.sample.sampler import (  # noqa: F401
+    Generation,
+    SamplingParams,
+    filter_logits,
+    generate,
+    generate_to_jsonl,
+    sample_tokens,
+)
+from alignax.sample.best_of_n import BestOfN, best_of_n  # noqa: F401

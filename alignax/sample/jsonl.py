@@ -1,0 +1,87 @@
+"""Crash-safe JSONL files for long jobs: atomic appends, tolerant reads, atomic rewrites.
+
+A record is one line written by a single `os.write` on an `O_APPEND` descriptor and then
+`fsync`ed, so a killed process leaves either the whole line or a truncated tail without its
+newline. `read_jsonl` drops such a tail (and `repair_tail` cuts it off the file before new appends),
+so a restarted job sees exactly the records that were completely written: nothing duplicated,
+nothing half-read. Whole-file outputs (summaries, pair files) go through `write_atomic`
+(temporary file in the same directory + `os.replace`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any, Iterable
+
+
+def repair_tail(path: str | os.PathLike) -> int:
+    """Truncates a trailing partial line (no final newline) left by a crash; returns bytes cut."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    return len(data) - keep
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All complete records of `path` ([] if absent); a partial last line is ignored.
+
+    A malformed complete line is an error naming the file and line number (it cannot come from a
+    crash during `append_jsonl`, so something else wrote it).
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    # The last element is b"" when the file ends with a newline, else a partial record.
+    records = []
+    for lineno, line in enumerate(lines[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not a JSON record ({e.msg})") from e
+    return records
+
+
+def append_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
+    """Appends records, one atomic write + fsync per call (all lines in one `os.write`)."""
+    payload = b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in records)
+    if not payload:
+        return
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, payload)
+        while written < len(payload):  # os.write may be partial on some filesystems
+            written += os.write(fd, payload[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replaces `path` with `text` atomically (readers see the old or the new file, never half)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
