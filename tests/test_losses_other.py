@@ -107,7 +107,7 @@ class SFTTest(chex.TestCase):
     def test_padding_does_not_change_the_loss(self):
         for reduction in ("token_mean", "sequence_mean"):
             base, _ = sft.sft(token_logps=self.logps, loss_mask=self.mask, reduction=reduction)
-            padded_logps = np.pad(self.logps, ((0, 2), (0, 3)), constant_values=-123.0)
+            padded_logps = np.pad(self.logps, ((0, 2), (0, 3)), constant_values=-np.inf)  # log 0 in padding
             padded_mask = np.pad(self.mask, ((0, 2), (0, 3)))
             padded, _ = sft.sft(token_logps=padded_logps, loss_mask=padded_mask, reduction=reduction)
             np.testing.assert_allclose(padded, base, atol=ATOL)
@@ -336,9 +336,11 @@ class CUTTest(chex.TestCase):
     def test_padding_does_not_change_the_loss(self):
         base, _ = cut.cut(aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=self.unjudged, is_negative=self.negative)
         pad = lambda x, v: np.pad(x, ((0, 0), (0, 3)), constant_values=v)
-        padded, _ = cut.cut(aligned_logps=pad(self.aligned, -50.0), aligned_mask=pad(self.mask, 0), unjudged_logps=pad(self.unjudged, -90.0),
-                            is_negative=self.negative)
-        np.testing.assert_allclose(padded, base, atol=ATOL)
+        fn = lambda a, u: cut.cut(aligned_logps=a, aligned_mask=pad(self.mask, 0), unjudged_logps=u, is_negative=self.negative)[0]
+        padded_args = (jnp.asarray(pad(self.aligned, -np.inf)), jnp.asarray(pad(self.unjudged, -np.inf)))
+        np.testing.assert_allclose(fn(*padded_args), base, atol=ATOL)
+        for grad in jax.grad(fn, argnums=(0, 1))(*padded_args):  # no NaN leaks from log 0 in the padding
+            assert np.all(np.isfinite(grad))
 
     def test_gradient_matches_finite_differences(self):
         fn = lambda u: cut.cut(aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=u, is_negative=self.negative)[0]

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.ops import numerics
 
 
 def _f32(*arrays):
@@ -118,7 +119,7 @@ def codpo(
     pw, pl, rw, rl, nw = _f32(*arrays)
     mask = jnp.ones_like(pw) if pair_mask is None else jnp.asarray(pair_mask, jnp.float32)
     chex.assert_equal_shape([pw, mask])
-    dpo_losses = -jax.nn.log_sigmoid(beta * ((pw - rw) - (pl - rl)))
+    dpo_losses = -numerics.log_sigmoid(beta * ((pw - rw) - (pl - rl)))
     nll_losses = -pw / jnp.maximum(nw, 1.0)
     losses = dpo_losses + nll_weight * nll_losses
     denominator = jnp.maximum(jnp.sum(mask), 1.0)
@@ -199,7 +200,7 @@ def fspo(
     if base_loss == "ipo":
         losses = (h - 1.0 / (2.0 * beta)) ** 2
     else:
-        losses = -jax.nn.log_sigmoid(beta * h)
+        losses = -numerics.log_sigmoid(beta * h)
     # Rewards are logged on the summed log-ratios as TRL does, whatever the normalization.
     metrics = _pair_metrics(chosen_rewards=beta * (pw - rw), rejected_rewards=beta * (pl - rl), chosen_logps=pw, rejected_logps=pl)
     return jnp.mean(losses), metrics

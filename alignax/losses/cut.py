@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.ops import numerics
 
 _ZERO_PROBABILITY_FLOOR = 1e-5  # the official code adds 1e-5 to probabilities that are exactly 0
 
@@ -94,7 +95,7 @@ def cut(
     mask = jnp.asarray(aligned_mask, jnp.float32)
     negative = jnp.asarray(is_negative, bool)
 
-    mle = jnp.sum(-aligned * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    mle = -numerics.masked_sum(aligned, mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
     negative_tokens = mask * negative[:, None].astype(jnp.float32)
     flags = cut_flags(judged_logps=aligned, unjudged_logps=unjudged, mask=negative_tokens, threshold=threshold)
@@ -103,7 +104,7 @@ def cut(
     log_one_minus_p0 = _log_floored(-jnp.expm1(unjudged))
     token_terms = jnp.where(flags, unlikelihood_weight * log_one_minus_p0, log_p0)
     num_negative_tokens = jnp.sum(negative_tokens)
-    unlikelihood = -jnp.sum(token_terms * negative_tokens) / jnp.maximum(num_negative_tokens, 1.0)
+    unlikelihood = -numerics.masked_sum(token_terms, negative_tokens) / jnp.maximum(num_negative_tokens, 1.0)
 
     has_negative = jnp.any(negative)
     loss = jnp.where(has_negative, 0.5 * (mle + unlikelihood), mle)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.ops import numerics
 
 
 def _f32(*arrays):
@@ -195,7 +196,7 @@ def dno(
     mask = jnp.ones_like(pw) if pair_mask is None else jnp.asarray(pair_mask, jnp.float32)
     chex.assert_equal_shape([pw, mask])
     margin = (pw - rw) - (pl - rl)
-    losses = -jax.nn.log_sigmoid(beta * margin)
+    losses = -numerics.log_sigmoid(beta * margin)
     loss = jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
     metrics = _pair_metrics(chosen_rewards=beta * (pw - rw), rejected_rewards=beta * (pl - rl), chosen_logps=pw, rejected_logps=pl)
     metrics["pairs_kept"] = jnp.sum(mask)

@@ -23,10 +23,11 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.ops import numerics
 
 
 def _masked_mean(values: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
-    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    return numerics.masked_mean(values, mask)  # 0 for an empty mask; masked NaN/inf ignored
 
 
 def _f32(*arrays):

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.ops import numerics
 
 
 @register("reward_bt")
@@ -35,7 +36,7 @@ def reward_bt(
     rl = jnp.asarray(rejected_rewards, jnp.float32)
     difference = rw - rl
     logits = difference if margin is None else difference - jnp.asarray(margin, jnp.float32)
-    loss = -jnp.mean(jax.nn.log_sigmoid(logits))
+    loss = -jnp.mean(numerics.log_sigmoid(logits))
     metrics = {
         "accuracy": jnp.mean((difference > 0).astype(jnp.float32)),
         "rewards/chosen": jnp.mean(jax.lax.stop_gradient(rw)),

@@ -25,20 +25,22 @@ import chex
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.ops import numerics
 
 _REDUCTIONS = ("token_mean", "sequence_mean")
 
 
 def _masked_nll(token_logps: jnp.ndarray, loss_mask: jnp.ndarray, *, reduction: str, num_tokens) -> jnp.ndarray:
     """NLL of [B, T] float32 log-probs under a [B, T] float32 mask, reduced as requested."""
-    token_nll = -token_logps * loss_mask
+    # masked_sum: padding may hold -inf log-probs; masked entries contribute exactly 0.
+    token_nll = -numerics.masked_sum(token_logps, loss_mask, axis=-1)
     if reduction == "token_mean":
         denominator = jnp.sum(loss_mask) if num_tokens is None else jnp.asarray(num_tokens, jnp.float32)
         return jnp.sum(token_nll) / jnp.maximum(denominator, 1.0)
     # sequence_mean: mean over sequences of each sequence's token-mean NLL. Fully masked rows
     # (batch padding) are left out of the mean so that padding the batch does not change the loss.
     tokens_per_sequence = jnp.sum(loss_mask, axis=-1)
-    per_sequence = jnp.sum(token_nll, axis=-1) / jnp.maximum(tokens_per_sequence, 1.0)
+    per_sequence = token_nll / jnp.maximum(tokens_per_sequence, 1.0)
     has_tokens = (tokens_per_sequence > 0).astype(jnp.float32)
     return jnp.sum(per_sequence * has_tokens) / jnp.maximum(jnp.sum(has_tokens), 1.0)
 
@@ -79,7 +81,7 @@ def sft(
     mask = jnp.asarray(loss_mask, jnp.float32)
     loss = _masked_nll(logps, mask, reduction=reduction, num_tokens=num_tokens)
     batch_tokens = jnp.sum(mask)
-    batch_nll = jnp.sum(-logps * mask) / jnp.maximum(batch_tokens, 1.0)
+    batch_nll = -numerics.masked_sum(logps, mask) / jnp.maximum(batch_tokens, 1.0)
     metrics = {"nll": batch_nll, "ppl": jnp.exp(batch_nll), "num_tokens": batch_tokens}
     return loss, metrics
 
