@@ -99,3 +99,15 @@ def test_pairwise_swapped_games():
     assert (got["a"]["win"], got["a"]["loss"], got["a"]["tie"], got["a"]["n_error"]) == (1, 1, 2, 1)
     assert got["a"]["win_rate_adjusted"] == pytest.approx((1 + 1) / 4)
     assert got["b"]["win_rate_adjusted"] == pytest.approx((1 + 1) / 4)
+
+
+def test_cli_prints_strict_json(tmp_path, capsys):
+    import argparse
+    import json
+    path = tmp_path / "judgments.jsonl"
+    path.write_text(json.dumps({"model": "m", "question_id": 81, "turn": 1, "judgment": "Rating: [[8]]"}) + "\n")
+    parser = argparse.ArgumentParser()
+    mt_bench.add_arguments(parser)
+    assert mt_bench.run(parser.parse_args([str(path)])) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert out["score"] == 8.0 and out["turn_2"] is None

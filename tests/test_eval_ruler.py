@@ -61,3 +61,15 @@ def test_bad_input():
         ruler.target_length_scores(["x"], [])
     with pytest.raises(TypeError):
         ruler.count_words(None)
+
+
+def test_cli_prints_strict_json(tmp_path, capsys):
+    import argparse
+    import json
+    path = tmp_path / "gen.jsonl"
+    path.write_text(json.dumps({"output": words(12), "TargetLength": "10"}) + "\n")
+    parser = argparse.ArgumentParser()
+    ruler.add_arguments(parser)
+    assert ruler.run(parser.parse_args([str(path)])) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert out["all"] == {"n": 1, "pm": 100.0, "fm": 100.0} and out["level_2"]["pm"] is None

@@ -183,6 +183,15 @@ def read_categories(question_file: str | pathlib.Path) -> dict[int, str]:
     return {row["question_id"]: row["category"] for row in read_jsonl(question_file)}
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN (a turn with no parsed rating) -> None, so the CLI prints strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("judgments", help="single-answer judgments JSONL (FastChat gpt-4_single.jsonl format)")
     parser.add_argument("--questions", help="question.jsonl, for per-category means")
@@ -197,5 +206,5 @@ def run(args: argparse.Namespace) -> int:
         categories = read_categories(args.questions) if args.questions else None
         result = single_scores(rows, categories=categories)
     for model, entry in sorted(result.items(), key=lambda kv: -kv[1].get("score", kv[1].get("win_rate_adjusted", 0))):
-        print(json.dumps({"model": model, **entry}))
+        print(json.dumps(_json_safe({"model": model, **entry}), allow_nan=False))
     return 0

@@ -116,5 +116,8 @@ def run(args: argparse.Namespace) -> int:
                     raise KeyError(f"{args.generations}:{line_number}: missing field {key!r}")
             responses.append(row[args.response_key])
             targets.append(row[args.target_key])
-    print(json.dumps(target_length_scores(responses, targets)))
+    result = target_length_scores(responses, targets)
+    # Strict JSON: an empty level is null, not NaN.
+    print(json.dumps({k: {m: (None if isinstance(v, float) and math.isnan(v) else v) for m, v in d.items()}
+                      for k, d in result.items()}, allow_nan=False))
     return 0
