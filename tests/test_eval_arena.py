@@ -229,3 +229,27 @@ def test_cli_arena_hard(evaldata_dir, tmp_path, battles):
   for model, value in expected.items():
     assert board.loc[model, "score"] == pytest.approx(value, abs=1e-4)
   assert cli.main(["arena_hard", "--baseline", BASELINE]) == 2  # neither battles nor judgments
+
+
+def test_cli_arena_hard_judgments_v01_and_v2(tmp_path, capsys):
+  import json
+  from alignax.evaluate import cli
+  path = tmp_path / "m.jsonl"
+  records = [{"question_id": i, "uid": str(i), "model": "m",
+              "games": [{"score": "B>A" if i % 3 else "A>B"}, {"score": "A>B" if i % 3 else "B>>A"}]}
+             for i in range(30)]
+  records.append({"question_id": 99, "uid": "99", "model": "m", "games": [{"score": None}, {"score": "A>B"}]})
+  path.write_text("\n".join(json.dumps(r) for r in records))
+  out = tmp_path / "v01.csv"
+  assert cli.main(["arena_hard", "--judgments", str(path), "--baseline", "base", "--num-rounds", "5",
+                   "--output", str(out)]) == 0
+  # 20 questions: model wins both games (2 rows); 10: baseline wins once and much (1 + 3 rows); 1 game unparsable.
+  expected = 100 * (20 * 2 + 1) / (20 * 2 + 10 * 4 + 1)
+  assert pd.read_csv(out).set_index("model").loc["m", "score"] == pytest.approx(expected, abs=1e-4)
+  assert "skipped 1 unparsable game(s)" in capsys.readouterr().out
+  out = tmp_path / "v2.csv"
+  assert cli.main(["arena_hard", "--judgments", str(path), "--baseline", "base", "--v2", "--num-rounds", "50",
+                   "--output", str(out)]) == 0
+  board = pd.read_csv(out).set_index("model")
+  assert board.loc["m", "score"] == pytest.approx(100 * 40 / 80, abs=5)
+  assert board.loc["base", "score"] == 50.0

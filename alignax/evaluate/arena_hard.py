@@ -427,7 +427,7 @@ def style_control_leaderboard_v2(scores: pd.DataFrame, style: np.ndarray, *, bas
 
 def add_arguments(parser) -> None:
   parser.description = ("Arena-Hard-Auto v0.1 Bradley-Terry scores (win rate vs the baseline, %) with "
-                        "bootstrap 95%% CIs, from a battles JSONL (model_a, model_b, winner) or judgment JSONL "
+                        "bootstrap CIs, from a battles JSONL (model_a, model_b, winner) or judgment JSONL "
                         "files (question_id, model, games[2].score).")
   parser.epilog = (
       "examples:\n"
@@ -444,23 +444,35 @@ def add_arguments(parser) -> None:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--style-control", nargs="+", default=None, choices=STYLE_FEATURES, metavar="FEATURE",
                       help=f"control for style features (battles need conv_metadata): {', '.join(STYLE_FEATURES)}")
+  parser.add_argument("--v2", action="store_true",
+                      help="v2.0 scoring of --judgments (mean of bootstrap means, 5-95%% interval)")
   parser.add_argument("--output", default=None, help="write the leaderboard to this CSV")
 
 
 def run(args) -> int:
   if bool(args.battles) == bool(args.judgments):
     raise ValueError("give either a battles file or --judgments files")
-  if args.battles:
+  if args.v2:
+    if not args.judgments or args.style_control:
+      raise ValueError("--v2 scores --judgments files (style control for v2.0 is the Python API)")
+    records = [r for path in args.judgments for r in _read_jsonl(path)]
+    scores, skipped = scores_v2_from_judgments(records, weight=args.weight)
+    if skipped:
+      print(f"skipped {skipped} judgment(s) with a missing or unknown verdict")
+    table = leaderboard_v2(scores, baseline=args.baseline, num_rounds=args.num_rounds, seed=args.seed)
+  elif args.battles:
     battles = load_battles(args.battles)
   else:
     records = [r for path in args.judgments for r in _read_jsonl(path)]
     battles, n_unparsable = battles_from_judgments(records, baseline=args.baseline, weight=args.weight)
     if n_unparsable:
       print(f"skipped {n_unparsable} unparsable game(s)")
-  table = leaderboard(battles, baseline=args.baseline, num_rounds=args.num_rounds, seed=args.seed,
-                      style_features=args.style_control)
+  if not args.v2:
+    table = leaderboard(battles, baseline=args.baseline, num_rounds=args.num_rounds, seed=args.seed,
+                        style_features=args.style_control)
+  interval = "90% CI" if args.v2 else "95% CI"
   for _, row in table.iterrows():
-    print(f"{row['model']:<40} score {row['score']:6.2f}  95% CI ({row['lower'] - row['score']:+.2f}, "
+    print(f"{row['model']:<40} score {row['score']:6.2f}  {interval} ({row['lower'] - row['score']:+.2f}, "
           f"{row['upper'] - row['score']:+.2f})")
   if args.output:
     table.to_csv(args.output, index=False)

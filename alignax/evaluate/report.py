@@ -2,8 +2,8 @@
 
 Input is `{model: metrics}` as `alignax.evaluate.alpaca_eval.evaluate_files` returns it (or the
 JSON its CLI writes with `--output`). The chart puts each model at its average output length and
-draws its raw win rate, its length-controlled win rate and an arrow from one to the other, so
-length gaming shows up as long arrows pointing down on the right.
+draws its raw win rate, its length-controlled win rate and an arrow from one to the other: length
+control moves long-output models down and short-output models up.
 """
 from __future__ import annotations
 
@@ -95,6 +95,7 @@ def plot_winrates(table: pd.DataFrame, path: pathlib.Path, *, title: str = "Alpa
   ax.set_ylabel("win rate against the baseline (%)")
   ax.set_title(title)
   ax.set_ylim(0, 100)
+  ax.margins(x=0.15)  # room for the model names on the right
   ax.grid(alpha=0.3)
   ax.legend(loc="upper left")
   fig.tight_layout()
