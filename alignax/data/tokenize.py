@@ -4,24 +4,27 @@ Every task becomes `TokenizedExample`s: one or more token sequences ("sides": ch
 N sampled responses, ...) that share a prompt, each with a loss mask that is 1 exactly on the
 assistant tokens the objective scores.
 
-For a prompt x (messages) and a response y:
-    prompt_ids   = template(x, add_generation_prompt=True)
-    full_ids     = template(x + [assistant: y])
-    response_ids = full_ids[len(prompt_ids):], ending at the template's end-of-turn token
-so `prompt_ids + response_ids` equals transformers' `apply_chat_template(x + [y])` up to the
-formatting whitespace the template prints after the end-of-turn token (SmolLM2's trailing
-"\\n"), which belongs to no turn and is not scored. When the template puts no special token
-after the reply, the tokenizer's EOS is appended so the model learns to stop (as TRL does).
-`full_ids` must extend `prompt_ids` token for token; a template where it does not is reported.
-The template's own BOS is kept; a second BOS (template BOS + tokenizer BOS) is removed.
+For a prompt x (messages) and a response y (TRL's split, on text):
+    prompt_text  = template(x, add_generation_prompt=True)          (transformers, tokenize=False)
+    full_text    = template(x + [assistant: y])
+    prompt_ids   = tokenize(prompt_text)                             (add_special_tokens=False)
+    response_ids = tokenize(full_text[len(prompt_text):]), ending at the template's end-of-turn
+so `prompt_ids` equal transformers' `apply_chat_template(x, add_generation_prompt=True)`, and
+`prompt_ids + response_ids` equal `apply_chat_template(x + [y])` up to the formatting whitespace
+the template prints after the end-of-turn token (SmolLM2's trailing "\\n"; it belongs to no
+turn and is not scored) -- except where the tokenizer would merge characters across the prompt /
+reply boundary (a reply starting with spaces), where the split form is what sampling produces.
+When the template puts no special token after the reply, the tokenizer's EOS is appended so the
+model learns to stop (as TRL does). The template's own BOS is kept; a doubled BOS is removed.
 
 Truncation (TRL's DPOConfig semantics): the prompt is cut to `max_prompt_length` keeping its
 end ("keep_end", the default: the question is at the end) or start ("keep_start"); then each
 response is cut so prompt + response <= `max_length`. `over_long="drop"` drops such examples
 instead, `"error"` raises; all three are counted in `TokenizedDataset.stats`.
 
-The tokenizer needs `apply_chat_template(messages, add_generation_prompt=..., tokenize=True)`,
-`decode(ids, skip_special_tokens=...)`, `eos_token_id`, `bos_token_id`: alignax's Tokenizer or a
+The tokenizer needs `apply_chat_template(messages, add_generation_prompt=..., tokenize=False)`,
+`encode(text, add_special_tokens=False)`, `decode(ids, skip_special_tokens=...)`,
+`eos_token_id`, `bos_token_id`: alignax's Tokenizer or a
 transformers tokenizer.
 """
 from __future__ import annotations
@@ -107,22 +110,34 @@ class TokenizedDataset:
 
 
 class ChatTokenizer:
-    """Renders chat messages to ids and splits prompt / response / assistant spans."""
+    """Renders chat messages with the template and splits prompt / response / assistant spans.
+
+    As in TRL, the template is rendered to text, the text is split at the end of the generation
+    prompt, and each part is tokenized on its own (`add_special_tokens=False`, as transformers'
+    `apply_chat_template(tokenize=True)` does): prompt ids are then exactly the ids the model is
+    given when it samples, whatever the tokenizer would merge across the boundary.
+    """
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self._special_cache: dict[int, bool] = {}
         self._ws_cache: dict[int, bool] = {}
 
-    def render(self, messages, *, add_generation_prompt: bool) -> list[int]:
-        ids = self.tokenizer.apply_chat_template([dict(m) for m in messages], add_generation_prompt=add_generation_prompt, tokenize=True)
-        if isinstance(ids, dict):  # some tokenizers return a BatchEncoding
-            ids = ids["input_ids"]
-        ids = [int(i) for i in ids]
+    def render_text(self, messages, *, add_generation_prompt: bool) -> str:
+        text = self.tokenizer.apply_chat_template([dict(m) for m in messages], add_generation_prompt=add_generation_prompt, tokenize=False)
+        if not isinstance(text, str):
+            raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}, expected str")
+        return text
+
+    def encode(self, text: str, *, first: bool = False) -> list[int]:
+        ids = [int(i) for i in self.tokenizer.encode(text, add_special_tokens=False)] if text else []
         bos = getattr(self.tokenizer, "bos_token_id", None)
-        if bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
-            ids = ids[1:]  # template BOS + tokenizer BOS: keep one
+        if first and bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
+            ids = ids[1:]  # template BOS + a BOS written into the text again: keep one
         return ids
+
+    def render(self, messages, *, add_generation_prompt: bool) -> list[int]:
+        return self.encode(self.render_text(messages, add_generation_prompt=add_generation_prompt), first=True)
 
     def _is_special(self, token: int) -> bool:
         if token not in self._special_cache:
@@ -134,38 +149,47 @@ class ChatTokenizer:
             self._ws_cache[token] = self.tokenizer.decode([token], skip_special_tokens=False).strip() == ""
         return self._ws_cache[token]
 
-    def turn_end(self, continuation: list[int]) -> list[int]:
-        """Cut formatting whitespace printed after the end-of-turn token; append EOS if there is none."""
+    def split_turn_end(self, continuation: list[int]) -> tuple[list[int], list[int]]:
+        """(reply, trailing): the reply ends at the template's end-of-turn token; `trailing` is the
+        formatting whitespace printed after it. Without an end-of-turn token, EOS is appended."""
         end = len(continuation)
         while end > 0 and self._is_whitespace(continuation[end - 1]) and not self._is_special(continuation[end - 1]):
             end -= 1
         if end > 0 and self._is_special(continuation[end - 1]):
-            return continuation[:end]
+            return continuation[:end], continuation[end:]
         eos = getattr(self.tokenizer, "eos_token_id", None)
-        return continuation + ([eos] if eos is not None else [])
+        return continuation + ([eos] if eos is not None else []), []
 
     def prompt_and_response(self, prompt, response: str, where: str) -> tuple[list[int], list[int]]:
-        prompt_ids = self.render(prompt, add_generation_prompt=True)
-        full_ids = self.render(tuple(prompt) + ({"role": "assistant", "content": response},), add_generation_prompt=False)
-        if full_ids[: len(prompt_ids)] != prompt_ids:
+        prompt_text = self.render_text(prompt, add_generation_prompt=True)
+        full_text = self.render_text(tuple(prompt) + ({"role": "assistant", "content": response},), add_generation_prompt=False)
+        if not full_text.startswith(prompt_text):
             raise DataError("template_not_prefix", "the chat template's rendering of the prompt is not a prefix of prompt + response", where)
-        return prompt_ids, self.turn_end(full_ids[len(prompt_ids):])
+        reply, _ = self.split_turn_end(self.encode(full_text[len(prompt_text):]))
+        return self.encode(prompt_text, first=True), reply
 
     def conversation(self, messages, where: str) -> tuple[list[int], list[int]]:
-        """(ids, mask) for a whole conversation; mask is 1 on every assistant turn's tokens."""
+        """(ids, mask) for a whole conversation; mask is 1 on every assistant turn (reply and its
+        end-of-turn token); whitespace after an end-of-turn is kept with mask 0, except at the end."""
+        full = self.render_text(messages, add_generation_prompt=False)
         ids: list[int] = []
         mask: list[int] = []
+        pos = 0
         for i, message in enumerate(messages):
             if message["role"] != "assistant":
                 continue
-            prefix = self.render(messages[:i], add_generation_prompt=True)
-            upto = self.render(messages[: i + 1], add_generation_prompt=False)
-            if prefix[: len(ids)] != ids or upto[: len(prefix)] != prefix:
-                raise DataError("template_not_prefix", f"the chat template's rendering of turns before message {i} is not a prefix of the conversation", where)
-            mask += [0] * (len(prefix) - len(ids))
-            reply = self.turn_end(upto[len(prefix):])
-            ids = prefix + reply
-            mask += [1] * len(reply)
+            before = self.render_text(messages[:i], add_generation_prompt=True)
+            through = self.render_text(messages[: i + 1], add_generation_prompt=False)
+            if not (through.startswith(before) and full.startswith(through) and len(before) >= pos):
+                raise DataError("template_not_prefix", f"the chat template is not prefix-consistent at message {i} (assistant)", where)
+            context = self.encode(full[pos:len(before)], first=pos == 0)
+            reply, trailing = self.split_turn_end(self.encode(full[len(before):len(through)]))
+            ids += context + reply + trailing
+            mask += [0] * len(context) + [1] * len(reply) + [0] * len(trailing)
+            pos = len(through)
+        while mask and mask[-1] == 0:  # drop the formatting after the last reply
+            ids.pop()
+            mask.pop()
         return ids, mask
 
 
