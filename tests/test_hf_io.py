@@ -253,3 +253,14 @@ def test_unexpected_tensor_is_an_error(hf_folder):
   state["model.layers.2.mlp.up_proj.weight"] = state["model.layers.1.mlp.up_proj.weight"]
   with pytest.raises(hf_io.CheckpointError, match=r"unexpected tensors.*model\.layers\.2\.mlp\.up_proj"):
     hf_io.model_from_state_dict(hf_io.read_config(folder), state)
+
+
+def test_shard_model_places_params_by_rules(tokens):
+  model = Llama(LlamaConfig.tiny(scan_layers=True), rngs=nnx.Rngs(0))
+  before = np.asarray(model(jnp.asarray(tokens)))
+  mesh = sharding.make_mesh({"fsdp": 4, "tensor": 2})
+  sharding.shard_model(model, mesh, sharding.TENSOR_PARALLEL_RULES)
+  up = model.model.layers.mlp.up_proj.kernel[...]  # stacked: [layers, embed, mlp]
+  assert up.sharding == NamedSharding(mesh, P(None, "fsdp", "tensor"))
+  np.testing.assert_allclose(nnx.jit(lambda m, x: m(x))(model, jnp.asarray(tokens)), before,
+                             rtol=1e-5, atol=1e-5)

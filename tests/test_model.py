@@ -162,6 +162,8 @@ def test_kv_cache_prefill_and_steps_equal_full_forward(checkpoints, kind):
     logits, cache = model(jnp.asarray(next_ids), segment_ids=jnp.ones((2, 1), jnp.int32), cache=cache)
     step_logits.append(logits[:, 0])
   assert int(cache["index"]) == prompt_width + steps
+  with pytest.raises(ValueError, match="KV cache overflow"):
+    model(jnp.zeros((2, 4), jnp.int32), cache=cache)
   for row, (seq, n) in enumerate(zip(sequences, prompt_lengths)):
     full = np.asarray(model(jnp.asarray(seq[None])))[0]
     assert rel_err(prefill_logits[row, prompt_width - n:], full[:n]) < TOL

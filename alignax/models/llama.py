@@ -361,12 +361,16 @@ class Llama(nnx.Module):
       write_index = None
     else:
       write_index = cache["index"]
+      max_length = cache["segment_ids"].shape[1]
+      if not isinstance(write_index, jax.core.Tracer) and int(write_index) + length > max_length:
+        # Under jit this cannot be checked; dynamic_update_slice would clamp and overwrite.
+        raise ValueError(f"KV cache overflow: writing {length} tokens at slot {int(write_index)} "
+                         f"of a cache with {max_length} slots")
       if positions is None:
         positions = self._continued_positions(cache, segment_ids)
       kv_segment_ids = jax.lax.dynamic_update_slice(cache["segment_ids"], segment_ids, (0, write_index))
       kv_positions = jax.lax.dynamic_update_slice(
           cache["positions"], positions.astype(jnp.int32), (0, write_index))
-      max_length = cache["segment_ids"].shape[1]
       mask = attention_mask(q_segment_ids=segment_ids, kv_segment_ids=kv_segment_ids,
                             q_slots=write_index + q_slots,
                             kv_slots=jnp.arange(max_length, dtype=jnp.int32),
