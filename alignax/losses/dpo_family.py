@@ -470,8 +470,11 @@ def discopop(
     """DiscoPOP / LRML (Chris Lu et al., 2024, "Discovering Preference Optimization Algorithms", Eq. 5).
 
     z = βh, m = σ(z/τ); L = (1 − m)·(−log σ(z)) + m·e^{−z}: a log-ratio-modulated blend of the
-    logistic and exponential losses. Defaults β = 0.05, τ = 0.05 (the paper's setting; TRL's
-    `discopop_tau` default is 0.05, its β default 0.1) [MEM: β from the paper, not re-read].
+    logistic and exponential losses. This is TRL's form (τ = `discopop_tau`, default 0.05).
+    Checked against the official definition (SakanaAI/DiscoPOP-zephyr-7b-gemma model card,
+    `log_ratio_modulated_loss`): it modulates with m = σ(h), without β; the two agree exactly
+    when τ = β, which is the released setting β = 0.05 and hence alignax's defaults β = τ = 0.05
+    (TRL's β default is 0.1, which with τ = 0.05 modulates with σ(2h)).
     """
     chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
     z = beta * ((chosen - rejected) - (ref_c - ref_r))
