@@ -94,6 +94,9 @@ def collate(sequences: list[TokenizedSequence], sequence_ids: list[int], *, rows
     return batch
 
 
+TOKEN_KEYS = ("input_ids", "segment_ids", "positions", "loss_mask")  # [rows, L]; the rest are [rows, S]
+
+
 def stack_micro_batches(micro_batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Concatenate k micro-batches along rows, padding them to one shape first."""
     length = max(b["input_ids"].shape[1] for b in micro_batches)
@@ -102,7 +105,7 @@ def stack_micro_batches(micro_batches: list[dict[str, np.ndarray]]) -> dict[str,
         parts = []
         for b in micro_batches:
             a = b[key]
-            if key != "sequence_index" and a.shape[1] < length:
+            if key in TOKEN_KEYS and a.shape[1] < length:
                 a = np.pad(a, ((0, 0), (0, length - a.shape[1])))
             parts.append(a)
         out[key] = np.concatenate(parts, axis=0)

@@ -111,10 +111,10 @@ sft_method.token_normalized = True
 
 
 @register_method("soft")
-def soft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, batch_size: int, num_tokens):
+def soft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, batch_size: int,
+                num_tokens):
     """Sorted fine-tuning: NLL at several exit layers through the shared final norm and head."""
-    hparams = dict(hparams)
-    exit_layers = tuple(hparams.pop("exit_layers"))
+    exit_layers = tuple(hparams["exit_layers"])
     hidden_by_layer = model.hidden_states(
         batch["input_ids"], positions=batch["positions"], segment_ids=batch["segment_ids"], exit_layers=exit_layers
     )
@@ -122,10 +122,8 @@ def soft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams:
     stacked = jnp.stack(
         [token_logps_from_hidden(hidden_by_layer[layer], head, batch, chunk_size=chunk_size) for layer in exit_layers]
     )
-    mask = _target_mask(batch)
-    return _call_with_accepted(
-        losses.get(loss_name), {"token_logps": stacked, "loss_mask": mask, "num_tokens": num_tokens}, hparams
-    )
+    arrays = {"exit_token_logps": stacked, "loss_mask": _target_mask(batch), "num_tokens": num_tokens}
+    return _call_with_accepted(losses.get(loss_name), arrays, dict(hparams, exit_layers=exit_layers))
 
 
 soft_method.token_normalized = True
