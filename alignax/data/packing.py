@@ -17,7 +17,10 @@ attention contract), `sequence_ids` (s in [0, K*B) for every token of sequence s
 Per example: `example_index` [B], `prompt_lengths` / `response_lengths` [K, B]; pairwise data
 also gets `chosen_lengths` / `rejected_lengths` [B]. So with token log-probs
 `lp[r, t] = log p(labels[r, t] | row r up to t)`, per-sequence sums are
-`segment_sum(lp * loss_mask, sequence_ids, K*B)` reshaped to [K, B] (`sequence_sums`).
+`segment_sum(lp * loss_mask, sequence_ids, K*B)` reshaped to [K, B] (`sequence_sums`); or,
+from per-row segment sums [R, S] (`alignax.ops.segment_sums`, column k-1 = segment k), via
+`segment_sequence` [R, K*B] (the sequence number of segment k of row r; -1 = none) with
+`sequences_from_segment_sums`.
 """
 from __future__ import annotations
 
@@ -111,6 +114,7 @@ def build_batch(examples, layout: BatchLayout, *, side_names=None, min_rows: int
     positions = np.zeros((num_rows, length), np.int32)
     segment_ids = np.zeros((num_rows, length), np.int32)
     sequence_ids = np.full((num_rows, length), -1, np.int32)
+    segment_sequence = np.full((num_rows, num_sides * num_examples), -1, np.int32)
     for r, row in enumerate(rows):
         offset = 0
         # Within a row, sequences go in sequence-number order so the layout is easy to read.
@@ -124,11 +128,12 @@ def build_batch(examples, layout: BatchLayout, *, side_names=None, min_rows: int
             positions[r, span] = np.arange(n)
             segment_ids[r, span] = segment
             sequence_ids[r, span] = s
+            segment_sequence[r, segment - 1] = s
             offset += n
 
     batch = {
         "input_ids": input_ids, "labels": labels, "loss_mask": loss_mask, "positions": positions,
-        "segment_ids": segment_ids, "sequence_ids": sequence_ids,
+        "segment_ids": segment_ids, "sequence_ids": sequence_ids, "segment_sequence": segment_sequence,
         "example_index": np.asarray([e.index for e in examples], np.int32),
         "prompt_lengths": np.asarray([[e.sequences[k].prompt_length for e in examples] for k in range(num_sides)], np.int32),
         "response_lengths": np.asarray([[e.sequences[k].response_length for e in examples] for k in range(num_sides)], np.int32),
@@ -159,6 +164,18 @@ def sequence_sums(token_values, batch: dict, num_sides: int):
     values = jnp.asarray(token_values) * jnp.asarray(batch["loss_mask"], token_values.dtype)
     sums = jax.ops.segment_sum(values.reshape(-1), jnp.asarray(batch["sequence_ids"]).reshape(-1), num_segments=num_sides * num_examples)
     return sums.reshape(num_sides, num_examples)
+
+
+def sequences_from_segment_sums(segment_values, batch: dict, num_sides: int):
+    """[R, S] per-row segment sums (S <= K*B; column k-1 = segment k) -> [K, B] per sequence (jax)."""
+    import jax
+    import jax.numpy as jnp
+
+    num_examples = batch["example_index"].shape[0]
+    width = segment_values.shape[1]
+    seq = jnp.asarray(batch["segment_sequence"])[:, :width]
+    out = jax.ops.segment_sum(segment_values.reshape(-1), seq.reshape(-1), num_segments=num_sides * num_examples)
+    return out.reshape(num_sides, num_examples)
 
 
 def sequence_sums_np(token_values, batch: dict, num_sides: int) -> np.ndarray:
