@@ -16,8 +16,8 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 
-def run(default_config: str) -> None:
-    """Entry point body: parse flags, then train."""
+def run(default_config: str, main_fn=None) -> None:
+    """Entry point body: parse flags, then `main_fn(config, workdir)` (default: train)."""
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     config_flags.DEFINE_config_file("config", os.path.join(repo_root, default_config), "experiment config file[:preset]", lock_config=True)
     flags.DEFINE_string("workdir", None, "run directory (metrics, checkpoints, export); reused to resume")
@@ -28,10 +28,12 @@ def run(default_config: str) -> None:
         from absl import logging as absl_logging
 
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every file it writes at INFO
-        from alignax.train.loop import train
+        if main_fn is None:
+            from alignax.train.loop import train
 
-        config = flags.FLAGS.config
-        summary = train(config, flags.FLAGS.workdir)
-        print(f"done: step {summary['final_step']}; outputs in {flags.FLAGS.workdir}")
+            summary = train(flags.FLAGS.config, flags.FLAGS.workdir)
+            print(f"done: step {summary['final_step']}; outputs in {flags.FLAGS.workdir}")
+        else:
+            main_fn(flags.FLAGS.config, flags.FLAGS.workdir)
 
     app.run(main, argv=sys.argv)
