@@ -48,7 +48,6 @@ def test_naive_matches_float64_numpy(problem):
 CHUNKINGS = [
     dict(testcase_name="seq5", chunk_size=5, vocab_chunk_size=None),
     dict(testcase_name="seq1", chunk_size=1, vocab_chunk_size=None),
-    dict(testcase_name="seq_whole", chunk_size=T, vocab_chunk_size=None),
     dict(testcase_name="seq_over_length", chunk_size=1000, vocab_chunk_size=None),
     dict(testcase_name="seq8_vocab16", chunk_size=8, vocab_chunk_size=16),
     dict(testcase_name="seq13_vocab7", chunk_size=13, vocab_chunk_size=7),

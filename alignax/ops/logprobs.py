@@ -163,12 +163,17 @@ def token_logprobs(
             _chunk_logprobs_vocab_chunked, head_weight_stacked=weight_stacked, vocab_size=vocab_size
         )
 
-    # Rematerialize: the backward pass recomputes one chunk's logits at a time instead of
-    # keeping [T/C, B, C, V] residuals alive.
-    @jax.checkpoint
     def body(_, xs):
         hidden_chunk, label_chunk = xs
         return None, chunk_fn(hidden_chunk, label_chunk=label_chunk)
+
+    if vocab_chunk_size is None or vocab_chunk_size >= vocab_size:
+        # Rematerialize: the backward pass recomputes one chunk's logits at a time instead of
+        # keeping [T/C, B, C, V] residuals alive.
+        body = jax.checkpoint(body)
+    # (The vocabulary-chunked body already checkpoints its inner slices; its residuals are the
+    # [B, C] online-logsumexp carries per slice, so a second, outer remat would only add a
+    # third pass over the logits.)
 
     _, logps = jax.lax.scan(body, None, (hidden_chunks, label_chunks))
     logps = logps.swapaxes(0, 1).reshape(batch, num_chunks * chunk_size)[:, :length]
