@@ -220,3 +220,25 @@ def test_masked_whiten_matches_unbiased_definition():
     sel = x[mask].astype(np.float64)
     want = (x - sel.mean()) / np.sqrt(sel.var(ddof=1) + 1e-8)
     np.testing.assert_allclose(np.asarray(numerics.masked_whiten(x, mask))[mask], want[mask], rtol=1e-4, atol=1e-5)
+
+
+def test_batch_sharded_inputs_stay_sharded_and_match():
+    """With hidden sharded over the batch (8 fake CPU devices), the kernel runs per shard."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    devices = jax.devices()
+    if len(devices) < 2:
+        pytest.skip("needs the fake multi-device CPU set up by conftest")
+    n = len(devices)
+    mesh = Mesh(np.array(devices).reshape(n), ("data",))
+    k_h, k_w, k_l = jax.random.split(jax.random.PRNGKey(4), 3)
+    hidden = jax.random.normal(k_h, (n, 12, 8))
+    head = jax.random.normal(k_w, (8, 50))
+    labels = jax.random.randint(k_l, (n, 12), -1, 50)
+    batch_sharding = NamedSharding(mesh, P("data"))
+    hidden_s = jax.device_put(hidden, batch_sharding)
+    labels_s = jax.device_put(labels, batch_sharding)
+    head_r = jax.device_put(head, NamedSharding(mesh, P()))
+    fn = jax.jit(functools.partial(ops.token_logprobs, chunk_size=5, vocab_chunk_size=16))
+    out = fn(hidden_s, head_r, labels_s)
+    np.testing.assert_allclose(out, ops.token_logprobs_naive(hidden, head, labels), rtol=1e-5, atol=1e-5)
+    assert out.sharding.is_equivalent_to(batch_sharding, out.ndim), out.sharding
