@@ -27,7 +27,7 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 demo: venv
-	$(BIN)/python -m experiments.demo --workdir runs/demo
+	$(BIN)/python -m experiments.cdr_simpo --config configs/cdr_simpo.py --workdir runs/demo
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
