@@ -22,12 +22,12 @@ _log = logging.getLogger(__name__)
 
 
 def _dtype_name(dtype) -> str | None:
+    """"bfloat16" for "bfloat16", jnp.bfloat16 or np.dtype(...); None stays None."""
     if dtype is None:
         return None
-    import numpy as np
     import jax.numpy as jnp
 
-    return np.dtype(jnp.dtype(dtype)).name if not isinstance(dtype, str) else jnp.dtype(dtype).name
+    return jnp.dtype(dtype).name
 
 
 def load(source, *, dtype=None, mesh=None) -> tuple[Llama, Tokenizer | None]:
