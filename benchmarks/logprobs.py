@@ -115,8 +115,8 @@ def main(argv=None):
     for name, vocab, dim, label, temp, full, seconds, note in rows:
         t = f"{seconds:8.2f}" if seconds is not None else f"{'-':>8}"
         print(f"{name:8} {vocab:>7} {dim:>5}  {label:30} {temp:10.1f} {full:16.1f} {dim * vocab * 4 / MB:14.1f} {t}  {note}")
-    print("(temp includes head-sized [D,V] buffers — the head gradient and a sliced copy of the head — which any "
-          "value+grad needs; the rest is the per-chunk logits)")
+    print("(naive temp holds [B,T,V] float32 logits and their gradient; the sequence-chunked kernel holds "
+          "[B,C,V] per chunk; the vocabulary-chunked kernel [B,C,Vc] slices)")
 
     # Growth with the chunk, not the vocabulary: sweep chunk sizes at both vocabularies.
     print(f"\nchunked temp MiB (value+grad) by (positions per chunk x vocab slice), {batch * length} tokens:")

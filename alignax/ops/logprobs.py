@@ -5,11 +5,14 @@ shifts `input_ids` by one); positions whose label is negative (e.g. -100, TRL's 
 whose `mask` is 0 give exactly 0, and contribute no gradient.
 
 `token_logprobs` computes log p(label) = (h·W)[label] − logsumexp_v (h·W)[v] over chunks of the
-sequence axis (and optionally of the vocabulary, with an online logsumexp as in Milakov &
-Gimelshein 2018, "Online normalizer calculation for softmax"). Each chunk body is wrapped in
-`jax.checkpoint`, so the backward pass recomputes a chunk's logits instead of storing them: peak
-memory is O(B · chunk_size · vocab_chunk_size) instead of O(B · T · V). The batch axis is never
-reshaped, so a batch-sharded `hidden` stays sharded through the scan.
+sequence axis, and optionally of the vocabulary with an online logsumexp (Milakov & Gimelshein
+2018, "Online normalizer calculation for softmax"). Sequence chunks only: each chunk body is
+wrapped in `jax.checkpoint`, so the backward pass recomputes a chunk's [B, C, V] logits instead
+of storing them. Vocabulary slices too: a hand-written VJP saves only the per-token logsumexp
+and, in the backward pass, recomputes one [B, C, Vc] slice at a time (softmax − onehot), adding
+into a single float32 [D, V] head-gradient accumulator in place; peak temporary memory is then
+O(B · C · Vc + D · V), independent of T. The batch axis is never reshaped, so a batch-sharded
+`hidden` stays sharded. (The custom VJP supports reverse mode only, i.e. `jax.grad`, not `jvp`.)
 """
 from __future__ import annotations
 
@@ -76,39 +79,110 @@ def _chunk_logprobs_full_vocab(hidden_chunk, head_weight, label_chunk):
     return label_logits - jax.nn.logsumexp(logits, axis=-1)
 
 
-def _chunk_logprobs_vocab_chunked(hidden_chunk, head_weight_stacked, label_chunk, *, vocab_size):
-    """Same as above, scanning over vocabulary slices [n_v, D, Vc] with an online logsumexp.
+def _vocab_slice(index, vocab_chunk: int, vocab_size: int):
+    """Slice `index` of the vocabulary: (start, fresh columns mask, nominal start).
 
-    Carry: running max m, running Σ exp(logit − m), and the label's logit (found in exactly one
-    slice). Padded vocabulary columns (beyond `vocab_size`) are masked to −inf.
+    Slices have a fixed width (static shapes); the last one is shifted left to end at V, and its
+    columns already covered by the previous slice are masked out ("not fresh"), so V need not be
+    a multiple of the slice width and the head is never padded or copied.
     """
-    batch, chunk = label_chunk.shape
-    vocab_chunk = head_weight_stacked.shape[-1]
+    nominal = index * vocab_chunk
+    start = jnp.minimum(nominal, vocab_size - vocab_chunk)
+    fresh = start + jnp.arange(vocab_chunk) >= nominal
+    return start, fresh, nominal
 
-    @jax.checkpoint
-    def body(carry, xs):
-        running_max, running_sum, label_logit = carry
-        weight_slice, start = xs
-        logits = jnp.einsum("bcd,dv->bcv", hidden_chunk, weight_slice, preferred_element_type=jnp.float32)
-        column = start + jnp.arange(vocab_chunk)
-        logits = jnp.where(column < vocab_size, logits, -jnp.inf)
-        new_max = jnp.maximum(running_max, jnp.max(logits, axis=-1))
-        # exp(-inf - finite) = 0 for the first slice, so no special case is needed.
-        running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(jnp.exp(logits - new_max[..., None]), axis=-1)
-        offset = label_chunk - start
-        in_slice = (offset >= 0) & (offset < vocab_chunk)
-        picked = jnp.take_along_axis(logits, jnp.clip(offset, 0, vocab_chunk - 1)[..., None], axis=-1)[..., 0]
-        label_logit = label_logit + jnp.where(in_slice, picked, 0.0)
-        return (new_max, running_sum, label_logit), None
 
-    init = (
-        jnp.full((batch, chunk), -jnp.inf, jnp.float32),
-        jnp.zeros((batch, chunk), jnp.float32),
-        jnp.zeros((batch, chunk), jnp.float32),
-    )
-    starts = jnp.arange(head_weight_stacked.shape[0]) * vocab_chunk
-    (running_max, running_sum, label_logit), _ = jax.lax.scan(body, init, (head_weight_stacked, starts))
-    return label_logit - (running_max + jnp.log(running_sum))
+def _slice_logits(hidden_chunk, head_weight, start, vocab_chunk):
+    weight_slice = jax.lax.dynamic_slice_in_dim(head_weight, start, vocab_chunk, axis=1)
+    logits = jnp.einsum("bcd,dv->bcv", hidden_chunk, weight_slice, preferred_element_type=jnp.float32)
+    return weight_slice, logits
+
+
+def _vocab_chunked_forward(hidden_chunks, head_weight, label_chunks, vocab_chunk):
+    """Online logsumexp over vocabulary slices (Milakov & Gimelshein 2018), per sequence chunk.
+
+    Returns (log-probs [n, B, C], logsumexp [n, B, C]); the carry per slice is the running max,
+    the running Σ exp(logit − max) and the label's logit (found in exactly one fresh slice).
+    """
+    vocab_size = head_weight.shape[1]
+    num_slices = -(-vocab_size // vocab_chunk)
+
+    def per_chunk(_, xs):
+        hidden_chunk, label_chunk = xs
+
+        def body(carry, index):
+            running_max, running_sum, label_logit = carry
+            start, fresh, nominal = _vocab_slice(index, vocab_chunk, vocab_size)
+            _, logits = _slice_logits(hidden_chunk, head_weight, start, vocab_chunk)
+            logits = jnp.where(fresh, logits, -jnp.inf)
+            new_max = jnp.maximum(running_max, jnp.max(logits, axis=-1))
+            # exp(-inf - finite) = 0 on the first slice: no special case needed.
+            running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(
+                jnp.exp(logits - new_max[..., None]), axis=-1)
+            offset = label_chunk - start
+            hit = (offset >= 0) & (offset < vocab_chunk) & (label_chunk >= nominal)
+            picked = jnp.take_along_axis(logits, jnp.clip(offset, 0, vocab_chunk - 1)[..., None], axis=-1)[..., 0]
+            return (new_max, running_sum, label_logit + jnp.where(hit, picked, 0.0)), None
+
+        shape = label_chunk.shape
+        init = (jnp.full(shape, -jnp.inf, jnp.float32), jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32))
+        (running_max, running_sum, label_logit), _ = jax.lax.scan(body, init, jnp.arange(num_slices))
+        logsumexp = running_max + jnp.log(running_sum)
+        return None, (label_logit - logsumexp, logsumexp)
+
+    _, (logps, logsumexp) = jax.lax.scan(per_chunk, None, (hidden_chunks, label_chunks))
+    return logps, logsumexp
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _vocab_chunked_logprobs(hidden_chunks, head_weight, label_chunks, vocab_chunk):
+    return _vocab_chunked_forward(hidden_chunks, head_weight, label_chunks, vocab_chunk)[0]
+
+
+def _vocab_chunked_fwd(hidden_chunks, head_weight, label_chunks, vocab_chunk):
+    logps, logsumexp = _vocab_chunked_forward(hidden_chunks, head_weight, label_chunks, vocab_chunk)
+    return logps, (hidden_chunks, head_weight, label_chunks, logsumexp)
+
+
+def _vocab_chunked_bwd(vocab_chunk, residuals, cotangent):
+    """d log p(label)/d logits = onehot(label) − softmax, recomputed one [B, C, Vc] slice at a time.
+
+    d hidden = Σ_slices dlogits · W_sliceᵀ; d W[:, slice] += hiddenᵀ · dlogits, written in place
+    into one float32 [D, V] accumulator (the only head-sized buffer besides the head itself).
+    """
+    hidden_chunks, head_weight, label_chunks, logsumexp = residuals
+    dim, vocab_size = head_weight.shape
+    num_slices = -(-vocab_size // vocab_chunk)
+
+    def per_chunk(grad_head, xs):
+        hidden_chunk, label_chunk, lse_chunk, ct_chunk = xs
+
+        def body(carry, index):
+            grad_hidden, grad_head = carry
+            start, fresh, _ = _vocab_slice(index, vocab_chunk, vocab_size)
+            weight_slice, logits = _slice_logits(hidden_chunk, head_weight, start, vocab_chunk)
+            probs = jnp.exp(logits - lse_chunk[..., None])
+            is_label = (start + jnp.arange(vocab_chunk)) == label_chunk[..., None]
+            dlogits = ct_chunk[..., None] * (is_label.astype(jnp.float32) - probs)
+            dlogits = jnp.where(fresh, dlogits, 0.0)
+            grad_hidden = grad_hidden + jnp.einsum(
+                "bcv,dv->bcd", dlogits, weight_slice.astype(jnp.float32), preferred_element_type=jnp.float32)
+            update = jnp.einsum("bcd,bcv->dv", hidden_chunk.astype(jnp.float32), dlogits,
+                                preferred_element_type=jnp.float32)
+            current = jax.lax.dynamic_slice_in_dim(grad_head, start, vocab_chunk, axis=1)
+            grad_head = jax.lax.dynamic_update_slice_in_dim(grad_head, current + update, start, axis=1)
+            return (grad_hidden, grad_head), None
+
+        init = (jnp.zeros(hidden_chunk.shape, jnp.float32), grad_head)
+        (grad_hidden, grad_head), _ = jax.lax.scan(body, init, jnp.arange(num_slices))
+        return grad_head, grad_hidden.astype(hidden_chunk.dtype)
+
+    grad_head, grad_hidden = jax.lax.scan(
+        per_chunk, jnp.zeros((dim, vocab_size), jnp.float32), (hidden_chunks, label_chunks, logsumexp, cotangent))
+    return grad_hidden, grad_head.astype(head_weight.dtype), None
+
+
+_vocab_chunked_logprobs.defvjp(_vocab_chunked_fwd, _vocab_chunked_bwd)
 
 
 def token_logprobs(
@@ -153,29 +227,18 @@ def token_logprobs(
     label_chunks = safe_labels.reshape(batch, num_chunks, chunk_size).swapaxes(0, 1)
 
     if vocab_chunk_size is None or vocab_chunk_size >= vocab_size:
-        chunk_fn = functools.partial(_chunk_logprobs_full_vocab, head_weight=head_weight)
-    else:
-        num_vocab_chunks = -(-vocab_size // vocab_chunk_size)
-        vocab_pad = num_vocab_chunks * vocab_chunk_size - vocab_size
-        weight = jnp.pad(head_weight, ((0, 0), (0, vocab_pad))) if vocab_pad else head_weight
-        weight_stacked = weight.reshape(dim, num_vocab_chunks, vocab_chunk_size).swapaxes(0, 1)
-        chunk_fn = functools.partial(
-            _chunk_logprobs_vocab_chunked, head_weight_stacked=weight_stacked, vocab_size=vocab_size
-        )
-
-    def body(_, xs):
-        hidden_chunk, label_chunk = xs
-        return None, chunk_fn(hidden_chunk, label_chunk=label_chunk)
-
-    if vocab_chunk_size is None or vocab_chunk_size >= vocab_size:
         # Rematerialize: the backward pass recomputes one chunk's logits at a time instead of
         # keeping [T/C, B, C, V] residuals alive.
-        body = jax.checkpoint(body)
-    # (The vocabulary-chunked body already checkpoints its inner slices; its residuals are the
-    # [B, C] online-logsumexp carries per slice, so a second, outer remat would only add a
-    # third pass over the logits.)
+        @jax.checkpoint
+        def body(_, xs):
+            hidden_chunk, label_chunk = xs
+            return None, _chunk_logprobs_full_vocab(hidden_chunk, head_weight, label_chunk)
 
-    _, logps = jax.lax.scan(body, None, (hidden_chunks, label_chunks))
+        _, logps = jax.lax.scan(body, None, (hidden_chunks, label_chunks))
+    else:
+        # Hand-written VJP: autodiff through a scan over head slices would stack the slices
+        # (a copy of the head) and their gradients (two more); this keeps one accumulator.
+        logps = _vocab_chunked_logprobs(hidden_chunks, head_weight, label_chunks, vocab_chunk_size)
     logps = logps.swapaxes(0, 1).reshape(batch, num_chunks * chunk_size)[:, :length]
     chex.assert_shape(logps, (batch, length))
     return jnp.where(valid, logps, 0.0)
