@@ -155,6 +155,12 @@ def test_chunked_gradient_never_holds_full_logits():
     assert naive >= full_logits, (naive, full_logits)
     # Chunked temp: a few [b, 16, 1024] fp32 slices plus parameter-sized buffers (grad of head).
     assert chunked < full_logits / 4, (chunked, full_logits)
+    # Growing the vocabulary 4x grows the chunked temp by at most head-sized buffers ([d, V] fp32),
+    # not by token-sized logits ([b, t, V]).
+    bigger_head = jax.ShapeDtypeStruct((d, 4 * v), jnp.float32)
+    chunked_big = _temp_bytes(value_and_grad(functools.partial(ops.token_logprobs, chunk_size=16, vocab_chunk_size=1024)),
+                              hidden, bigger_head, labels)
+    assert chunked_big - chunked <= 2 * d * 3 * v * 4, (chunked, chunked_big)
 
 
 # ------------------------------------------------------------------ sequence stats
