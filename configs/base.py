@@ -41,7 +41,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_batches = 4
     c.eval_every = 0  # 0 = only at the end
     c.seed = 0
-    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    # Axis sizes (-1 = the remaining devices); num_devices: use the first n devices (-1 = all).
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "num_devices": -1})
     c.distributed = ml_collections.ConfigDict({"coordinator_address": "", "num_processes": 1, "process_id": 0})
 
     c.optimizer = ml_collections.ConfigDict({

@@ -47,7 +47,9 @@ class Checkpointer:
         """(step, state, data_state) of the newest checkpoint that restores; None if there is none.
 
         A corrupt or partial newest checkpoint (a run killed mid-save) is skipped with a warning
-        and the previous one is used: nothing already finished is lost."""
+        and the previous one is used: nothing already finished is lost. The unreadable steps are
+        then deleted, since the resumed run saves those step numbers again."""
+        unreadable = []
         for step in sorted(self.manager.all_steps(), reverse=True):
             try:
                 restored = self.manager.restore(
@@ -61,9 +63,16 @@ class Checkpointer:
                             self.directory, step, type(error).__name__, str(error)[:300])
                 print(f"WARNING: checkpoint step {step} in {self.directory} is unreadable "
                       f"({type(error).__name__}); falling back to the previous one")
+                unreadable.append(step)
                 continue
+            self._delete(unreadable)
             return step, restored.state, dict(restored.data)
+        self._delete(unreadable)
         return None
+
+    def _delete(self, steps) -> None:
+        for step in steps:
+            self.manager.delete(step)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

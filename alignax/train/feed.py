@@ -66,14 +66,22 @@ def tokenize_conversation(tokenizer: Tokenizer, messages, *, max_length: int) ->
     return TokenizedSequence(ids, mask)
 
 
+def bucketed_length(longest: int, length_multiple: int) -> int:
+    return int(np.ceil(longest / length_multiple) * length_multiple)
+
+
 def collate(sequences: list[TokenizedSequence], sequence_ids: list[int], *, rows_multiple: int,
-            length_multiple: int, pad_id: int) -> dict[str, np.ndarray]:
-    """One sequence per row; the length bucketed up to a multiple of `length_multiple`.
+            length_multiple: int, pad_id: int, length: int | None = None) -> dict[str, np.ndarray]:
+    """One sequence per row; the length bucketed up to a multiple of `length_multiple` (or `length`).
 
     `sequence_ids` are the sequences' numbers in the GLOBAL micro-batch (all processes), which is
-    what the per-sequence sums are indexed by."""
+    what the per-sequence sums are indexed by. Padding rows (to a multiple of `rows_multiple`, the
+    batch shards this process holds) have segment 0 and sequence_index -1: they add nothing."""
     longest = max(len(s.input_ids) for s in sequences)
-    length = int(np.ceil(longest / length_multiple) * length_multiple)
+    if length is None:
+        length = bucketed_length(longest, length_multiple)
+    elif length < longest:
+        raise ValueError(f"collate: length={length} is shorter than the longest sequence ({longest})")
     rows = int(np.ceil(len(sequences) / rows_multiple) * rows_multiple)
     batch = {
         "input_ids": np.full((rows, length), pad_id, np.int32),
@@ -168,6 +176,11 @@ class Feed:
 
     def __next__(self) -> dict[str, np.ndarray]:
         global_indices = self._next_indices(self.batch_size)
+        # One length for the whole global batch: every process must build arrays of the same shape
+        # (jax.make_array_from_process_local_data), so the length comes from all processes' examples,
+        # not only this process's share (each host tokenizes the global batch; tokenization is cached).
+        longest = max(len(seq.input_ids) for i in global_indices for seq in self._sequences(i))
+        length = bucketed_length(longest, self.length_multiple)
         share = self.batch_size // self.process_count
         local = global_indices[self.process_index * share: (self.process_index + 1) * share]
         micro_size = share // self.grad_accum_steps
@@ -183,13 +196,16 @@ class Feed:
             sequence_ids = [side * global_micro + self.process_index * micro_size + j
                             for side in range(sides) for j in range(len(per_example))]
             batch = collate(sequences, sequence_ids, rows_multiple=self.rows_multiple,
-                            length_multiple=self.length_multiple, pad_id=self.pad_id)
+                            length_multiple=self.length_multiple, pad_id=self.pad_id, length=length)
             micro_batches.append(batch)
         return stack_micro_batches(micro_batches)
 
 
-def make_feed(config, tokenizer: Tokenizer, *, split: str) -> Feed:
-    """The feed of `config.data.train` or `config.data.eval` for the run's method."""
+def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int) -> Feed:
+    """The feed of `config.data.train` or `config.data.eval` for the run's method.
+
+    `rows_multiple`: rows of every local micro-batch are padded to a multiple of it (the number of
+    batch shards, data x fsdp, that this process's devices hold)."""
     import jax
 
     task = _TASK_OF_METHOD.get(config.method)
@@ -218,8 +234,8 @@ def make_feed(config, tokenizer: Tokenizer, *, split: str) -> Feed:
             return [tokenize_conversation(tokenizer, example.messages, max_length=data.max_length)]
 
     is_train = split == "train"
-    batch_size = config.batch_size if is_train else config.eval_batch_size * jax.process_count()
-    devices_per_process = max(1, jax.local_device_count())
+    # Both sizes are global (all processes), so a run's batches do not depend on the host count.
+    batch_size = config.batch_size if is_train else config.eval_batch_size
     return Feed(
         list(loaded.examples),
         make_sequences,
@@ -227,7 +243,7 @@ def make_feed(config, tokenizer: Tokenizer, *, split: str) -> Feed:
         grad_accum_steps=config.grad_accum_steps if is_train else 1,
         seed=config.seed,
         shuffle=is_train and data.shuffle,
-        rows_multiple=devices_per_process,
+        rows_multiple=rows_multiple,
         length_multiple=data.length_multiple,
         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
         process_index=jax.process_index(),

@@ -86,6 +86,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # --- mesh, model, reference -------------------------------------------------------------------
     mesh = modeling.make_mesh(config.mesh)
+    # Rows of a local micro-batch must split evenly over the batch shards (data x fsdp) that this
+    # process's devices hold; the feed pads with empty rows (segment 0: no loss, no tokens).
+    rows_multiple = max(1, mesh.shape["data"] * mesh.shape["fsdp"] // jax.process_count())
+    print(f"process {jax.process_index()} of {jax.process_count()}, {jax.local_device_count()} local devices, "
+          f"mesh {dict(mesh.shape)}")
     model, tokenizer = modeling.build_model(config, mesh)
     method_fn = get_method(config.method)
     ref_graphdef, ref_params = None, None
@@ -109,8 +114,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     del params
 
     # --- data ------------------------------------------------------------------------------------------
-    train_feed = feed_lib.make_feed(config, tokenizer, split="train")
-    eval_feed = feed_lib.make_feed(config, tokenizer, split="eval") if config.data.eval else None
+    train_feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=rows_multiple)
+    eval_feed = (feed_lib.make_feed(config, tokenizer, split="eval", rows_multiple=rows_multiple)
+                 if config.data.eval else None)
 
     # --- resume ----------------------------------------------------------------------------------------
     checkpointer = ckpt_lib.Checkpointer(
@@ -122,6 +128,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         start_step, state, data_state = restored
         train_feed.set_state(data_state["train"])
         print(f"Resumed from {checkpointer.directory}/{start_step} (data position {data_state['train']}).")
+    if start_step >= config.total_steps:
+        print(f"Already at step {start_step} of {config.total_steps}: nothing to train.")
     writer = metrics_lib.MetricsWriter(workdir, resume_step=start_step, enabled=is_main)
 
     # --- the jitted step -----------------------------------------------------------------------------
@@ -174,16 +182,20 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         batch = _global_batch(local_batch, mesh, config.grad_accum_steps)
         state, metrics = step_fn(state, batch, ref_params)
         done = step + 1
+        # The guard reads one scalar every step (not only on log steps): a non-finite step must
+        # stop the run before anything after it is checkpointed.
+        if float(metrics["nonfinite"]) > 0:
+            values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            bad = [k for k, v in values.items() if not math.isfinite(v)] or ["grad_norm"]
+            message = f"non-finite {', '.join(bad)} at step {done} (loss={values['loss']}, grad_norm={values['grad_norm']})"
+            if config.nan_policy == "stop":
+                checkpointer.close()
+                writer.close()
+                raise FloatingPointError(f"{message}; stopped before updating. The last good checkpoint is "
+                                         f"kept. Set --config.nan_policy=skip to skip such steps.")
+            print(f"WARNING: {message}; update skipped (params and optimizer state unchanged).")
         if done % config.log_every == 0 or done == config.total_steps:
             last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            if last_metrics.get("nonfinite", 0.0) > 0:
-                bad = [k for k, v in last_metrics.items() if not math.isfinite(v)]
-                message = f"non-finite values at step {done}: {bad or ['grad_norm']} ({last_metrics})"
-                if config.nan_policy == "stop":
-                    checkpointer.close()
-                    raise FloatingPointError(message + "; the last good checkpoint is kept. "
-                                             "Set --config.nan_policy=skip to skip such steps.")
-                print("WARNING: skipped update:", message)
             writer.write(done, last_metrics)
             progress.update(done, last_metrics)
         if eval_feed is not None and config.eval_every and done % config.eval_every == 0:
@@ -198,9 +210,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # --- export, curves, summary ------------------------------------------------------------------------
     summary = {"final_step": config.total_steps, "train": last_metrics, "eval": eval_results}
+    export_params = state.params
+    if config.export and jax.process_count() > 1:
+        # Shards on other hosts are not addressable: every process joins the gather (collective),
+        # then process 0 writes the whole model.
+        from jax.experimental import multihost_utils
+
+        export_params = multihost_utils.process_allgather(state.params, tiled=True)
     if is_main:
         if config.export:
-            final_model = nnx.merge(graphdef, state.params, non_trainable)
+            final_model = nnx.merge(graphdef, export_params, non_trainable)
             modeling.export_hf(final_model, tokenizer, os.path.join(workdir, "export"))
         metrics_lib.plot_curves(workdir)
         summary["wall_time_s"] = time.time() - wall_start

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import ml_collections
@@ -14,12 +15,30 @@ from alignax.models.tokenizer import Tokenizer
 
 
 def make_mesh(mesh_config: ml_collections.ConfigDict):
-    """Mesh with axes (data, fsdp, tensor) from config sizes; -1 takes the remaining devices."""
-    return sharding.make_mesh({axis: int(mesh_config[axis]) for axis in sharding.MESH_AXES})
+    """Mesh with axes (data, fsdp, tensor) from config sizes; -1 takes the remaining devices.
+
+    `mesh_config.num_devices` (-1 = all) uses only the first n devices of a single process, e.g.
+    n = 1 for the single-device baseline that sharded runs must match."""
+    import jax
+
+    devices = jax.devices()
+    num_devices = int(mesh_config.get("num_devices", -1))
+    if num_devices != -1:
+        if jax.process_count() > 1 and num_devices != len(devices):
+            raise ValueError(f"mesh.num_devices={num_devices} must be -1 (all {len(devices)} devices) "
+                             f"in a multi-process run")
+        if not 1 <= num_devices <= len(devices):
+            raise ValueError(f"mesh.num_devices={num_devices}; this process sees {len(devices)} devices")
+        devices = devices[:num_devices]
+    return sharding.make_mesh({axis: int(mesh_config[axis]) for axis in sharding.MESH_AXES}, devices=devices)
 
 
+@functools.lru_cache(maxsize=8)
 def load_tokenizer(source: str) -> Tokenizer:
-    """The tokenizer of a preset, a .gguf file or an HF folder (without loading the weights)."""
+    """The tokenizer of a preset, a .gguf file or an HF folder (without loading the weights).
+
+    Cached per process: parsing a GGUF's vocabulary takes seconds, and runs in one process (tests,
+    sweeps) reuse it; the tokenizer is never mutated."""
     from alignax.models import presets
 
     path = presets.resolve(source) if presets.is_preset(source) else source
