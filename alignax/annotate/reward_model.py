@@ -40,6 +40,14 @@ class RewardModel(nnx.Module):
         # uniform(scale) draws from [0, scale); shift to [-bound, bound) like torch's default.
         self.head.kernel.value = self.head.kernel.value - bound
 
+    @classmethod
+    def from_pretrained(cls, source, *, seed: int = 0, dtype=None):
+        """(RewardModel, tokenizer): a checkpoint (HF folder, .gguf or preset) + a fresh zero-bias head."""
+        from alignax.models import load
+
+        backbone, tokenizer = load(source, dtype=dtype)
+        return cls(backbone, rngs=nnx.Rngs(seed)), tokenizer
+
     def __call__(self, input_ids: jax.Array, *, segment_ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         chex.assert_rank(input_ids, 2)
         chex.assert_equal_shape([input_ids, segment_ids])

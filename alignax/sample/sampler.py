@@ -186,15 +186,15 @@ def sample_tokens(row_keys: jax.Array, step: jax.Array, logits: jax.Array, param
 
 def row_keys_for(seed: int, prompt_keys: Sequence[int], sample_indices: Sequence[int]) -> np.ndarray:
     """[B, 2] uint32 key data: fold_in(fold_in(PRNGKey(seed), prompt_key), sample_index)."""
-    base = jax.random.PRNGKey(seed)
-
-    @jax.jit
-    def derive(p, s):
-        return jax.vmap(lambda a, b: jax.random.fold_in(jax.random.fold_in(base, a), b))(p, s)
-
     p = jnp.asarray(np.asarray(prompt_keys, np.uint32))
     s = jnp.asarray(np.asarray(sample_indices, np.uint32))
-    return np.asarray(derive(p, s))
+    return np.asarray(_derive_row_keys(jnp.uint32(seed), p, s))
+
+
+@jax.jit
+def _derive_row_keys(seed, prompt_keys, sample_indices):
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda a, b: jax.random.fold_in(jax.random.fold_in(base, a), b))(prompt_keys, sample_indices)
 
 
 def stable_prompt_key(record_id: Any) -> int:
