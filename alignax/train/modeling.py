@@ -68,7 +68,7 @@ def build_model(config: ml_collections.ConfigDict, mesh) -> tuple[Llama, Tokeniz
             **overrides,
         )
         model = sharding.shard_model(Llama(cfg, rngs=nnx.Rngs(config.seed)), mesh)
-        return _wrap_for_method(config, model), tokenizer
+        return _wrap_for_method(config, model, mesh), tokenizer
     from alignax.models import load
 
     model, tokenizer = load(config.model, dtype=config.dtype, mesh=mesh)
@@ -76,16 +76,18 @@ def build_model(config: ml_collections.ConfigDict, mesh) -> tuple[Llama, Tokeniz
         raise ValueError("scan_layers=True is only supported for random_init models for now (stacked parameters)")
     if model.cfg.remat != config.remat:  # remat changes how the backward pass runs, not the params
         model.cfg = dataclasses.replace(model.cfg, remat=config.remat)
-    return _wrap_for_method(config, model), tokenizer
+    return _wrap_for_method(config, model, mesh), tokenizer
 
 
-def _wrap_for_method(config, model: Llama):
+def _wrap_for_method(config, model: Llama, mesh):
     """The reward-model method trains the backbone plus a scalar head."""
     if config.method != "reward_model":
         return model
     from alignax.annotate.reward_model import RewardModel
 
-    return RewardModel(model, rngs=nnx.Rngs(config.seed + 1))
+    # The new head is created on the default device: place it on the mesh like everything else
+    # (the backbone is already placed; shard_model re-places it where it is).
+    return sharding.shard_model(RewardModel(model, rngs=nnx.Rngs(config.seed + 1)), mesh)
 
 
 def export_hf(model: Llama, tokenizer: Tokenizer, out_dir: str) -> str:
