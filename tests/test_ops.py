@@ -219,6 +219,14 @@ def test_log_sigmoid_and_softplus_are_stable():
     assert np.all(np.isfinite(jax.vmap(jax.grad(numerics.log_sigmoid))(x)))
 
 
+def test_log_sigmoid_and_softplus_gradients_match_sigmoid_everywhere_including_zero():
+    # d/dx log σ(x) = σ(-x) and d/dx softplus(x) = σ(x); x = 0 is where every DPO run starts
+    # (policy == reference), so a kink-handling error there changes the first update.
+    x = jnp.array([-20.0, -1.0, -1e-8, 0.0, 1e-8, 1.0, 20.0])
+    np.testing.assert_allclose(jax.vmap(jax.grad(numerics.log_sigmoid))(x), jax.nn.sigmoid(-x), rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(jax.grad(numerics.softplus))(x), jax.nn.sigmoid(x), rtol=1e-6)
+
+
 def test_masked_whiten_matches_unbiased_definition():
     rng = np.random.default_rng(2)
     x = rng.normal(3, 2, size=(4, 6)).astype(np.float32)

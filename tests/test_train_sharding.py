@@ -57,12 +57,10 @@ MESHES = [
     pytest.param("dpo", dict(data=1, fsdp=8), id="dpo-fsdp8"),
     pytest.param("dpo", dict(data=2, fsdp=2, tensor=2), id="dpo-data2-fsdp2-tensor2"),
     pytest.param("dpo", dict(data=2, fsdp=4), id="dpo-data2-fsdp4", marks=pytest.mark.slow),
-    # DPO's first step has policy == reference, so every margin is 0 on one device but ~1e-7 on 8
-    # data-parallel devices (different fusion). alignax.ops.numerics.log_sigmoid's gradient at
-    # exactly 0 is 1.0, not 0.5 (jnp.abs' gradient at 0 is 1): the 1-device run takes a
-    # double-size first step. Strict: once log_sigmoid is fixed this XPASSes and must be unmarked.
-    pytest.param("dpo", dict(data=8), id="dpo-data8", marks=pytest.mark.xfail(
-        strict=True, reason="alignax.ops.numerics.log_sigmoid has gradient 1.0 at x=0 (should be 0.5)")),
+    # DPO's first step has policy == reference: every margin is exactly 0 on one device but ~1e-7
+    # on 8 data-parallel devices (different fusion), so this case also guards log_sigmoid's
+    # gradient at exactly 0 (it once was 1.0 instead of 0.5: a double-size first step).
+    pytest.param("dpo", dict(data=8), id="dpo-data8"),
     pytest.param("sft", dict(data=8), id="sft-data8-padded-rows"),
 ]
 

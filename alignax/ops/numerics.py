@@ -13,19 +13,21 @@ _LOG_HALF = -0.6931471805599453  # log(1/2): switch point of the two-branch log1
 
 
 def log_sigmoid(x: jax.Array) -> jax.Array:
-    """log σ(x) = -softplus(-x), stable for |x| large.
+    """log σ(x) = -softplus(-x) = -logaddexp(0, -x), stable for |x| large.
 
-    Same formula as `jax.nn.log_sigmoid` and torch's `F.logsigmoid`; written out so every loss
-    uses one definition: log σ(x) = min(x, 0) - log1p(exp(-|x|)).
+    Same value as torch's `F.logsigmoid`. Written with `logaddexp` (whose derivative is defined
+    by a stable custom rule) rather than min(x, 0) - log1p(exp(-|x|)): the latter's gradient at
+    exactly x = 0 is wrong in JAX (|x|' and min' at the kink), and x = 0 is exactly where every DPO
+    run starts (policy == reference), giving a double-size first step.
     """
     x = jnp.asarray(x)
-    return jnp.minimum(x, 0) - jnp.log1p(jnp.exp(-jnp.abs(x)))
+    return -jnp.logaddexp(jnp.zeros((), x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else 0.0, -x)
 
 
 def softplus(x: jax.Array) -> jax.Array:
-    """softplus(x) = log(1 + e^x) = max(x, 0) + log1p(exp(-|x|))."""
+    """softplus(x) = log(1 + e^x) = logaddexp(x, 0) (correct gradient 1/2 at x = 0, see log_sigmoid)."""
     x = jnp.asarray(x)
-    return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+    return jnp.logaddexp(x, jnp.zeros((), x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else 0.0)
 
 
 def log1mexp(a: jax.Array) -> jax.Array:
