@@ -95,11 +95,14 @@ def run_transformers(batch_size: int, max_new_tokens: int, repeats: int) -> dict
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
              for p in _prompts(batch_size)]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    kw = dict(do_sample=False, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
+    # No EOS at all (not min_new_tokens, which masks EOS and so changes the greedy path): both
+    # sides then decode the same argmax path for exactly max_new_tokens tokens.
+    model.generation_config.eos_token_id = None
+    kw = dict(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=None,
               pad_token_id=tok.pad_token_id, use_cache=True)
     with torch.no_grad():
         t0 = time.perf_counter()
-        model.generate(**enc, **dict(kw, max_new_tokens=4, min_new_tokens=4))
+        model.generate(**enc, **dict(kw, max_new_tokens=4))
         warmup_s = time.perf_counter() - t0
         times = []
         for _ in range(repeats):
