@@ -23,8 +23,11 @@ def run(default_config: str, main_fn=None) -> None:
     flags.DEFINE_string("workdir", None, "run directory (metrics, checkpoints, export); reused to resume")
     flags.mark_flag_as_required("workdir")
 
+    started = []
+
     def main(argv):
         del argv
+        started.append(True)
         from absl import logging as absl_logging
 
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every file it writes at INFO
@@ -36,4 +39,13 @@ def run(default_config: str, main_fn=None) -> None:
         else:
             main_fn(flags.FLAGS.config, flags.FLAGS.workdir)
 
-    app.run(main, argv=sys.argv)
+    try:
+        app.run(main, argv=sys.argv)
+    except (AttributeError, KeyError) as error:
+        if started:
+            raise
+        # ml_collections reports an override of a key the config does not have as a bare
+        # AttributeError from inside flag parsing; say which flag and where the keys are listed.
+        overrides = [arg.split("=")[0] for arg in sys.argv[1:] if arg.startswith("--config.")]
+        sys.exit(f"error: unknown config key {error} (overrides given: {', '.join(overrides)}). "
+                 f"The keys are those of the config file's get_config(); see configs/base.py.")
