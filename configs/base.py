@@ -51,7 +51,10 @@ def base_config() -> ml_collections.ConfigDict:
         "final_lr_fraction": 0.0, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
         "grad_clip_norm": 1.0,
     })
-    c.logprob_chunk_size = 256
+    c.logprob_chunk_size = 256  # tokens per chunk of the log-prob kernel
+    # vocabulary columns per slice of its online logsumexp (0 = whole vocabulary per chunk): the
+    # [tokens, V] float32 logits never exist, even per chunk (benchmarks/logprobs.py).
+    c.logprob_vocab_chunk_size = 8192
     c.nan_policy = "stop"  # stop | skip
     c.checkpoint_every = 50
     c.keep_checkpoints = 2

@@ -137,6 +137,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         loss_name=config.loss.name,
         hparams=config.loss.hparams.to_dict(),
         chunk_size=config.logprob_chunk_size,
+        vocab_chunk_size=config.logprob_vocab_chunk_size or None,
         batch_size=config.batch_size // config.grad_accum_steps,
     )
     step_fn = make_train_step(

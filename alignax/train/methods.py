@@ -56,10 +56,11 @@ def _target_mask(batch: Batch) -> jax.Array:
     return batch["loss_mask"][:, 1:].astype(jnp.float32) * same_segment.astype(jnp.float32)
 
 
-def token_logps_from_hidden(hidden: jax.Array, head_weight: jax.Array, batch: Batch, *, chunk_size: int) -> jax.Array:
+def token_logps_from_hidden(hidden: jax.Array, head_weight: jax.Array, batch: Batch, *, chunk_size: int, vocab_chunk_size: int | None = None) -> jax.Array:
     """Per-token log p(next token) [R, L-1] under the packed layout, masked to response tokens."""
     token_logps = logprobs_ops.token_logprobs(
-        hidden[:, :-1], head_weight, batch["input_ids"][:, 1:], chunk_size=chunk_size
+        hidden[:, :-1], head_weight, batch["input_ids"][:, 1:], chunk_size=chunk_size,
+        vocab_chunk_size=vocab_chunk_size,
     )
     return token_logps * _target_mask(batch)
 
@@ -73,10 +74,10 @@ def per_sequence_sums(values: jax.Array, batch: Batch, num_sequences: int) -> ja
     return sums[:num_sequences]
 
 
-def sequence_logps(model, batch: Batch, num_sequences: int, *, chunk_size: int) -> tuple[jax.Array, jax.Array]:
+def sequence_logps(model, batch: Batch, num_sequences: int, *, chunk_size: int, vocab_chunk_size: int | None = None) -> tuple[jax.Array, jax.Array]:
     """(summed response log-probs [N], response token counts [N]) of every sequence in the batch."""
     hidden = model.hidden_states(batch["input_ids"], positions=batch["positions"], segment_ids=batch["segment_ids"])
-    token_logps = token_logps_from_hidden(hidden, model.lm_head_weight(), batch, chunk_size=chunk_size)
+    token_logps = token_logps_from_hidden(hidden, model.lm_head_weight(), batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
     logps = per_sequence_sums(token_logps, batch, num_sequences)
     lengths = per_sequence_sums(_target_mask(batch), batch, num_sequences)
     return logps, lengths
@@ -97,11 +98,11 @@ def _call_with_accepted(loss_fn: Callable, arrays: dict[str, Any], hparams: dict
 
 
 @register_method("sft")
-def sft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, batch_size: int, num_tokens):
+def sft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int, num_tokens):
     """Token-mean NLL over response tokens. `num_tokens` is the token count of the WHOLE (accumulated)
     batch, so that k micro-batches give exactly the large-batch loss with ragged lengths."""
     hidden = model.hidden_states(batch["input_ids"], positions=batch["positions"], segment_ids=batch["segment_ids"])
-    token_logps = token_logps_from_hidden(hidden, model.lm_head_weight(), batch, chunk_size=chunk_size)
+    token_logps = token_logps_from_hidden(hidden, model.lm_head_weight(), batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
     mask = _target_mask(batch)
     loss_fn = losses.get(loss_name)
     return _call_with_accepted(loss_fn, {"token_logps": token_logps, "loss_mask": mask, "num_tokens": num_tokens}, hparams)
@@ -111,7 +112,7 @@ sft_method.token_normalized = True
 
 
 @register_method("soft")
-def soft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, batch_size: int,
+def soft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int,
                 num_tokens):
     """Sorted fine-tuning: NLL at several exit layers through the shared final norm and head."""
     exit_layers = tuple(hparams["exit_layers"])
@@ -120,7 +121,7 @@ def soft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams:
     )
     head = model.lm_head_weight()
     stacked = jnp.stack(
-        [token_logps_from_hidden(hidden_by_layer[layer], head, batch, chunk_size=chunk_size) for layer in exit_layers]
+        [token_logps_from_hidden(hidden_by_layer[layer], head, batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size) for layer in exit_layers]
     )
     arrays = {"exit_token_logps": stacked, "loss_mask": _target_mask(batch), "num_tokens": num_tokens}
     return _call_with_accepted(losses.get(loss_name), arrays, dict(hparams, exit_layers=exit_layers))
@@ -131,13 +132,13 @@ soft_method.token_normalized = True
 
 @register_method("pairwise")
 def pairwise_method(
-    model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, batch_size: int, num_tokens=None
+    model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int, num_tokens=None
 ):
     """DPO family, SimPO, ORPO, IPO, ...: chosen and rejected in one packed forward pass.
 
     The reference log-probs come from the batch (precomputed cache) when present, else from the
     frozen reference model, else are omitted (reference-free objectives)."""
-    logps, lengths = sequence_logps(model, batch, 2 * batch_size, chunk_size=chunk_size)
+    logps, lengths = sequence_logps(model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
     arrays = {
         "chosen_logps": logps[:batch_size],
         "rejected_logps": logps[batch_size:],
@@ -148,7 +149,7 @@ def pairwise_method(
         arrays["ref_chosen_logps"] = batch["ref_chosen_logps"]
         arrays["ref_rejected_logps"] = batch["ref_rejected_logps"]
     elif ref_model is not None:
-        ref_logps, _ = sequence_logps(ref_model, batch, 2 * batch_size, chunk_size=chunk_size)
+        ref_logps, _ = sequence_logps(ref_model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
         ref_logps = jax.lax.stop_gradient(ref_logps)
         arrays["ref_chosen_logps"] = ref_logps[:batch_size]
         arrays["ref_rejected_logps"] = ref_logps[batch_size:]
@@ -164,7 +165,7 @@ def per_sequence_row_values(row_values: jax.Array, batch: Batch, num_sequences: 
 
 
 @register_method("kto")
-def kto_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, batch_size: int,
+def kto_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int,
                num_tokens=None):
     """KTO on unpaired completions with labels (`desirable` stored per sequence in the batch).
 
@@ -175,10 +176,10 @@ def kto_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: 
     for the exact TRL estimator."""
     from alignax.losses.dpo_family import kto_kl_baseline
 
-    logps, _ = sequence_logps(model, batch, batch_size, chunk_size=chunk_size)
+    logps, _ = sequence_logps(model, batch, batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
     if ref_model is None:
         raise ValueError("kto needs a reference: set config.reference='on_the_fly'")
-    ref_logps = jax.lax.stop_gradient(sequence_logps(ref_model, batch, batch_size, chunk_size=chunk_size)[0])
+    ref_logps = jax.lax.stop_gradient(sequence_logps(ref_model, batch, batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)[0])
     desirable = per_sequence_row_values(batch["desirable"], batch, batch_size) > 0.5
     arrays = {"logps": logps, "ref_logps": ref_logps, "desirable": desirable,
               "kl_baseline": kto_kl_baseline(logps, ref_logps)}
@@ -186,7 +187,7 @@ def kto_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: 
 
 
 @register_method("reward_model")
-def reward_model_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int,
+def reward_model_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None,
                         batch_size: int, num_tokens=None):
     """Bradley–Terry reward model: `model` is an `alignax.annotate.reward_model.RewardModel` whose
     head reads each sequence's last token; rows hold one sequence each (chosen, then rejected)."""
