@@ -417,10 +417,18 @@ class Llama(nnx.Module):
       return x, per_layer, kv_out
 
     def run_layer(layer, h, layer_kv):
-      return layer(h, cos=cos, sin=sin, mask=mask, kv=layer_kv, write_index=write_index)
+      if not cfg.remat:
+        return layer(h, cos=cos, sin=sin, mask=mask, kv=layer_kv, write_index=write_index)
+      # jax.checkpoint of a pure function of the layer's state (not nnx.remat of the module):
+      # under jit(grad(...)) of a merged model, nnx.remat tries to write Params back across trace
+      # levels and raises TraceContextError.
+      layer_graphdef, layer_state = nnx.split(layer)
 
-    if cfg.remat:
-      run_layer = nnx.remat(run_layer)
+      def pure_layer(state, h, layer_kv):
+        return nnx.merge(layer_graphdef, state)(h, cos=cos, sin=sin, mask=mask, kv=layer_kv,
+                                                write_index=write_index)
+
+      return jax.checkpoint(pure_layer)(layer_state, h, layer_kv)
     per_layer, new_k, new_v = {}, [], []
     for index, layer in enumerate(layers):
       layer_kv = None if kv is None else (kv[0][index], kv[1][index])
