@@ -222,3 +222,17 @@ def test_config_round_trip_and_tiny():
   assert model.lm_head_weight().shape == (64, 256)
   with pytest.raises(ValueError, match="architecture"):
     LlamaConfig.from_hf({"architectures": ["GPT2LMHeadModel"]})
+
+
+def test_last_only_logits_equal_the_full_forward_last_position():
+  cfg = LlamaConfig.tiny()
+  model = Llama(cfg, rngs=nnx.Rngs(3))
+  ids = jnp.asarray(np.random.default_rng(3).integers(0, cfg.vocab_size, size=(2, 9)), jnp.int32)
+  segment_ids = jnp.asarray([[0, 0, 1, 1, 1, 1, 1, 1, 1], [1] * 9], jnp.int32)  # left padding
+  full = model(ids, segment_ids=segment_ids)
+  last = model(ids, segment_ids=segment_ids, last_only=True)
+  assert last.shape == (2, 1, cfg.vocab_size)
+  np.testing.assert_allclose(last, full[:, -1:], rtol=1e-6, atol=1e-6)
+  cache = model.init_cache(2, 16)
+  cached_logits, _ = model(ids, segment_ids=segment_ids, cache=cache, last_only=True)
+  np.testing.assert_allclose(cached_logits, full[:, -1:], rtol=1e-5, atol=1e-5)

@@ -198,31 +198,49 @@ class Attention(nnx.Module):
     self.num_heads, self.num_kv_heads, self.head_dim = h, kvh, hd
 
   def __call__(self, x, *, cos, sin, mask, kv=None, write_index=None):
-    """x [B,T,D]; mask [B,T,S]; kv = (k, v) cache [B,S,KVH,hd] written at `write_index`.
+    """x [B,T,D]; mask [B,T,S]; kv = this layer's cache (k, v) [B,S,KVH,hd] before this call.
 
     softmax(q k^T / sqrt(hd) + mask) v with scores and softmax in float32. Returns the output
-    [B,T,D] and the (updated) keys/values attended to.
+    [B,T,D] and this call's new keys/values [B,T,KVH,hd] (the caller writes them into the cache at
+    `write_index`). With a cache the keys are the cached slots plus the new tokens, attended
+    without first writing the new tokens into a copy of the cache: decoding touches the cache
+    once per step (read) plus a T-token write, instead of copying it.
     """
     batch, length, _ = x.shape
     q = self.q_proj(x).reshape(batch, length, self.num_heads, self.head_dim)
     k = self.k_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
     v = self.v_proj(x).reshape(batch, length, self.num_kv_heads, self.head_dim)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    if kv is not None:
-      cache_k, cache_v = kv
-      start = (0, write_index, 0, 0)
-      k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), start)
-      v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), start)
-    chex.assert_shape(mask, (batch, length, k.shape[1]))
     groups = self.num_heads // self.num_kv_heads
-    q = q.reshape(batch, length, self.num_kv_heads, groups, self.head_dim)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q.astype(jnp.float32), k.astype(jnp.float32))
-    scores = scores / math.sqrt(self.head_dim)
-    scores = jnp.where(mask[:, None, None, :, :], scores, _NEG_INF)
-    probs = jax.nn.softmax(scores, axis=-1)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(jnp.float32)).astype(x.dtype)
-    out = out.reshape(batch, length, self.num_heads * self.head_dim)
-    return self.o_proj(out), (k, v)
+    q = q.reshape(batch, length, self.num_kv_heads, groups, self.head_dim).astype(jnp.float32)
+    scale = 1.0 / math.sqrt(self.head_dim)
+
+    def scores_against(keys, key_mask):
+      scores = jnp.einsum("btkgd,bskd->bkgts", q, keys.astype(jnp.float32)) * scale
+      return jnp.where(key_mask[:, None, None, :, :], scores, _NEG_INF)
+
+    if kv is None:
+      chex.assert_shape(mask, (batch, length, length))
+      probs = jax.nn.softmax(scores_against(k, mask), axis=-1)
+      out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(jnp.float32))
+      new_kv = (k, v)
+    else:
+      cache_k, cache_v = kv
+      k, v = k.astype(cache_k.dtype), v.astype(cache_v.dtype)
+      cache_length = cache_k.shape[1]
+      chex.assert_shape(mask, (batch, length, cache_length))
+      # The cache slots this call writes hold stale values: their keys come from (k, v) instead.
+      slots = jnp.arange(cache_length, dtype=jnp.int32)
+      written_now = (slots >= write_index) & (slots < write_index + length)
+      old_mask = mask & ~written_now[None, None, :]
+      new_mask = jax.lax.dynamic_slice_in_dim(mask, write_index, length, axis=2)
+      scores = jnp.concatenate([scores_against(cache_k, old_mask), scores_against(k, new_mask)], axis=-1)
+      probs = jax.nn.softmax(scores, axis=-1)
+      out = (jnp.einsum("bkgts,bskd->btkgd", probs[..., :cache_length], cache_v.astype(jnp.float32))
+             + jnp.einsum("bkgts,bskd->btkgd", probs[..., cache_length:], v.astype(jnp.float32)))
+      new_kv = (k, v)
+    out = out.astype(x.dtype).reshape(batch, length, self.num_heads * self.head_dim)
+    return self.o_proj(out), new_kv
 
 
 class MLP(nnx.Module):
@@ -300,17 +318,22 @@ class Llama(nnx.Module):
   # --- forward ------------------------------------------------------------------------------------
 
   def __call__(self, input_ids: jax.Array, *, positions: jax.Array | None = None,
-               segment_ids: jax.Array | None = None, cache: Cache | None = None):
+               segment_ids: jax.Array | None = None, cache: Cache | None = None,
+               last_only: bool = False):
     """logits [B,T,V] float32; with a cache, (logits, updated cache).
 
     segment_ids [B,T] int32: 0 = padding; tokens attend causally within their own segment.
     positions [B,T]: rotary positions; default restart at 0 in each segment (with a cache: they
     continue after the cached tokens of the same segment).
+    last_only: logits of the last position only, [B,1,V] (the head is the costliest matmul of a
+    prefill at vocab 49k-128k).
     """
     hidden, _, cache = self._forward(input_ids, positions=positions, segment_ids=segment_ids,
                                      cache=cache, exit_layers=())
+    if last_only:  # e.g. a sampler's prefill: only the next token's distribution is needed
+      hidden = hidden[:, -1:]
     logits = self.logits_from_hidden(self.model.norm(hidden))
-    chex.assert_shape(logits, (*input_ids.shape, self.cfg.vocab_size))
+    chex.assert_shape(logits, (input_ids.shape[0], 1 if last_only else input_ids.shape[1], self.cfg.vocab_size))
     return logits if cache is None else (logits, cache)
 
   def hidden_states(self, input_ids: jax.Array, *, positions: jax.Array | None = None,
@@ -397,7 +420,8 @@ class Llama(nnx.Module):
   def _run_layers(self, x, *, cos, sin, mask, kv, write_index, exit_layers):
     """Runs the blocks (a Python loop, or lax.scan over stacked parameters), remat optional.
 
-    Returns (h_L, {l: h_l for l in exit_layers}, stacked (k, v) caches or None).
+    Returns (h_L, {l: h_l for l in exit_layers}, the updated stacked (k, v) cache or None): each
+    layer's new keys/values are written into the stacked cache with one T-token update.
     """
     cfg = self.cfg
     layers = self.model.layers
@@ -412,9 +436,13 @@ class Llama(nnx.Module):
 
       if cfg.remat:
         body = jax.checkpoint(body)
-      x, (kv_out, all_hidden) = jax.lax.scan(body, x, (stacked_state, kv))
+      x, (new_kv, all_hidden) = jax.lax.scan(body, x, (stacked_state, kv))
       per_layer = {layer: all_hidden[layer - 1] for layer in exit_layers}
-      return x, per_layer, kv_out
+      if kv is None:
+        return x, per_layer, None
+      start = (0, 0, write_index, 0, 0)
+      return x, per_layer, (jax.lax.dynamic_update_slice(kv[0], new_kv[0], start),
+                            jax.lax.dynamic_update_slice(kv[1], new_kv[1], start))
 
     def run_layer(layer, h, layer_kv):
       if not cfg.remat:
@@ -429,17 +457,18 @@ class Llama(nnx.Module):
                                                 write_index=write_index)
 
       return jax.checkpoint(pure_layer)(layer_state, h, layer_kv)
-    per_layer, new_k, new_v = {}, [], []
+    per_layer = {}
+    cache_k, cache_v = (None, None) if kv is None else kv
     for index, layer in enumerate(layers):
-      layer_kv = None if kv is None else (kv[0][index], kv[1][index])
-      x, layer_kv = run_layer(layer, x, layer_kv)
-      if kv is not None:
-        new_k.append(layer_kv[0])
-        new_v.append(layer_kv[1])
+      layer_kv = None if kv is None else (cache_k[index], cache_v[index])
+      x, (new_k, new_v) = run_layer(layer, x, layer_kv)
+      if kv is not None:  # in place inside the decode loop: only the T new tokens are written
+        start = (index, 0, write_index, 0, 0)
+        cache_k = jax.lax.dynamic_update_slice(cache_k, new_k[None], start)
+        cache_v = jax.lax.dynamic_update_slice(cache_v, new_v[None], start)
       if index + 1 in exit_layers:
         per_layer[index + 1] = x
-    kv_out = None if kv is None else (jnp.stack(new_k), jnp.stack(new_v))
-    return x, per_layer, kv_out
+    return x, per_layer, (None if kv is None else (cache_k, cache_v))
 
 
 def param_count(model: nnx.Module) -> int:

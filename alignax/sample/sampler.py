@@ -247,8 +247,8 @@ def _prefill(graphdef, model_state, prompt_ids, prompt_mask, row_keys, done, *, 
     cache = model.init_cache(batch, prompt_len + max_new_tokens)
     mask = prompt_mask.astype(jnp.int32)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
-    logits, cache = model(prompt_ids, positions=positions, segment_ids=mask, cache=cache)
-    chex.assert_shape(logits, (batch, prompt_len, None))
+    logits, cache = model(prompt_ids, positions=positions, segment_ids=mask, cache=cache, last_only=True)
+    chex.assert_shape(logits, (batch, 1, None))
     state = DecodeState(
         cache=cache,
         last_token=jnp.zeros((batch,), jnp.int32),
