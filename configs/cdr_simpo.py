@@ -23,6 +23,7 @@ def _common(c):
     c.loss.hparams.gamma_beta_ratio = 0.1
     c.data.train = "builtin:prompts/train"  # prompts to sample from; the pairs are written by stage 2
     c.data.eval = "builtin:prompts/heldout"  # held-out prompts for stage 4
+    c.data.on_error = "skip"  # a sampled response can be empty: skip (and count) such pairs
     c.annotate = ml_collections.ConfigDict({
         "num_prompts": 64,  # 0 = all
         "num_samples": 4,

@@ -1,4 +1,4 @@
-"""Feeding a run: records -> tokenized sequences -> fixed-shape batches, deterministic and resumable.
+"""Feeding a run: records -> tokenized sequences (alignax.data) -> fixed-shape batches, deterministic and resumable.
 
 The feed shuffles by (seed, epoch), takes this process's share of every global batch (multi-host),
 and exposes `get_state()`/`set_state()` (epoch, position) that the checkpoint stores, so a resumed
@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from alignax.data import readers
+from alignax.data.tokenize import TruncationConfig, tokenize_dataset
 from alignax.models.tokenizer import Tokenizer
 
 _TASK_OF_METHOD = {"sft": "sft", "soft": "sft", "pairwise": "preference", "reward_model": "preference",
@@ -26,44 +27,6 @@ class TokenizedSequence:
     input_ids: np.ndarray  # [n] int32
     loss_mask: np.ndarray  # [n] int32, 1 on response tokens
     desirable: float = 0.0  # KTO's label, carried per sequence
-
-
-def _as_messages(prompt) -> list[dict]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return [dict(m) for m in prompt]
-
-
-def tokenize_prompt_response(tokenizer: Tokenizer, prompt, response: str, *, max_length: int,
-                             max_prompt_length: int) -> TokenizedSequence:
-    """Chat-template the prompt (with the generation prompt) and the response; mask = response tokens.
-
-    The response ids are the template's rendering of the full conversation minus the prompt's
-    rendering (so the end-of-turn token the template puts after the answer is included). Over-long
-    prompts keep their end; then the response is cut to fit `max_length`."""
-    messages = _as_messages(prompt)
-    prompt_ids = list(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
-    full_ids = list(tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": response}]))
-    if full_ids[: len(prompt_ids)] != prompt_ids:
-        raise ValueError("chat template does not render the prompt as a prefix of the conversation")
-    response_ids = full_ids[len(prompt_ids):]
-    # Templates often end with a newline after the end-of-turn token; it is not predicted.
-    while response_ids and response_ids[-1] != tokenizer.eos_token_id and len(response_ids) > 1 \
-            and tokenizer.decode([response_ids[-1]]).strip() == "":
-        response_ids = response_ids[:-1]
-    if len(prompt_ids) > max_prompt_length:
-        prompt_ids = prompt_ids[-max_prompt_length:]
-    response_ids = response_ids[: max(1, max_length - len(prompt_ids))]
-    ids = np.asarray(prompt_ids + response_ids, np.int32)
-    mask = np.concatenate([np.zeros(len(prompt_ids), np.int32), np.ones(len(response_ids), np.int32)])
-    return TokenizedSequence(ids, mask)
-
-
-def tokenize_conversation(tokenizer: Tokenizer, messages, *, max_length: int) -> TokenizedSequence:
-    ids, mask = tokenizer.apply_chat_template_with_mask([dict(m) for m in messages])
-    ids = np.asarray(ids, np.int32)[:max_length]
-    mask = np.asarray(mask, np.int32)[:max_length]
-    return TokenizedSequence(ids, mask)
 
 
 def bucketed_length(longest: int, length_multiple: int) -> int:
@@ -216,28 +179,27 @@ def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int) -
     if loaded.report.total:
         print(f"data {source}: skipped {loaded.report.summary()}")
     data = config.data
-    if task == "preference":
-        def make_sequences(example):
-            return [
-                tokenize_prompt_response(tokenizer, example.prompt, answer, max_length=data.max_length,
-                                         max_prompt_length=data.max_prompt_length)
-                for answer in (example.chosen, example.rejected)
-            ]
-    elif task == "unpaired":
-        def make_sequences(example):
-            seq = tokenize_prompt_response(tokenizer, example.prompt, example.completion, max_length=data.max_length,
-                                           max_prompt_length=data.max_prompt_length)
-            seq.desirable = float(bool(example.label))
-            return [seq]
-    else:
-        def make_sequences(example):
-            return [tokenize_conversation(tokenizer, example.messages, max_length=data.max_length)]
+    # One tokenization path for the whole codebase: alignax.data (chat template split as TRL,
+    # assistant-only masks, truncation counted and reported).
+    truncation = TruncationConfig(max_length=data.max_length, max_prompt_length=data.max_prompt_length)
+    tokenized = tokenize_dataset(loaded.examples, task=task, tokenizer=tokenizer, truncation=truncation,
+                                 on_error=data.on_error)
+    if tokenized.report.total:
+        print(f"data {source}: skipped at tokenization {tokenized.report.summary()}")
+    truncated = {k: v for k, v in tokenized.stats.items() if k != "examples" and v}
+    if truncated:
+        print(f"data {source}: truncation {truncated}")
+
+    def make_sequences(example):
+        desirable = float(bool(example.scalars.get("label", False)))
+        return [TokenizedSequence(np.asarray(seq.input_ids, np.int32), np.asarray(seq.loss_mask, np.int32), desirable)
+                for seq in example.sequences]
 
     is_train = split == "train"
     # Both sizes are global (all processes), so a run's batches do not depend on the host count.
     batch_size = config.batch_size if is_train else config.eval_batch_size
     return Feed(
-        list(loaded.examples),
+        list(tokenized.examples),
         make_sequences,
         batch_size=batch_size,
         grad_accum_steps=config.grad_accum_steps if is_train else 1,
