@@ -102,7 +102,6 @@ def _generate_or_load(path: str, model, tokenizer, prompts: list[dict], *, max_n
 
 
 def pipeline(config, workdir: str) -> dict:
-    import jax  # noqa: F401  (after flags: XLA flags are read at import)
     from alignax.annotate.density_ratio import Customization, density_ratio_rewards
     from alignax.annotate.job import AnnotateConfig, annotate
     from alignax.models import load

@@ -28,24 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.losses.common import f32 as _f32, pair_metrics as _pair_metrics
 from alignax.ops import numerics
-
-
-def _f32(*arrays):
-    return [jnp.asarray(a, jnp.float32) for a in arrays]
-
-
-def _pair_metrics(*, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps) -> dict[str, jnp.ndarray]:
-    chosen_rewards = jax.lax.stop_gradient(chosen_rewards)
-    rejected_rewards = jax.lax.stop_gradient(rejected_rewards)
-    return {
-        "rewards/chosen": jnp.mean(chosen_rewards),
-        "rewards/rejected": jnp.mean(rejected_rewards),
-        "rewards/margins": jnp.mean(chosen_rewards - rejected_rewards),
-        "rewards/accuracies": jnp.mean((chosen_rewards > rejected_rewards).astype(jnp.float32)),
-        "logps/chosen": jnp.mean(jax.lax.stop_gradient(chosen_logps)),
-        "logps/rejected": jnp.mean(jax.lax.stop_gradient(rejected_logps)),
-    }
 
 
 def calibrated_reward(*, rewards: chex.Array, baseline_rewards: chex.Array) -> jnp.ndarray:
