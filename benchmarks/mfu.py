@@ -55,7 +55,6 @@ def make_batch(cfg, *, pairs: int, seq: int, sides: int, seed: int = 0):
 
 
 def run_method(method: str, args) -> dict:
-
     import jax
     import jax.numpy as jnp
     import optax
