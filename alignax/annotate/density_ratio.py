@@ -365,7 +365,9 @@ def sequence_logprobs(
     counts = np.array([len(ids) - start for ids, start in seqs], np.int64)
     for b0 in range(0, len(order), batch_size):
         idx = order[b0 : b0 + batch_size]
-        length = max(32, 1 << (max(len(seqs[i][0]) for i in idx) - 1).bit_length())
+        # Rows padded to a multiple of 64 tokens: a few compiled shapes, and at most 63 padding
+        # tokens per row (powers of two wasted up to half of every forward pass).
+        length = max(64, -(-max(len(seqs[i][0]) for i in idx) // 64) * 64)
         ids = np.zeros((batch_size, length), np.int32)
         seg = np.zeros((batch_size, length), np.int32)
         resp = np.zeros((batch_size, length), np.int32)
