@@ -215,6 +215,24 @@ def test_filters_match_transformers_warpers(kw):
     assert allowed.sum(-1).min() >= 1 and (allowed.sum(-1) < 256).all()
 
 
+@pytest.mark.parametrize("scale", [8.0, 0.05], ids=["peaked-candidates-path", "flat-full-sort-path"])
+def test_top_p_over_a_large_vocabulary_matches_transformers(scale):
+    # V > TOP_P_CANDIDATES: a peaked distribution's nucleus lies inside the top candidates (no
+    # vocabulary sort); a flat one's does not (the full-sort fallback). Both must equal the warper.
+    from alignax.sample.sampler import TOP_P_CANDIDATES
+
+    vocab = 4 * TOP_P_CANDIDATES
+    logits = (np.random.default_rng(1).normal(size=(8, vocab)) * scale).astype(np.float32)
+    kw = dict(temperature=1.0, top_p=0.9)
+    mine = np.asarray(filter_logits(jnp.asarray(logits), SamplingParams(**kw)))
+    allowed = _hf_allowed(logits, **kw)
+    np.testing.assert_array_equal(np.isfinite(mine), allowed)
+    if scale < 1:
+        assert allowed.sum(-1).min() > TOP_P_CANDIDATES  # really exercised the fallback
+    else:
+        assert allowed.sum(-1).max() < TOP_P_CANDIDATES
+
+
 @pytest.mark.parametrize("kw", FILTERS[:3])
 def test_sampled_tokens_stay_inside_the_allowed_set(model, tok, full_logits, kw):
     kw = dict(kw, temperature=2.0)  # flatten the distribution so filters matter
