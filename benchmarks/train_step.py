@@ -100,7 +100,8 @@ def run_alignax(args) -> dict:
     step_fn = make_train_step(
         graphdef=graphdef, non_trainable=non_trainable, method_fn=get_method(config.method),
         method_kwargs=dict(loss_name=config.loss.name, hparams=config.loss.hparams.to_dict(),
-                           chunk_size=config.logprob_chunk_size, batch_size=args.batch),
+                           chunk_size=config.logprob_chunk_size,
+                           vocab_chunk_size=config.logprob_vocab_chunk_size or None, batch_size=args.batch),
         optimizer=optimizer, schedule=schedule, grad_accum_steps=1, ref_graphdef=ref_graphdef)
     step_fn = jax.jit(step_fn, donate_argnums=(0,))
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=jax.jit(optimizer.init)(params),
