@@ -12,6 +12,8 @@ from absl.testing import parameterized
 from jax.test_util import check_grads
 
 from alignax.losses import dpo_family as dpo_lib
+from alignax.losses import kto as kto_lib
+from alignax.losses import reference_free as reffree_lib
 from alignax.losses import registry
 
 B = 8
@@ -44,9 +46,13 @@ def _call(name, batch, **hparams):
 # ------------------------------------------------------------------ registry / contract
 
 
-def test_every_name_is_registered_to_this_module():
+def test_every_name_is_registered_to_the_dpo_family_modules():
+    modules = {dpo_lib.__name__, reffree_lib.__name__, kto_lib.__name__}
     for name in ALL_PAIRED + ["kto", "sigmoid_norm", "aot_unpaired"]:
-        assert registry.get(name).__module__ == dpo_lib.__name__, name
+        assert registry.get(name).__module__ in modules, name
+    for name in ("simpo", "cpo", "orpo"):
+        assert registry.get(name).__module__ == reffree_lib.__name__, name
+    assert registry.get("kto").__module__ == kto_lib.__name__
     assert registry.get("dpo") is registry.get("sigmoid")
 
 
@@ -130,7 +136,7 @@ class ClosedFormTest(chex.TestCase):
         # r = z0 for every example -> each loss is λ/2.
         logps = np.full(B, -4.0, np.float32)
         desirable = np.arange(B) % 2 == 0
-        fn = self.variant(functools.partial(dpo_lib.kto, beta=0.1, desirable_weight=1.0, undesirable_weight=2.0))
+        fn = self.variant(functools.partial(kto_lib.kto, beta=0.1, desirable_weight=1.0, undesirable_weight=2.0))
         loss, metrics = fn(logps=logps, ref_logps=logps - 0.25, desirable=desirable, kl_baseline=0.25)
         np.testing.assert_allclose(loss, (0.5 * 1.0 + 0.5 * 2.0) / 2, rtol=1e-6)
         np.testing.assert_allclose(metrics["count/chosen"], 4)
@@ -193,8 +199,8 @@ def test_kto_padded_examples_do_not_change_the_result():
     logps, ref = -rng.uniform(5, 50, 11).astype(np.float32), -rng.uniform(5, 50, 11).astype(np.float32)
     desirable = rng.uniform(size=11) < 0.5
     mask = (np.arange(11) < B).astype(np.float32)
-    full = dpo_lib.kto(logps=logps[:B], ref_logps=ref[:B], desirable=desirable[:B], kl_baseline=0.3)
-    padded = dpo_lib.kto(logps=logps, ref_logps=ref, desirable=desirable, kl_baseline=0.3, example_mask=mask)
+    full = kto_lib.kto(logps=logps[:B], ref_logps=ref[:B], desirable=desirable[:B], kl_baseline=0.3)
+    padded = kto_lib.kto(logps=logps, ref_logps=ref, desirable=desirable, kl_baseline=0.3, example_mask=mask)
     np.testing.assert_allclose(padded[0], full[0], rtol=1e-6)
 
 
@@ -231,10 +237,10 @@ def test_kto_gradient_matches_finite_differences_and_z0_is_detached():
     logps = -rng.uniform(0.5, 5, B).astype(np.float32)
     ref = -rng.uniform(0.5, 5, B).astype(np.float32)
     desirable = np.arange(B) % 3 != 0
-    loss_of = lambda lp, z0: dpo_lib.kto(logps=lp, ref_logps=ref, desirable=desirable, kl_baseline=z0, beta=0.5)[0]
+    loss_of = lambda lp, z0: kto_lib.kto(logps=lp, ref_logps=ref, desirable=desirable, kl_baseline=z0, beta=0.5)[0]
     check_grads(lambda lp: loss_of(lp, 0.2), (jnp.asarray(logps),), order=1, modes=["rev"], eps=1e-2, atol=2e-3, rtol=2e-3)
     assert jax.grad(loss_of, argnums=1)(jnp.asarray(logps), 0.2) == 0.0
-    kl = jax.grad(lambda p: dpo_lib.kto_kl_baseline(p, ref))(jnp.asarray(logps) + 5.0)
+    kl = jax.grad(lambda p: kto_lib.kto_kl_baseline(p, ref))(jnp.asarray(logps) + 5.0)
     np.testing.assert_array_equal(kl, 0.0)
 
 
@@ -354,7 +360,7 @@ def test_cpo_matches_trl(trl, loss_type, beta, eps):
     l = batch["rejected_logps"] / (batch["rejected_lengths"] if averaged else 1.0)
     losses, chosen_r, rejected_r = trl.CPOTrainer.cpo_loss(
         _cpo_self(loss_type, beta=beta, label_smoothing=eps, simpo_gamma=0.8), _t(trl, w), _t(trl, l))
-    loss, metrics = dpo_lib.cpo(**batch, beta=beta, label_smoothing=eps, loss_type=loss_type, simpo_gamma=0.8, cpo_alpha=0.0)
+    loss, metrics = reffree_lib.cpo(**batch, beta=beta, label_smoothing=eps, loss_type=loss_type, simpo_gamma=0.8, cpo_alpha=0.0)
     _assert_same_as_trl(loss, metrics, losses, chosen_r, rejected_r)
 
 
@@ -364,7 +370,7 @@ def test_simpo_matches_trl_cpo_simpo(trl, beta, ratio, eps):
     losses, chosen_r, rejected_r = trl.CPOTrainer.cpo_loss(
         _cpo_self("simpo", beta=beta, label_smoothing=eps, simpo_gamma=beta * ratio),
         _t(trl, batch["chosen_logps"] / batch["chosen_lengths"]), _t(trl, batch["rejected_logps"] / batch["rejected_lengths"]))
-    loss, metrics = dpo_lib.simpo(**batch, beta=beta, gamma_beta_ratio=ratio, label_smoothing=eps)
+    loss, metrics = reffree_lib.simpo(**batch, beta=beta, gamma_beta_ratio=ratio, label_smoothing=eps)
     _assert_same_as_trl(loss, metrics, losses, chosen_r, rejected_r)
 
 
@@ -387,9 +393,9 @@ def test_cpo_and_orpo_nll_term_is_tokenwise_cross_entropy(trl):
     chosen, lengths, ce = _token_level_batch(trl, 32)
     batch = _pair_batch(32)
     batch.update(chosen_logps=chosen, chosen_lengths=lengths)
-    with_nll = dpo_lib.cpo(**batch, cpo_alpha=0.7)[0] - dpo_lib.cpo(**batch, cpo_alpha=0.0)[0]
+    with_nll = reffree_lib.cpo(**batch, cpo_alpha=0.7)[0] - reffree_lib.cpo(**batch, cpo_alpha=0.0)[0]
     np.testing.assert_allclose(with_nll, 0.7 * ce, rtol=1e-5)
-    np.testing.assert_allclose(dpo_lib.orpo(**batch)[1]["nll_loss"], ce, rtol=1e-5)
+    np.testing.assert_allclose(reffree_lib.orpo(**batch)[1]["nll_loss"], ce, rtol=1e-5)
 
 
 @pytest.mark.parametrize("beta", [0.1, 0.25])
@@ -399,7 +405,7 @@ def test_orpo_matches_trl(trl, beta):
     self_ = types.SimpleNamespace(beta=beta, accelerator=types.SimpleNamespace(device="cpu"))
     losses, chosen_r, rejected_r, log_odds_ratio, log_odds_chosen = trl.ORPOTrainer.odds_ratio_loss(self_, _t(trl, avg_w), _t(trl, avg_l))
     nll = 1.234  # ORPO's total = policy_nll_loss - losses.mean() (ORPOTrainer.get_batch_loss_metrics)
-    loss, metrics = dpo_lib.orpo(**batch, beta=beta, chosen_nll=nll)
+    loss, metrics = reffree_lib.orpo(**batch, beta=beta, chosen_nll=nll)
     _assert_same_as_trl(loss, metrics, nll - losses, chosen_r, rejected_r)
     np.testing.assert_allclose(metrics["log_odds_ratio"], log_odds_ratio.item(), rtol=1e-5)
     np.testing.assert_allclose(metrics["log_odds_chosen"], log_odds_chosen.item(), rtol=1e-5)
@@ -419,9 +425,9 @@ def test_kto_matches_trl(trl, kl_shift, weights):
     losses, chosen_r, rejected_r, kl = trl.KTOTrainer.kto_loss(
         self_, _t(trl, logps[desirable]), _t(trl, logps[~desirable]), _t(trl, kl_logps),
         _t(trl, ref[desirable]), _t(trl, ref[~desirable]), _t(trl, ref_kl))
-    z0 = dpo_lib.kto_kl_baseline(kl_logps, ref_kl)
+    z0 = kto_lib.kto_kl_baseline(kl_logps, ref_kl)
     np.testing.assert_allclose(z0, kl.item(), rtol=1e-5, atol=1e-6)
-    loss, metrics = jax.jit(functools.partial(dpo_lib.kto, beta=0.1, desirable_weight=weights[0],
+    loss, metrics = jax.jit(functools.partial(kto_lib.kto, beta=0.1, desirable_weight=weights[0],
                                               undesirable_weight=weights[1]))(
         logps=logps, ref_logps=ref, desirable=desirable, kl_baseline=z0)
     np.testing.assert_allclose(loss, losses.nanmean().item(), rtol=1e-5, atol=1e-6)

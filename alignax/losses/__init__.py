@@ -5,7 +5,9 @@ Registered by name; see docs/objectives.md for the table (name, paper, formula, 
 from alignax.losses.registry import get, names, register
 
 # Importing the modules fills the registry. Each module owns one family of objectives.
-from alignax.losses import dpo_family  # noqa: F401,E402  DPO/TRL loss types, SimPO, ORPO, KTO, LN-DPO
+from alignax.losses import dpo_family  # noqa: F401,E402  DPO and TRL's reference-based loss types, LN-DPO
+from alignax.losses import reference_free  # noqa: F401,E402  SimPO, CPO, ORPO
+from alignax.losses import kto  # noqa: F401,E402  KTO
 from alignax.losses import sft  # noqa: F401,E402  SFT NLL, SoFT
 from alignax.losses import nash  # noqa: F401,E402  SPPO, INPO, DNO
 from alignax.losses import cut  # noqa: F401,E402  CUT

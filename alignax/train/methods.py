@@ -174,7 +174,7 @@ def kto_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: 
     same completions) — cheaper, one forward pass, and an upper bound of the mismatched estimate in
     expectation early in training. Pass precomputed mismatched log-probs to `losses.kto` directly
     for the exact TRL estimator."""
-    from alignax.losses.dpo_family import kto_kl_baseline
+    from alignax.losses.kto import kto_kl_baseline
 
     logps, _ = sequence_logps(model, batch, batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
     if ref_model is None:
