@@ -1,8 +1,10 @@
 """Objectives: one pure function per method, `(keyword arrays) -> (loss, metrics)`.
 
-Registered by name; see docs/objectives.md for the table (name, paper, formula, inputs, defaults).
+Registered by name with what they need (`info(name)`); see docs/objectives.md for the table (name,
+paper, formula, inputs, defaults) and docs/batches.md for how the engine feeds them.
 """
-from alignax.losses.registry import get, names, register
+
+from alignax.losses.registry import LossInfo, Unset, get, info, names, register, trained_by
 
 # Importing the modules fills the registry. Each module owns one family of objectives.
 from alignax.losses import dpo_family  # noqa: F401,E402  DPO and TRL's reference-based loss types, LN-DPO
@@ -16,4 +18,4 @@ from alignax.losses import reward  # noqa: F401,E402  reward_bt
 from alignax.losses import ppo  # noqa: F401,E402  AlpacaFarm PPO set
 from alignax.losses import specdec  # noqa: F401,E402  SpecDec++ acceptance head
 
-__all__ = ["get", "names", "register"]
+__all__ = ["LossInfo", "Unset", "get", "info", "names", "register", "trained_by"]

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.losses.common import PAIR_INPUTS, REF_INPUTS, ROLLOUTS
 from alignax.losses.common import f32 as _f32, pair_metrics as _pair_metrics
 from alignax.ops import numerics
 
@@ -39,7 +40,13 @@ def calibrated_reward(*, rewards: chex.Array, baseline_rewards: chex.Array) -> j
     return jax.nn.sigmoid(r - rb)
 
 
-@register("crpg")
+@register(
+    "crpg",
+    method=None,
+    inputs=("logps", "rewards", "baseline_rewards", "feasible"),
+    hparams={"kl_coef": 0.0},
+    pending=ROLLOUTS,
+)
 def crpg(
     *,
     logps: chex.Array,
@@ -78,7 +85,14 @@ def crpg(
     return loss, metrics
 
 
-@register("codpo")
+@register(
+    "codpo",
+    method="pairwise",
+    inputs=(*REF_INPUTS, "chosen_logps", "rejected_logps", "chosen_lengths"),
+    hparams={"beta": 0.1, "nll_weight": 1.0},
+    reference=True,
+    config="configs/dpo.py",
+)
 def codpo(
     *,
     chosen_logps: chex.Array,
@@ -113,7 +127,13 @@ def codpo(
     return jnp.sum(losses * mask) / denominator, metrics
 
 
-@register("crraft")
+@register(
+    "crraft",
+    method="multi_sample",
+    inputs=("logps", "lengths", "rewards", "baseline_rewards", "feasible"),
+    hparams={"length_normalize": True},
+    config="configs/scored_samples.py",
+)
 def crraft(
     *,
     logps: chex.Array,
@@ -148,7 +168,14 @@ def crraft(
     return loss, metrics
 
 
-@register("fspo")
+@register(
+    "fspo",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1, "base_loss": "ipo", "length_normalize": False},
+    reference=True,
+    config="configs/dpo.py",
+)
 def fspo(
     *,
     chosen_logps: chex.Array,

@@ -22,3 +22,15 @@ def pair_metrics(*, chosen_rewards, rejected_rewards, chosen_logps, rejected_log
         "logps/chosen": jnp.mean(jax.lax.stop_gradient(chosen_logps)),
         "logps/rejected": jnp.mean(jax.lax.stop_gradient(rejected_logps)),
     }
+
+
+# Keyword arrays of the pairwise contract (DESIGN.md), as the `pairwise` method provides them.
+PAIR_INPUTS = ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")
+REF_INPUTS = ("ref_chosen_logps", "ref_rejected_logps")
+
+# Why a registered loss has no config yet (`LossInfo.pending`): the pipeline it needs.
+ROLLOUTS = ("needs on-policy rollouts scored by a reward or value model; the rollout pipeline of the on-policy "
+            "iteration work (alignax/iterate) does not exist yet")
+DRAFT = "needs a draft and a target model's per-position outputs; the speculative-decoding trainer does not exist yet"
+JUDGMENTS = ("needs judgment-conditioned inputs and token flags; the CUT judgment data path (the LoRA/CUT work) does "
+             "not exist yet")

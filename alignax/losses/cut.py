@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.losses.common import JUDGMENTS
 from alignax.ops import numerics
 
 _ZERO_PROBABILITY_FLOOR = 1e-5  # the official code adds 1e-5 to probabilities that are exactly 0
@@ -61,7 +62,13 @@ def _log_floored(probability: jnp.ndarray) -> jnp.ndarray:
     return jnp.log(jnp.where(probability == 0.0, _ZERO_PROBABILITY_FLOOR, probability))
 
 
-@register("cut")
+@register(
+    "cut",
+    method=None,
+    inputs=("aligned_logps", "aligned_mask", "unjudged_logps", "is_negative"),
+    hparams={"threshold": 1.1, "unlikelihood_weight": 1.0},
+    pending=JUDGMENTS,
+)
 def cut(
     *,
     aligned_logps: chex.Array,

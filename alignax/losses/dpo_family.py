@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.losses.common import PAIR_INPUTS, REF_INPUTS
 from alignax.ops import numerics
 
 Array = jax.Array
@@ -114,7 +115,15 @@ def _finish(per_example, weights, *, chosen_rewards, rejected_rewards, chosen_lo
 # --------------------------------------------------------------------------------------------
 
 
-@register("sigmoid", "dpo")
+@register(
+    "sigmoid",
+    "dpo",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1, "label_smoothing": 0.0, "reference_free": False},
+    reference=True,
+    config="configs/dpo.py",
+)
 def dpo(
     *,
     chosen_logps,
@@ -146,7 +155,14 @@ def dpo(
                    chosen_logps=chosen, rejected_logps=rejected)
 
 
-@register("robust")
+@register(
+    "robust",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1, "label_smoothing": 0.1},
+    reference=True,
+    config="configs/dpo.py",
+)
 def robust_dpo(
     *,
     chosen_logps,
@@ -175,7 +191,14 @@ def robust_dpo(
                    chosen_logps=chosen, rejected_logps=rejected)
 
 
-@register("ipo")
+@register(
+    "ipo",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1, "length_normalize": True},
+    reference=True,
+    config="configs/ipo.py",
+)
 def ipo(
     *,
     chosen_logps,
@@ -206,7 +229,14 @@ def ipo(
                    chosen_logps=chosen, rejected_logps=rejected)
 
 
-@register("hinge")
+@register(
+    "hinge",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1},
+    reference=True,
+    config="configs/dpo.py",
+)
 def hinge(
     *,
     chosen_logps,
@@ -229,7 +259,14 @@ def hinge(
                    chosen_logps=chosen, rejected_logps=rejected)
 
 
-@register("exo_pair")
+@register(
+    "exo_pair",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1, "label_smoothing": 0.001},
+    reference=True,
+    config="configs/dpo.py",
+)
 def exo_pair(
     *,
     chosen_logps,
@@ -259,7 +296,14 @@ def exo_pair(
                    chosen_logps=chosen, rejected_logps=rejected)
 
 
-@register("nca_pair")
+@register(
+    "nca_pair",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1},
+    reference=True,
+    config="configs/dpo.py",
+)
 def nca_pair(
     *,
     chosen_logps,
@@ -296,7 +340,14 @@ def bco_update_running_mean(running_mean, running_count, *, chosen_rewards, reje
     return new_mean, total
 
 
-@register("bco_pair")
+@register(
+    "bco_pair",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1, "delta": 0.0},
+    reference=True,
+    config="configs/dpo.py",
+)
 def bco_pair(
     *,
     chosen_logps,
@@ -323,7 +374,14 @@ def bco_pair(
                    extra={"bco/delta": delta})
 
 
-@register("sppo_hard")
+@register(
+    "sppo_hard",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1},
+    reference=True,
+    config="configs/dpo.py",
+)
 def sppo_hard(
     *,
     chosen_logps,
@@ -361,7 +419,14 @@ def _aot_loss(a, b, weights, beta, label_smoothing):
     return _smoothed_sigmoid_loss(beta * delta, label_smoothing), sorted_weights
 
 
-@register("aot")
+@register(
+    "aot",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1, "label_smoothing": 0.0},
+    reference=True,
+    config="configs/dpo.py",
+)
 def aot(
     *,
     chosen_logps,
@@ -388,7 +453,14 @@ def aot(
     return loss, metrics
 
 
-@register("aot_pair", "aot_unpaired")
+@register(
+    "aot_pair", "aot_unpaired",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1, "label_smoothing": 0.0},
+    reference=True,
+    config="configs/dpo.py",
+)
 def aot_pair(
     *,
     chosen_logps,
@@ -413,7 +485,14 @@ def aot_pair(
     return loss, metrics
 
 
-@register("apo_zero")
+@register(
+    "apo_zero",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1},
+    reference=True,
+    config="configs/dpo.py",
+)
 def apo_zero(
     *,
     chosen_logps,
@@ -435,7 +514,14 @@ def apo_zero(
     return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
 
 
-@register("apo_down")
+@register(
+    "apo_down",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.1},
+    reference=True,
+    config="configs/dpo.py",
+)
 def apo_down(
     *,
     chosen_logps,
@@ -457,7 +543,14 @@ def apo_down(
     return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
 
 
-@register("discopop")
+@register(
+    "discopop",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 0.05, "tau": 0.05},
+    reference=True,
+    config="configs/dpo.py",
+)
 def discopop(
     *,
     chosen_logps,
@@ -487,7 +580,14 @@ def discopop(
                    chosen_logps=chosen, rejected_logps=rejected)
 
 
-@register("ln_dpo", "sigmoid_norm")
+@register(
+    "ln_dpo", "sigmoid_norm",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS, *REF_INPUTS),
+    hparams={"beta": 10.0, "label_smoothing": 0.0},
+    reference=True,
+    config="configs/dpo.py",
+)
 def ln_dpo(
     *,
     chosen_logps,

@@ -28,7 +28,14 @@ def kto_kl_baseline(kl_logps, ref_kl_logps, *, axis_name=None):
     return jax.lax.stop_gradient(jnp.maximum(kl, 0.0))
 
 
-@register("kto")
+@register(
+    "kto",
+    method="kto",
+    inputs=("logps", "ref_logps", "desirable", "kl_baseline"),
+    hparams={"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0},
+    reference=True,
+    config="configs/kto.py",
+)
 def kto(
     *,
     logps,

@@ -24,7 +24,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.registry import register
+from alignax.losses.registry import Unset, register
+from alignax.losses.common import REF_INPUTS
 from alignax.losses.common import f32 as _f32, pair_metrics as _pair_metrics
 from alignax.ops import numerics
 
@@ -34,7 +35,14 @@ def _check_pair(*arrays) -> None:
     chex.assert_equal_shape(arrays)
 
 
-@register("sppo")
+@register(
+    "sppo",
+    method="pairwise",
+    inputs=(*REF_INPUTS, "chosen_logps", "rejected_logps", "chosen_win_probs", "rejected_win_probs"),
+    hparams={"beta": 0.001},
+    reference=True,
+    config="configs/dpo.py",
+)
 def sppo(
     *,
     chosen_logps: chex.Array,
@@ -63,7 +71,14 @@ def sppo(
     return jnp.mean(losses), metrics
 
 
-@register("sppo_single")
+@register(
+    "sppo_single",
+    method="pairwise",
+    inputs=(*REF_INPUTS, "chosen_logps", "rejected_logps", "chosen_pref_probs"),
+    hparams={"beta": 0.001},
+    reference=True,
+    config="configs/dpo.py",
+)
 def sppo_single(
     *,
     chosen_logps: chex.Array,
@@ -86,7 +101,14 @@ def sppo_single(
     return jnp.mean(losses), metrics
 
 
-@register("sppo_sample")
+@register(
+    "sppo_sample",
+    method="multi_sample",
+    inputs=("logps", "ref_logps", "win_probs"),
+    hparams={"beta": 0.001},
+    reference=True,
+    config="configs/scored_samples.py",
+)
 def sppo_sample(
     *,
     logps: chex.Array,
@@ -121,7 +143,14 @@ def _inpo_ref_weight(*, eta: float, tau: float | None, ref_weight: float | None)
     return 1.0 / 3.0 if ref_weight is None else ref_weight
 
 
-@register("inpo")
+@register(
+    "inpo",
+    method="pairwise",
+    inputs=(*REF_INPUTS, "chosen_logps", "rejected_logps", "prev_chosen_logps", "prev_rejected_logps"),
+    hparams={"eta": 0.005, "tau": Unset(float), "ref_weight": Unset(float)},
+    reference=True,
+    config="configs/dpo.py",
+)
 def inpo(
     *,
     chosen_logps: chex.Array,
@@ -156,7 +185,14 @@ def inpo(
     return jnp.mean(losses), metrics
 
 
-@register("dno")
+@register(
+    "dno",
+    method="pairwise",
+    inputs=(*REF_INPUTS, "chosen_logps", "rejected_logps"),
+    hparams={"beta": 0.1},
+    reference=True,
+    config="configs/dpo.py",
+)
 def dno(
     *,
     chosen_logps: chex.Array,

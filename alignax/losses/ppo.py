@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.losses.common import ROLLOUTS
 from alignax.ops import numerics
 
 
@@ -137,7 +138,13 @@ def gae(
     return advantages, (advantages + v) * m
 
 
-@register("ppo_policy")
+@register(
+    "ppo_policy",
+    method=None,
+    inputs=("logps", "old_logps", "advantages", "mask"),
+    hparams={"clip_range": 0.2},
+    pending=ROLLOUTS,
+)
 def ppo_policy_loss(
     *,
     logps: chex.Array,
@@ -164,7 +171,13 @@ def ppo_policy_loss(
     return loss, metrics
 
 
-@register("ppo_value")
+@register(
+    "ppo_value",
+    method=None,
+    inputs=("values", "old_values", "returns", "mask"),
+    hparams={"clip_range_value": 0.2},
+    pending=ROLLOUTS,
+)
 def ppo_value_loss(
     *,
     values: chex.Array,
@@ -190,7 +203,13 @@ def ppo_value_loss(
     return loss, metrics
 
 
-@register("ppo")
+@register(
+    "ppo",
+    method=None,
+    inputs=("logps", "old_logps", "advantages", "values", "old_values", "returns", "mask"),
+    hparams={"clip_range": 0.2, "clip_range_value": 0.2, "vf_coef": 0.1},
+    pending=ROLLOUTS,
+)
 def ppo(
     *,
     logps: chex.Array,

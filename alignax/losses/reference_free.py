@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from alignax.losses.dpo_family import _finish, _lengths, _mean, _pair_inputs, _smoothed_sigmoid_loss
 from alignax.losses.registry import register
+from alignax.losses.common import PAIR_INPUTS
 from alignax.ops import numerics
 
 # --------------------------------------------------------------------------------------------
@@ -25,7 +26,13 @@ def _chosen_token_nll(chosen, len_w, weights):
     return -jnp.sum(weights * chosen) / jnp.maximum(jnp.sum(weights * len_w), 1.0)
 
 
-@register("simpo")
+@register(
+    "simpo",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS,),
+    hparams={"beta": 2.0, "gamma_beta_ratio": 0.25, "label_smoothing": 0.0, "loss_type": "sigmoid", "sft_weight": 0.0},
+    config="configs/simpo.py",
+)
 def simpo(
     *,
     chosen_logps,
@@ -70,7 +77,13 @@ def simpo(
     return loss, metrics
 
 
-@register("cpo")
+@register(
+    "cpo",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS,),
+    hparams={"beta": 0.1, "label_smoothing": 0.0, "loss_type": "sigmoid", "simpo_gamma": 0.5, "cpo_alpha": 1.0},
+    config="configs/simpo.py",
+)
 def cpo(
     *,
     chosen_logps,
@@ -122,7 +135,13 @@ def cpo(
     return preference_loss + cpo_alpha * nll, metrics
 
 
-@register("orpo")
+@register(
+    "orpo",
+    method="pairwise",
+    inputs=(*PAIR_INPUTS,),
+    hparams={"beta": 0.1},
+    config="configs/orpo.py",
+)
 def orpo(
     *,
     chosen_logps,

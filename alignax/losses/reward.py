@@ -15,7 +15,13 @@ from alignax.losses.registry import register
 from alignax.ops import numerics
 
 
-@register("reward_bt")
+@register(
+    "reward_bt",
+    method="reward_model",
+    inputs=("chosen_rewards", "rejected_rewards"),
+    hparams={},
+    config="configs/reward_model.py",
+)
 def reward_bt(
     *,
     chosen_rewards: chex.Array,

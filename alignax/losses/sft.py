@@ -24,7 +24,7 @@ from typing import Sequence
 import chex
 import jax.numpy as jnp
 
-from alignax.losses.registry import register
+from alignax.losses.registry import Unset, register
 from alignax.ops import numerics
 
 _REDUCTIONS = ("token_mean", "sequence_mean")
@@ -52,7 +52,13 @@ def _check_reduction(reduction: str, num_tokens) -> None:
         raise ValueError("num_tokens (the global token count) only applies to reduction='token_mean'")
 
 
-@register("sft")
+@register(
+    "sft",
+    method="sft",
+    inputs=("token_logps", "loss_mask", "num_tokens"),
+    hparams={"reduction": "token_mean"},
+    config="configs/sft.py",
+)
 def sft(
     *,
     token_logps: chex.Array,
@@ -86,7 +92,13 @@ def sft(
     return loss, metrics
 
 
-@register("soft")
+@register(
+    "soft",
+    method="soft",
+    inputs=("exit_token_logps", "loss_mask", "num_tokens"),
+    hparams={"exit_reduction": "sum", "reduction": "token_mean", "exit_layers": Unset(tuple)},
+    config="configs/soft.py",
+)
 def soft(
     *,
     exit_token_logps: chex.Array,

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
+from alignax.losses.common import DRAFT
 
 
 def _xlogx(x: jnp.ndarray) -> jnp.ndarray:
@@ -26,7 +27,13 @@ def _xlogx(x: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(x > 0, x * jnp.log(safe), 0.0)
 
 
-@register("specdec_acceptance")
+@register(
+    "specdec_acceptance",
+    method=None,
+    inputs=("logits", "accept_probs", "mask"),
+    hparams={"mismatch_weight": 6.0},
+    pending=DRAFT,
+)
 def specdec_acceptance(
     *,
     logits: chex.Array,
