@@ -1,28 +1,49 @@
-"""An OpenAI-compatible chat-completions client for judges (stdlib urllib, no SDK).
+"""An OpenAI-compatible chat-completions client for judges (stdlib http.client, no SDK).
 
 POST {base_url}/chat/completions with {"model", "messages", **params}; reads
 choices[0].message.content, choices[0].logprobs.content[0].top_logprobs and usage.
 
-- Retries: timeouts, connection errors, HTTP 429 and 5xx, and malformed bodies (invalid JSON or
-  no choices) are retried up to `max_retries` times with exponential backoff:
+- Retries: timeouts, connection errors, HTTP 408/409/429 and 5xx, and malformed bodies (invalid
+  JSON or a body that breaks the response schema, see `validate_response`) are retried up to
+  `max_retries` times with exponential backoff:
   delay_i = min(max_backoff_s, initial_backoff_s * multiplier**i), i = 0, 1, ..., times a
   jitter factor drawn uniformly from [1 - jitter, 1]; a 429's Retry-After header (seconds)
   raises the delay to that value, still capped at max_backoff_s. Other 4xx fail at once.
+  Giving up raises the named class of the last failure: `JudgeTimeoutError`,
+  `MalformedResponseError` or plain `JudgeHTTPError`.
+- Deadline: `timeout_s` is one total deadline per HTTP attempt, connect plus headers plus body.
+  A watchdog shuts the socket down when it passes, so a server that drip-feeds one byte at a
+  time cannot stretch an attempt (a per-read socket timeout would restart on every byte).
+- Size cap: a body over `max_response_bytes` (declared or actually sent) is a
+  `ResponseTooLargeError`, not retried: re-downloading an oversized body only wastes time.
 - Concurrency: at most `max_concurrency` requests in flight from this client (a semaphore, so it
   holds across `complete_many`'s thread pool and callers' own threads).
 - Cache: one JSON file per request under `cache_dir`, named by sha256 of the canonical JSON of
-  (model, messages, params); a hit makes no request and costs nothing.
+  (model, messages, params); a hit makes no request and costs nothing. Only responses that pass
+  `validate_response` are written, and a cached file that fails it is a miss, so a malformed
+  answer is never replayed by a rerun.
 - Usage: prompt/completion tokens, requests, retries, cache hits and cost (USD per 1M tokens).
+
+Credentials:
 - The API key is read from the environment variable `api_key_env` at request time. It is never
   stored on the client, in the cache, in usage records or in exception messages (server text
-  quoted in errors is scrubbed of it).
+  quoted in errors is scrubbed of it), and exceptions are raised `from None`.
+- Redirects are never followed (any 3xx is a final `JudgeHTTPError`): the Authorization header
+  must not reach another origin, and a POST body does not survive a 301/302 anyway. Point
+  `base_url` at the final endpoint instead.
+- A key is only sent over https, or over plain http to a loopback host (localhost, 127.0.0.0/8,
+  ::1); any other plain-http `base_url` is refused at construction (`InsecureEndpointError`).
+- Proxies from the environment (HTTPS_PROXY, ...) are not used: the client talks to `base_url`.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
 import hashlib
+import http.client
+import ipaddress
 import json
+import math
 import os
 import pathlib
 import random
@@ -30,12 +51,14 @@ import socket
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20  # a chat completion with logprobs is kilobytes
+_READ_CHUNK = 64 * 1024
+_MAX_TOKEN_COUNT = 2**53  # usage counts above this are not token counts (and lose float precision)
 
 
 class JudgeHTTPError(RuntimeError):
@@ -46,10 +69,27 @@ class JudgeHTTPError(RuntimeError):
         self.status, self.attempts = status, attempts
 
 
+class JudgeTimeoutError(JudgeHTTPError):
+    """Every attempt ran past its total deadline (`timeout_s`) or failed to connect in time."""
+
+
+class MalformedResponseError(JudgeHTTPError):
+    """The server's body is not a valid chat completion (bad JSON or schema); nothing was cached."""
+
+
+class ResponseTooLargeError(JudgeHTTPError):
+    """The body exceeded `max_response_bytes`; reading stopped there."""
+
+
+class InsecureEndpointError(ValueError):
+    """`base_url` would send the API key where it must not go (plain http off the machine)."""
+
+
 class _Retryable(Exception):
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 final: type[JudgeHTTPError] = JudgeHTTPError):
         super().__init__(message)
-        self.status, self.retry_after = status, retry_after
+        self.status, self.retry_after, self.final = status, retry_after, final
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +112,148 @@ class Usage:
     cost_usd: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True)
+class _Endpoint:
+    scheme: str
+    host: str
+    port: int
+    target: str  # path (and query) sent in the request line
+
+
+def _is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback IP literals; no DNS look-up (a name could point anywhere)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_endpoint(base_url: str) -> _Endpoint:
+    """The chat-completions endpoint under `base_url`, refusing URLs that would leak the key."""
+    parts = urllib.parse.urlsplit(base_url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("base_url must not carry credentials; the key comes from api_key_env only")
+    if parts.fragment:
+        raise ValueError(f"base_url must not have a fragment, got {base_url!r}")
+    if scheme == "http" and not _is_loopback(parts.hostname):
+        raise InsecureEndpointError(
+            f"refusing to send the API key over plain http to non-loopback host {parts.hostname!r}; "
+            "use https (plain http is allowed only for localhost, 127.0.0.0/8 and ::1)")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"base_url has an invalid port: {base_url!r}") from None
+    target = parts.path.rstrip("/") + "/chat/completions" + (f"?{parts.query}" if parts.query else "")
+    return _Endpoint(scheme, parts.hostname, port, target)
+
+
+# ------------------------------------------------------------------------------- response schema
+def _fail(where: str, expected: str, value: Any) -> None:
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise MalformedResponseError(f"response field {where} must be {expected}, got {shown}")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _check_top_logprobs(entries: Any, where: str) -> None:
+    if not isinstance(entries, list):
+        _fail(where, "a list", entries)
+    for j, candidate in enumerate(entries):
+        here = f"{where}[{j}]"
+        if not isinstance(candidate, dict):
+            _fail(here, "an object", candidate)
+        if not isinstance(candidate.get("token"), str):
+            _fail(f"{here}.token", "a string", candidate.get("token"))
+        logprob = candidate.get("logprob")
+        if not _is_real(logprob) or logprob > 1e-6:  # log-probabilities are <= 0 (-inf allowed)
+            _fail(f"{here}.logprob", "a number <= 0", logprob)
+
+
+def _check_logprobs(logprobs: Any, where: str) -> None:
+    if logprobs is None:
+        return
+    if not isinstance(logprobs, dict):
+        _fail(where, "an object or null", logprobs)
+    content = logprobs.get("content")
+    if content is None:
+        return
+    if not isinstance(content, list):
+        _fail(f"{where}.content", "a list or null", content)
+    for i, entry in enumerate(content):
+        here = f"{where}.content[{i}]"
+        if not isinstance(entry, dict):
+            _fail(here, "an object", entry)
+        if entry.get("top_logprobs") is not None:
+            _check_top_logprobs(entry["top_logprobs"], f"{here}.top_logprobs")
+
+
+def _check_usage(usage: Any) -> None:
+    if usage is None:
+        return
+    if not isinstance(usage, dict):
+        _fail("usage", "an object or null", usage)
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = usage.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _MAX_TOKEN_COUNT:
+            _fail(f"usage.{name}", "a non-negative integer", value)
+
+
+def validate_response(response: Any) -> None:
+    """Raises MalformedResponseError unless `response` is a chat completion this module can read.
+
+    Checked: choices is a non-empty list whose first item has a message object (content a
+    string or null) or a string `text`; logprobs.content[*].top_logprobs[*] are {token: str,
+    logprob: number <= 0}; usage token counts are non-negative integers. Checked before
+    anything is counted or cached, so a bad body never surfaces as a raw TypeError later.
+    """
+    if not isinstance(response, dict):
+        _fail("<body>", "a JSON object", response)
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices:
+        _fail("choices", "a non-empty list", choices)
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        _fail("choices[0]", "an object", choice)
+    message = choice.get("message")
+    if message is not None:
+        if not isinstance(message, dict):
+            _fail("choices[0].message", "an object", message)
+        if message.get("content") is not None and not isinstance(message["content"], str):
+            _fail("choices[0].message.content", "a string or null", message["content"])
+    if "text" in choice and not isinstance(choice["text"], str):
+        _fail("choices[0].text", "a string", choice["text"])
+    if message is None and "text" not in choice:
+        _fail("choices[0]", "an object with 'message' or 'text'", choice)
+    _check_logprobs(choice.get("logprobs"), "choices[0].logprobs")
+    _check_usage(response.get("usage"))
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"non-finite number {name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} overflows a float")
+    return value
+
+
+def parse_body(raw: bytes) -> Any:
+    """Strict JSON: NaN, Infinity and numbers that overflow a float are errors, not values."""
+    return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 class OpenAIChatClient:
     """Chat completions against an OpenAI-compatible endpoint; thread-safe."""
 
@@ -81,15 +263,24 @@ class OpenAIChatClient:
                  max_backoff_s: float = 60.0, jitter: float = 0.25, max_concurrency: int = 8,
                  usd_per_million_prompt_tokens: float = 0.0,
                  usd_per_million_completion_tokens: float = 0.0,
-                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None):
+                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if not 0.0 <= jitter <= 1.0:
             raise ValueError(f"jitter must be in [0, 1], got {jitter}")
+        if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        if not isinstance(max_response_bytes, int) or max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be a positive integer, got {max_response_bytes!r}")
+        self._endpoint = parse_endpoint(base_url)
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key_env = model, api_key_env
         self.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else None
         self.timeout_s, self.max_retries = timeout_s, max_retries
+        self.max_response_bytes = max_response_bytes
         self.initial_backoff_s, self.backoff_multiplier = initial_backoff_s, backoff_multiplier
         self.max_backoff_s, self.jitter = max_backoff_s, jitter
         self.max_concurrency = max_concurrency
@@ -121,6 +312,11 @@ class OpenAIChatClient:
         key = os.environ.get(self.api_key_env)
         if not key:
             raise JudgeHTTPError(f"environment variable {self.api_key_env} is not set (the judge API key)")
+        # A header value with a control character or non-ASCII would make http.client raise an
+        # error quoting the value, i.e. the key; refuse it here without quoting it.
+        if not all(33 <= ord(c) < 127 for c in key):
+            raise JudgeHTTPError(f"environment variable {self.api_key_env} holds whitespace, control or "
+                                 "non-ASCII characters; an API key is printable ASCII")
         return key
 
     @staticmethod
@@ -137,9 +333,11 @@ class OpenAIChatClient:
         if not path.exists():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))["response"]
-        except (json.JSONDecodeError, KeyError):
-            return None  # a torn or foreign file is a miss, and is overwritten below
+            response = parse_body(path.read_bytes())["response"]
+            validate_response(response)
+            return response
+        except (OSError, ValueError, KeyError, TypeError, MalformedResponseError):
+            return None  # a torn, foreign or malformed file is a miss, and is overwritten below
 
     def _write_cache(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
         if self.cache_dir is None:
@@ -153,37 +351,101 @@ class OpenAIChatClient:
         os.replace(f.name, path)
 
     # ------------------------------------------------------------------------------- requests
-    def _post_once(self, body: bytes, key: str) -> dict[str, Any]:
-        request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    def _read_capped(self, response: http.client.HTTPResponse, limit: int) -> bytes:
+        """The body, stopping with ResponseTooLargeError as soon as it passes `limit` bytes."""
+        declared = response.getheader("Content-Length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            raise ResponseTooLargeError(f"{self.url}: response declares {int(declared)} bytes, over the "
+                                        f"limit max_response_bytes={limit}", status=response.status)
+        chunks, total = [], 0
+        while True:
+            chunk = response.read(min(_READ_CHUNK, limit + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise ResponseTooLargeError(f"{self.url}: response body exceeds max_response_bytes={limit}",
+                                            status=response.status)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        endpoint = self._endpoint
+        if endpoint.scheme == "https":
+            return http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=self.timeout_s)
+        return http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=self.timeout_s)
+
+    def _exchange(self, body: bytes, key: str, *, error_limit: int = 4096) -> tuple[int, Any, bytes]:
+        """One POST under a total deadline of `timeout_s`: (status, headers, body bytes).
+
+        http.client follows no redirect by itself. The watchdog shuts the socket down at the
+        deadline, which wakes a read blocked on a drip-feeding server; the per-operation socket
+        timeout (also `timeout_s`) bounds the connect.
+        """
+        connection = self._connection()
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            sock = connection.sock
+            if sock is not None:
+                try:  # socket.socket.shutdown directly: SSLSocket.shutdown would unwrap TLS under a reader
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        watchdog = threading.Timer(self.timeout_s, expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as error:
-            detail = self._scrub(error.read().decode("utf-8", "replace")[:300], key)
-            if error.code in RETRYABLE_STATUS or error.code >= 500:
-                retry_after = error.headers.get("Retry-After") if error.headers else None
-                try:
-                    retry_after = float(retry_after) if retry_after is not None else None
-                except ValueError:
-                    retry_after = None
-                raise _Retryable(f"HTTP {error.code}: {detail}", status=error.code,
-                                 retry_after=retry_after) from None
-            raise JudgeHTTPError(f"{self.url}: HTTP {error.code}: {detail}", status=error.code,
-                                 attempts=1) from None
-        except (socket.timeout, TimeoutError) as error:
-            raise _Retryable(f"timeout after {self.timeout_s}s ({type(error).__name__})") from None
-        except (urllib.error.URLError, ConnectionError, OSError) as error:
+            connection.connect()
+            if expired.is_set():  # the deadline passed while connecting: the watchdog saw no socket
+                raise TimeoutError("deadline passed during connect")
+            connection.request("POST", self._endpoint.target, body=body, headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+            response = connection.getresponse()
+            if 200 <= response.status < 300:
+                raw = self._read_capped(response, self.max_response_bytes)
+            else:  # an error page: its first bytes are enough to quote
+                raw = response.read(error_limit)
+            if expired.is_set():
+                raise TimeoutError("deadline passed while reading")
+            return response.status, response.headers, raw
+        except (OSError, http.client.HTTPException, ValueError) as error:
+            # ValueError: an SSL socket read after the watchdog's shutdown ("closed or unwrapped").
+            if expired.is_set() or isinstance(error, (socket.timeout, TimeoutError)):
+                raise _Retryable(f"no complete response within the {self.timeout_s}s deadline",
+                                 final=JudgeTimeoutError) from None
             reason = getattr(error, "reason", error)
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise _Retryable(f"timeout after {self.timeout_s}s") from None
-            raise _Retryable(f"connection error: {self._scrub(str(reason), key)}") from None
+            raise _Retryable(f"connection error: {type(error).__name__}: "
+                             f"{self._scrub(str(reason), key)[:200]}") from None
+        finally:
+            watchdog.cancel()
+            connection.close()
+
+    def _post_once(self, body: bytes, key: str) -> dict[str, Any]:
+        status, headers, raw = self._exchange(body, key)
+        if 300 <= status < 400:
+            location = self._scrub(str(headers.get("Location", "")), key)[:200]
+            raise JudgeHTTPError(f"{self.url}: HTTP {status} redirect to {location!r} not followed: the "
+                                 "client follows no redirects so the API key never leaves base_url's "
+                                 "origin; set base_url to the final endpoint", status=status, attempts=1)
+        if not 200 <= status < 300:
+            detail = self._scrub(raw.decode("utf-8", "replace")[:300], key)
+            if status in RETRYABLE_STATUS or status >= 500:
+                raise _Retryable(f"HTTP {status}: {detail}", status=status,
+                                 retry_after=_retry_after_seconds(headers.get("Retry-After")))
+            raise JudgeHTTPError(f"{self.url}: HTTP {status}: {detail}", status=status, attempts=1)
         try:
-            parsed = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _Retryable(f"malformed JSON body: {self._scrub(raw[:200].decode('utf-8', 'replace'), key)!r}") from None
-        if not isinstance(parsed, dict) or not parsed.get("choices"):
-            raise _Retryable(f"response has no choices: {self._scrub(str(parsed)[:200], key)}")
+            parsed = parse_body(raw)
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError, non-finite numbers
+            shown = self._scrub(raw[:200].decode("utf-8", "replace"), key)
+            raise _Retryable(f"malformed JSON body: {shown!r}", final=MalformedResponseError) from None
+        except RecursionError:  # deeply nested arrays: not a chat completion either
+            raise _Retryable("malformed JSON body: nested too deeply", final=MalformedResponseError) from None
+        try:
+            validate_response(parsed)
+        except MalformedResponseError as error:
+            raise _Retryable(self._scrub(str(error), key), final=MalformedResponseError) from None
         return parsed
 
     def _post_with_retries(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -205,9 +467,9 @@ class OpenAIChatClient:
             except JudgeHTTPError as error:
                 error.attempts = attempt + 1
                 raise
-        raise JudgeHTTPError(f"{self.url}: giving up after {self.max_retries + 1} attempts; last "
-                             f"error: {last}", status=last.status if last else None,
-                             attempts=self.max_retries + 1)
+        final = last.final if last else JudgeHTTPError
+        raise final(f"{self.url}: giving up after {self.max_retries + 1} attempts; last error: {last}",
+                    status=last.status if last else None, attempts=self.max_retries + 1)
 
     def complete(self, messages: Sequence[dict[str, str]], **params: Any) -> ChatCompletion:
         """One chat completion (from the cache when the same request was made before)."""
@@ -222,10 +484,10 @@ class OpenAIChatClient:
                 self.usage.cache_hits += 1
         else:
             payload = {"model": self.model, "messages": list(messages), **params}
-            response = self._post_with_retries(payload)
+            response = self._post_with_retries(payload)  # validated: usage counts are ints
             usage = response.get("usage") or {}
-            prompt_tokens = int(usage.get("prompt_tokens", 0))
-            completion_tokens = int(usage.get("completion_tokens", 0))
+            prompt_tokens = usage.get("prompt_tokens") or 0
+            completion_tokens = usage.get("completion_tokens") or 0
             with self._lock:
                 self.usage.requests += 1
                 self.usage.prompt_tokens += prompt_tokens
@@ -242,7 +504,17 @@ class OpenAIChatClient:
             return list(pool.map(lambda messages: self.complete(messages, **params), batch))
 
 
+def _retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds; dates, negatives and non-finite values are ignored."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+
+
 def _to_completion(response: dict[str, Any], *, cached: bool) -> ChatCompletion:
+    """Reads a response that passed `validate_response` (so every access below is safe)."""
     choice = response["choices"][0]
     message = choice.get("message") or {}
     text = message.get("content")
