@@ -30,7 +30,7 @@ def test_em_rules_hand_computed():
     assert leval.exact_match_score("AC", "ABC") == 0.25        # Coursera partial credit
     assert leval.exact_match_score("D", "ABC") == 0
     assert leval.exact_match_score("18.0", "18") == 1          # numeric equality
-    assert leval.exact_match_score("The Red Fox\nmore", "red fox") == 1  # substring of first line
+    assert leval.exact_match_score("The Red Fox\nmore", "red fox") == 1  # substring of the prediction
     assert leval.exact_match_score("cat", "dog") == 0
     assert leval.extract_choice("The answer is (C) because") == "C"
     assert leval.extract_choice("ABD are right", multi_answer=True) == "ABD"

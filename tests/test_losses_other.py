@@ -351,21 +351,24 @@ class CUTTest(chex.TestCase):
 # CGPO and FSPO
 
 
-def test_crpg_gradient_is_calibrated_gated_policy_gradient():
+def test_crpg_gradient_is_calibrated_gated_kl_regularized_policy_gradient_with_baseline():
+    # Updated for the CGPO fix (issue "Engine v2"): the old test encoded R·1[feasible] with no KL
+    # factor and no baseline. Reference: TRL's CGPO trainer (crpg_optimization), restated in numpy.
     rng = _rng(13)
     logps = rng.normal(size=5).astype(np.float32) - 10
     rewards, baseline = rng.normal(size=5).astype(np.float32), rng.normal(size=5).astype(np.float32)
     feasible = np.array([True, False, True, True, False])
+    ref = logps - np.array([0.3, 0.0, 2.5, -1.0, 0.1], np.float32)  # KL 0.3, 0, 2.5 (past KL_max), -1, 0.1
     calibrated = 1 / (1 + np.exp(-(rewards - baseline)))
-    loss, metrics = cgpo.crpg(logps=logps, rewards=rewards, baseline_rewards=baseline, feasible=feasible)
-    np.testing.assert_allclose(loss, -np.mean(calibrated * feasible * logps), rtol=1e-5)
-    grad = jax.grad(lambda x: cgpo.crpg(logps=x, rewards=rewards, baseline_rewards=baseline, feasible=feasible)[0])(jnp.asarray(logps))
-    np.testing.assert_allclose(grad, -calibrated * feasible / 5, atol=1e-6)
+    regularized = calibrated * feasible * np.maximum(1 - (logps - ref) / 2.0, 0)
+    advantage = regularized - regularized.mean()
+    kwargs = dict(rewards=rewards, baseline_rewards=baseline, feasible=feasible, ref_logps=ref, kl_threshold=2.0)
+    loss, metrics = cgpo.crpg(logps=logps, **kwargs)
+    np.testing.assert_allclose(loss, -np.mean(advantage * logps), rtol=1e-5)
+    grad = jax.grad(lambda x: cgpo.crpg(logps=x, **kwargs)[0])(jnp.asarray(logps))
+    np.testing.assert_allclose(grad, -advantage / 5, atol=1e-6)
+    assert grad[2] == pytest.approx(regularized.mean() / 5)  # KL past the threshold: factor 0
     np.testing.assert_allclose(metrics["feasible_fraction"], 0.6, atol=ATOL)
-    # KL shaping: the weight is detached, so the gradient is -(R - kl_coef * log_ratio) / B.
-    ref = logps - 0.3
-    grad = jax.grad(lambda x: cgpo.crpg(logps=x, rewards=rewards, baseline_rewards=baseline, feasible=feasible, ref_logps=ref, kl_coef=0.5)[0])(jnp.asarray(logps))
-    np.testing.assert_allclose(grad, -(calibrated * feasible - 0.5 * 0.3) / 5, atol=1e-5)
 
 
 def test_codpo_is_dpo_plus_length_normalized_nll(trl_dpo):
@@ -382,16 +385,25 @@ def test_codpo_is_dpo_plus_length_normalized_nll(trl_dpo):
 
 
 def test_crraft_drops_infeasible_and_weights_by_calibrated_reward():
+    # Updated for the CGPO fix: the reference (TRL's CGPO trainer, Eq. 18) weights the summed
+    # log-prob; the old test encoded a length-normalized default.
     logps = np.array([-10.0, -20.0, -5.0], np.float32)
     lengths = np.array([5.0, 10.0, 1.0], np.float32)
     rewards, baseline = np.array([1.0, 2.0, 0.0], np.float32), np.array([0.0, 0.0, 0.0], np.float32)
     feasible = np.array([True, True, False])
     loss, _ = cgpo.crraft(logps=logps, lengths=lengths, rewards=rewards, baseline_rewards=baseline, feasible=feasible)
     sig = lambda z: 1 / (1 + math.exp(-z))
-    np.testing.assert_allclose(loss, (sig(1.0) * 2.0 + sig(2.0) * 2.0) / 2, rtol=1e-5)
+    np.testing.assert_allclose(loss, (sig(1.0) * 10.0 + sig(2.0) * 20.0) / 2, rtol=1e-5)
+    normalized, _ = cgpo.crraft(logps=logps, lengths=lengths, rewards=rewards, baseline_rewards=baseline,
+                                feasible=feasible, length_normalize=True)
+    np.testing.assert_allclose(normalized, (sig(1.0) * 2.0 + sig(2.0) * 2.0) / 2, rtol=1e-5)
     changed, _ = cgpo.crraft(logps=np.array([-10.0, -20.0, -500.0], np.float32), lengths=lengths, rewards=rewards,
                              baseline_rewards=baseline, feasible=feasible)
     np.testing.assert_allclose(changed, loss, rtol=1e-6)
+    # KL gate: the second row is past KL_max = 1 and is dropped too.
+    gated, _ = cgpo.crraft(logps=logps, rewards=rewards, baseline_rewards=baseline, feasible=feasible,
+                           ref_logps=logps - np.array([0.5, 3.0, 0.0], np.float32), kl_threshold=1.0)
+    np.testing.assert_allclose(gated, sig(1.0) * 10.0, rtol=1e-5)
 
 
 @pytest.mark.parametrize("base_loss,length_normalize", [("ipo", False), ("ipo", True), ("sigmoid", False)])

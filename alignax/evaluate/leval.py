@@ -7,7 +7,8 @@ Exact match (em.py): normalize = drop punctuation, drop articles, collapse white
 lower-casing). If the normalized ground truth is only A-D letters (multiple choice): 1 if equal,
 0.25 if the prediction's letters are a subset of the gt's (Coursera partial credit), else 0.
 Otherwise 1 if both parse as equal floats, else 1 if the gt (lower-cased, spaces removed) is a
-substring of the prediction's first line longer than one character (same normalization).
+substring of the whole prediction, all lines (lower-cased, spaces removed). Upstream HEAD em.py
+checks the whole prediction; an older revision used only its first line longer than one character.
 Task pre-processing (auto_eval.py):
   tpo / quality / coursera: prediction -> its first A-D letter (Coursera collects several),
     "None" for an empty response; gt -> A-D letters of its first whitespace token.
@@ -74,10 +75,8 @@ def exact_match_score(prediction: str, ground_truth: str) -> float:
         return float(float(prediction) == float(ground_truth))
     except ValueError:
         pass
-    for line in prediction.split("\n"):
-        if len(line) > 1:  # the first line longer than one character stands for the prediction
-            prediction = line
-            break
+    # Whole prediction, every line: upstream em.py at HEAD (OpenLMLab/LEval c7cf705) dropped the older
+    # "first line longer than one character" cut, which missed answers given after a preamble line.
     return float(ground_truth.lower().replace(" ", "") in prediction.lower().replace(" ", ""))
 
 

@@ -1,17 +1,21 @@
 """CGPO's three judge-gated optimizers (CRPG, CODPO, CRRAFT) and FSPO.
 
 CGPO: "The Perfect Blend: Redefining RLHF with Mixture of Judges" (Xu et al., Meta, arXiv
-2409.20370). No official code. The paper body was not retrievable from this workspace (only its
-abstract and third-party summaries), so every formula below is as METHODS.md §9 states it [MEM/3P]
-and stays unverified; in particular the calibrated-reward baseline ā, the KL handling of CRPG, the
-CODPO NLL weight λ and CRRAFT's weighting. The judges themselves are data: each function takes a
-boolean `feasible` (every judge of the task accepted the sample) and applies it as the paper says:
-  - CRPG: infeasible samples get zero calibrated reward, so they leave the ascent direction.
-  - CODPO: the positive is the best *feasible* response and the negative the worst violating one
-    (data construction); prompts without a feasible positive are masked out via `pair_mask`.
-  - CRRAFT: infeasible samples are dropped; the rest are fine-tuned on, weighted by R_calib.
-Calibrated reward: R_calib(s, a) = σ( r(s, a) − r(s, ā) ), ā a baseline (golden / initial-policy)
-response for the same prompt.
+2409.20370). No official code. The paper body was not retrievable from this workspace; the formulas
+follow METHODS.md §9 as checked against the one public implementation written from the paper,
+Hugging Face TRL's CGPO trainer (`trl/trainer/cgpo_trainer.py` and `cgpo_config.py`, contributed
+by G. Lopez; it cites the paper's Eq. 14 for CODPO and Eq. 18 for CRRAFT) [3P]. Where that code and
+METHODS.md differ, the code is followed, as each docstring says:
+  - CRPG: the calibrated, judge-gated reward is also scaled by the KL factor max(0, 1 − KL/KL_max)
+    and centred by its batch mean (a baseline): a primal-only policy gradient with a baseline.
+  - CODPO: DPO + (λ/|a⁺|)·NLL with λ = 5 (TRL's `lamb` default), β = 0.1; prompts without a
+    feasible positive are masked out via `pair_mask`.
+  - CRRAFT: reward-weighted NLL on the *summed* log-prob (no length normalization) of the selected
+    responses that are feasible and, optionally, within the KL threshold.
+The judges themselves are data: each function takes a boolean `feasible` (every judge of the task
+accepted the sample). Calibrated reward: R_calib(s, a) = σ( r(s, a) − r(s, ā) ), ā the baseline
+(golden / initial-policy) response for the same prompt. Per-sample KL: log π(a|s) − log π_ref(a|s).
+Task-specific KL_max, β and λ are in the paper's appendix and remain unverified [MEM].
 
 FSPO (Singh et al., arXiv 2502.19312; built on the official DPO code base): the *loss* is a plain
 IPO (default) or DPO loss on the query pair; everything personal lives in the *data construction*:
@@ -53,35 +57,45 @@ def crpg(
     rewards: chex.Array,
     baseline_rewards: chex.Array,
     feasible: chex.Array,
-    ref_logps: chex.Array | None = None,
-    kl_coef: float = 0.0,
+    ref_logps: chex.Array,
+    kl_threshold: float,
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
-    """CRPG surrogate: its gradient is the paper's primal-only constrained policy gradient.
+    """CRPG surrogate: its gradient is CGPO's calibrated-regularized policy gradient with a baseline.
 
-    w = stopgrad( R_calib(s,a)·1[(s,a) feasible] − kl_coef·(log π(a|s) − log π_ref(a|s)) )
-    L = − mean_B  w · log π_w(a|s)         ⇒  ∇L = −(1/|B|) Σ w ∇log π_w(a|s)
+    KL_i = log π_w(a_i|s_i) − log π_ref(a_i|s_i)                          (per sample, detached)
+    R_i  = R_calib(s_i, a_i) · 1[(s_i, a_i) feasible] · max(0, 1 − KL_i / KL_max)
+    L    = − mean_B stopgrad(R_i − mean_B R) · log π_w(a_i|s_i)
+    ⇒ ∇L = −(1/|B|) Σ_i (R_i − R̄) ∇log π_w(a_i|s_i)
+
+    Sources: METHODS.md §9 (gated calibrated reward, 1/|B| average) and TRL's CGPO trainer
+    (`crpg_optimization`: KL factor `clamp(1 − kl/kl_threshold, min=0)`, batch-mean baseline) [3P].
+    TRL divides by the batch's response-token count instead of |B|; alignax keeps 1/|B|.
 
     Args:
       logps: [B] summed log-probs of the sampled responses under the current policy.
       rewards, baseline_rewards: [B] reward-model scores of a and of the baseline ā.
       feasible: [B] bool, all judges accept.
-      ref_logps, kl_coef: optional KL-to-reference shaping of the reward (0 by default; the
-        paper's KL regularizer/bound and its value are unverified).
+      ref_logps: [B] summed log-probs of the same responses under the reference policy.
+      kl_threshold: KL_max > 0; task-specific (paper appendix), so no default (as in TRL).
     """
-    chex.assert_rank([logps, rewards, baseline_rewards, feasible], 1)
-    chex.assert_equal_shape([logps, rewards, baseline_rewards, feasible])
-    (lp,) = _f32(logps)
+    arrays = [logps, rewards, baseline_rewards, feasible, ref_logps]
+    chex.assert_rank(arrays, 1)
+    chex.assert_equal_shape(arrays)
+    if not kl_threshold > 0:
+        raise ValueError(f"crpg: kl_threshold (KL_max) must be > 0, got {kl_threshold!r}")
+    lp, ref = _f32(logps, ref_logps)
     gate = jnp.asarray(feasible, jnp.float32)
     r_calib = calibrated_reward(rewards=rewards, baseline_rewards=baseline_rewards)
-    weight = r_calib * gate
-    metrics = {"calibrated_reward": jnp.mean(r_calib), "feasible_fraction": jnp.mean(gate)}
-    if ref_logps is not None:
-        chex.assert_equal_shape([logps, ref_logps])
-        log_ratio = lp - jnp.asarray(ref_logps, jnp.float32)
-        weight = weight - kl_coef * log_ratio
-        metrics["kl"] = jnp.mean(jax.lax.stop_gradient(log_ratio))
-    weight = jax.lax.stop_gradient(weight)
-    loss = -jnp.mean(weight * lp)
+    kl = jax.lax.stop_gradient(lp - ref)
+    regularized = jax.lax.stop_gradient(r_calib * gate * jnp.maximum(1.0 - kl / kl_threshold, 0.0))
+    advantage = regularized - jnp.mean(regularized)
+    loss = -jnp.mean(advantage * lp)
+    metrics = {
+        "calibrated_reward": jnp.mean(r_calib),
+        "regularized_reward": jnp.mean(regularized),
+        "feasible_fraction": jnp.mean(gate),
+        "kl": jnp.mean(kl),
+    }
     return loss, metrics
 
 
@@ -101,7 +115,7 @@ def codpo(
     ref_rejected_logps: chex.Array,
     chosen_lengths: chex.Array,
     beta: float = 0.1,
-    nll_weight: float = 1.0,
+    nll_weight: float = 5.0,
     pair_mask: chex.Array | None = None,
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
     """CODPO: DPO on (best feasible, worst violating) + a length-normalized NLL on the positive.
@@ -109,7 +123,11 @@ def codpo(
     L_i = −log σ( β[ρ(a⁺) − ρ(a⁻)] ) − (λ/|a⁺|) log π_w(a⁺|s),   ρ = log π_w − log π_ref
     L = Σ m_i L_i / Σ m_i  (m = pair_mask: prompts with no feasible positive are left out).
 
-    λ = nll_weight (1.0, unverified), β = 0.1 (unverified).
+    The paper's Eq. 14 as TRL's CGPO trainer implements it (`codpo_optimization`) [3P]: summed
+    log-probs in the DPO term, |a⁺| = response tokens of the positive. λ = nll_weight = 5.0 (TRL's
+    `lamb` default), β = 0.1. Pair construction is data, not this function: a⁺ the highest-reward
+    feasible response, a⁻ the lowest-reward violating one (the lowest-reward one overall when all
+    are feasible).
     """
     arrays = [chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths]
     chex.assert_rank(arrays, 1)
@@ -137,34 +155,52 @@ def codpo(
 def crraft(
     *,
     logps: chex.Array,
-    lengths: chex.Array,
     rewards: chex.Array,
     baseline_rewards: chex.Array,
     feasible: chex.Array,
-    length_normalize: bool = True,
+    lengths: chex.Array | None = None,
+    ref_logps: chex.Array | None = None,
+    kl_threshold: float | None = None,
+    length_normalize: bool = False,
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
-    """CRRAFT: reward-weighted fine-tuning on the selected feasible responses.
+    """CRRAFT: calibrated-reward-weighted fine-tuning on the selected feasible responses.
 
-    L = − Σ_i 1[feasible_i] · stopgrad(R_calib_i) · ℓ_i / Σ_i 1[feasible_i],
-    ℓ_i = log π_w(a_i|s_i) / |a_i| (length_normalize, default) or the summed log-prob.
+    g_i = 1[feasible_i] · 1[KL_i ≤ KL_max]   (the KL gate only when ref_logps and kl_threshold are given)
+    L   = − Σ_i g_i · stopgrad(R_calib_i) · log π_w(a_i|s_i) / Σ_i g_i
+    on the *summed* log-prob: the paper's Eq. 18 as TRL's CGPO trainer implements it
+    (`crraft_optimization`) [3P]. `length_normalize=True` (an alignax option, off by default) uses
+    log π_w(a_i|s_i)/|a_i| instead and needs `lengths`.
 
-    The selection (top-1 or top-m by R_calib among feasible candidates, optionally with the golden
-    response in the pool) is data construction; pass the selected responses here. Infeasible rows
-    contribute nothing (they are dropped, as the paper says).
+    The selection (top-1 by gated R_calib among the candidates; if none passes, the golden baseline
+    response with R_calib = σ(0) = 0.5 when it passes) is data construction: pass the selected
+    responses here. Rows with g_i = 0 contribute nothing (dropped, as the paper says).
     """
-    arrays = [logps, lengths, rewards, baseline_rewards, feasible]
+    arrays = [logps, rewards, baseline_rewards, feasible]
     chex.assert_rank(arrays, 1)
     chex.assert_equal_shape(arrays)
-    lp, n = _f32(logps, lengths)
+    if (ref_logps is None) != (kl_threshold is None):
+        raise ValueError("crraft: pass both ref_logps and kl_threshold for the KL gate, or neither")
+    (lp,) = _f32(logps)
     gate = jnp.asarray(feasible, jnp.float32)
+    metrics = {"feasible_fraction": jnp.mean(gate)}
+    if ref_logps is not None:
+        chex.assert_equal_shape([logps, ref_logps])
+        kl = jax.lax.stop_gradient(lp - jnp.asarray(ref_logps, jnp.float32))
+        gate = gate * (kl <= kl_threshold).astype(jnp.float32)
+        metrics["kl"] = jnp.mean(kl)
+    kept = gate > 0
+    if length_normalize:
+        if lengths is None:
+            raise ValueError("crraft(length_normalize=True) needs `lengths`")
+        chex.assert_equal_shape([logps, lengths])
+        (n,) = _f32(lengths)
+        lp = lp / jnp.where(kept, jnp.maximum(n, 1.0), 1.0)
     r_calib = jax.lax.stop_gradient(calibrated_reward(rewards=rewards, baseline_rewards=baseline_rewards))
-    per_example = lp / jnp.maximum(n, 1.0) if length_normalize else lp
-    loss = -jnp.sum(gate * r_calib * per_example) / jnp.maximum(jnp.sum(gate), 1.0)
-    metrics = {
-        "calibrated_reward": jnp.sum(gate * r_calib) / jnp.maximum(jnp.sum(gate), 1.0),
-        "feasible_fraction": jnp.mean(gate),
-        "nll": -jnp.sum(gate * jax.lax.stop_gradient(per_example)) / jnp.maximum(jnp.sum(gate), 1.0),
-    }
+    count = jnp.maximum(jnp.sum(gate), 1.0)
+    loss = -numerics.masked_sum(r_calib * lp, gate) / count
+    metrics["kept_fraction"] = jnp.mean(gate)
+    metrics["calibrated_reward"] = numerics.masked_sum(r_calib, gate) / count
+    metrics["nll"] = -numerics.masked_sum(jax.lax.stop_gradient(lp), gate) / count
     return loss, metrics
 
 
