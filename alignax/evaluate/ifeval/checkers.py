@@ -13,13 +13,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import operator
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from alignax.evaluate.ifeval import text
 
-RELATIONS = ("less than", "at least")
+RELATIONS = ("less than", "at least")  # keys of _RELATION_TESTS
 CONSTRAINED_RESPONSE_OPTIONS = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
 TWO_RESPONSES_SEPARATOR = "******"
 
@@ -89,9 +90,12 @@ def _letter(instruction_id: str, key: str, value: Any) -> str:
     return value.strip().lower()
 
 
+# IFEval's two relations: "less than" is strict, "at least" inclusive.
+_RELATION_TESTS = {"less than": operator.lt, "at least": operator.ge}
+
+
 def _compare(actual: int, relation: str, threshold: int) -> bool:
-    """IFEval's two relations: "less than" is strict, "at least" inclusive."""
-    return actual < threshold if relation == "less than" else actual >= threshold
+    return _RELATION_TESTS[relation](actual, threshold)
 
 
 def _looks_english(response: str) -> bool:

@@ -9,6 +9,7 @@ Zhou et al. (2023) §3 and google-research/instruction_following_eval `evaluatio
 """
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -93,7 +94,7 @@ def score(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     if not records:
         raise ValueError("score needs at least one record")
     result: dict[str, Any] = {"num_prompts": len(records)}
-    per_instruction: dict[str, dict[str, float]] = {}
+    per_instruction: dict[str, dict[str, int]] = {}
     for mode in ("strict", "loose"):
         verdicts = [follow_list(record, record["response"], loose=mode == "loose") for record in records]
         flat = [followed for prompt_verdicts in verdicts for followed in prompt_verdicts]
@@ -102,12 +103,12 @@ def score(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         result["num_instructions"] = len(flat)
         for record, prompt_verdicts in zip(records, verdicts):
             for instruction_id, followed in zip(record["instruction_id_list"], prompt_verdicts):
-                tally = per_instruction.setdefault(instruction_id, {"count": 0, "strict": 0, "loose": 0})
+                tally = per_instruction.setdefault(instruction_id, {"strict": 0, "loose": 0})
                 tally[mode] += followed
-                tally["count"] += mode == "strict"
+    counts = collections.Counter(name for record in records for name in record["instruction_id_list"])
     result["per_instruction"] = {
-        instruction_id: {"count": tally["count"], "strict_acc": tally["strict"] / tally["count"],
-                         "loose_acc": tally["loose"] / tally["count"]}
+        instruction_id: {"count": counts[instruction_id], "strict_acc": tally["strict"] / counts[instruction_id],
+                         "loose_acc": tally["loose"] / counts[instruction_id]}
         for instruction_id, tally in sorted(per_instruction.items())
     }
     return result
