@@ -8,7 +8,8 @@ Every function is pure, keyword-only, and maps per-example arrays `[B]` to `(los
 response tokens, `ref_chosen_logps, ref_rejected_logps` the reference's, `chosen_lengths,
 rejected_lengths` the response token counts (needed by the length-normalized objectives).
 Inputs may be bf16; the loss and metrics are float32. `example_mask` ([B], optional) drops padded
-examples from the batch mean and from the metrics.
+examples from the batch mean and from the metrics; a masked row may have zero length and still gets
+an exactly-zero, finite gradient (length averages go through `_length_average`).
 
 Notation (METHODS.md §0): ρ = log π_θ − log π_ref, h = ρ_w − ρ_l (the DPO margin), σ the
 logistic function. Rewards in `metrics` are TRL's: β·ρ (β·log π for reference-free methods),
@@ -89,6 +90,19 @@ def _lengths(chosen_lengths, rejected_lengths, batch: int, who: str):
     if chosen_lengths is None or rejected_lengths is None:
         raise ValueError(f"{who}: needs `chosen_lengths` and `rejected_lengths` (response token counts) to length-normalize")
     return _f32("chosen_lengths", chosen_lengths, batch), _f32("rejected_lengths", rejected_lengths, batch)
+
+
+def _length_average(values: Array, lengths: Array, weights: Array, fill: float = -1.0) -> Array:
+    """values / lengths on kept rows (weights != 0) and `fill` on masked rows, NaN-free under `jax.grad`.
+
+    Double-where: the denominator is made safe (1 on masked rows) *before* dividing, so a masked
+    zero-length (padding) row never computes 0/0; masking the quotient afterwards alone would still
+    send NaN gradients back (0 · ∂(x/0) = NaN). `fill` = −1 keeps every downstream term finite (e.g.
+    ORPO's log(1 − e^avg), which is −inf at avg = 0). A zero length on a row that is NOT masked is a
+    data error (the data path drops rows without response tokens) and still gives NaN, loudly.
+    """
+    kept = weights != 0
+    return jnp.where(kept, values / jnp.where(kept, lengths, 1.0), fill)
 
 
 def _smoothed_sigmoid_loss(logits: Array, label_smoothing: float) -> Array:
@@ -223,7 +237,7 @@ def ipo(
     rho_w, rho_l = chosen - ref_c, rejected - ref_r
     if length_normalize:
         len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "ipo")
-        rho_w, rho_l = rho_w / len_w, rho_l / len_r
+        rho_w, rho_l = _length_average(rho_w, len_w, w), _length_average(rho_l, len_r, w)
     per_example = jnp.square((rho_w - rho_l) - 1.0 / (2.0 * beta))
     return _finish(per_example, w, chosen_rewards=beta * rho_w, rejected_rewards=beta * rho_l,
                    chosen_logps=chosen, rejected_logps=rejected)
@@ -608,7 +622,8 @@ def ln_dpo(
     """
     chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
     len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "ln_dpo")
-    r_w, r_l = beta * (chosen - ref_c) / len_w, beta * (rejected - ref_r) / len_r
+    r_w = beta * _length_average(chosen - ref_c, len_w, w)
+    r_l = beta * _length_average(rejected - ref_r, len_r, w)
     per_example = _smoothed_sigmoid_loss(r_w - r_l, label_smoothing)
     return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.dpo_family import _finish, _lengths, _mean, _pair_inputs, _smoothed_sigmoid_loss
+from alignax.losses.dpo_family import _finish, _length_average, _lengths, _mean, _pair_inputs, _smoothed_sigmoid_loss
 from alignax.losses.registry import register
 from alignax.losses.common import PAIR_INPUTS
 from alignax.ops import numerics
@@ -60,7 +60,7 @@ def simpo(
     """
     chosen, rejected, _, _, w = _pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
     len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "simpo")
-    avg_w, avg_l = chosen / len_w, rejected / len_r
+    avg_w, avg_l = _length_average(chosen, len_w, w), _length_average(rejected, len_r, w)
     logits = (avg_w - avg_l) - gamma_beta_ratio
     if loss_type == "sigmoid":
         per_example = _smoothed_sigmoid_loss(beta * logits, label_smoothing)
@@ -114,7 +114,7 @@ def cpo(
     chosen, rejected, _, _, w = _pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
     len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "cpo")
     if loss_type in ("ipo", "simpo"):
-        s_w, s_l = chosen / len_w, rejected / len_r
+        s_w, s_l = _length_average(chosen, len_w, w), _length_average(rejected, len_r, w)
     else:
         s_w, s_l = chosen, rejected
     d = s_w - s_l
@@ -165,7 +165,7 @@ def orpo(
     """
     chosen, rejected, _, _, w = _pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
     len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "orpo")
-    avg_w, avg_l = chosen / len_w, rejected / len_r
+    avg_w, avg_l = _length_average(chosen, len_w, w), _length_average(rejected, len_r, w)
     log_odds = (avg_w - avg_l) - (numerics.log1mexp(avg_w) - numerics.log1mexp(avg_l))
     log_sigmoid_odds = numerics.log_sigmoid(log_odds)
     nll = _chosen_token_nll(chosen, len_w, w) if chosen_nll is None else jnp.asarray(chosen_nll, jnp.float32)
