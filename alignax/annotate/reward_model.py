@@ -1,65 +1,22 @@
-"""Bradley–Terry reward model: a scalar head on a Llama checkpoint (AlpacaFarm, METHODS.md §11).
+"""Scoring conversations with a Bradley–Terry reward model (AlpacaFarm, METHODS.md §11).
 
-    r(x, y) = w · final_norm(h_L)[last real token of (x, y)] + b
-
-AlpacaFarm (src/alpaca_farm/models/reward_model.py): the backbone's last hidden state (after the
-final norm) at the last position, through nn.Linear(hidden, 1) with the bias zeroed (the weight
-keeps PyTorch's default init, U(±1/sqrt(hidden))). It reads position −1 and so assumes left
-padding; we gather at each row's true last real token instead, so any padding works. Training
-uses `alignax.losses.get("reward_bt")` (−log σ(r_w − r_l)) on rewards from `RewardModel.__call__`.
+`RewardModel` itself lives in `alignax.models.reward_head` (training builds and exports it); it is
+re-exported here for existing callers. Training uses `alignax.losses.get("reward_bt")`
+(−log σ(r_w − r_l)) on rewards from `RewardModel.__call__`.
 """
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Sequence
 
-import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from alignax.annotate.density_ratio import as_messages
+from alignax.models.reward_head import RewardModel
 
-
-class RewardModel(nnx.Module):
-    """A Llama backbone plus a linear head D -> 1; `rm(input_ids, segment_ids=...) -> [B]` float32."""
-
-    def __init__(self, backbone, *, rngs: nnx.Rngs):
-        self.backbone = backbone
-        hidden = backbone.cfg.hidden_size
-        bound = 1.0 / math.sqrt(hidden)
-        self.head = nnx.Linear(
-            hidden,
-            1,
-            kernel_init=nnx.initializers.uniform(scale=2 * bound),
-            bias_init=nnx.initializers.zeros_init(),
-            rngs=rngs,
-        )
-        # uniform(scale) draws from [0, scale); shift to [-bound, bound) like torch's default.
-        self.head.kernel.value = self.head.kernel.value - bound
-
-    @classmethod
-    def from_pretrained(cls, source, *, seed: int = 0, dtype=None):
-        """(RewardModel, tokenizer): a checkpoint (HF folder, .gguf or preset) + a fresh zero-bias head."""
-        from alignax.models import load
-
-        backbone, tokenizer = load(source, dtype=dtype)
-        return cls(backbone, rngs=nnx.Rngs(seed)), tokenizer
-
-    def __call__(self, input_ids: jax.Array, *, segment_ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
-        chex.assert_rank(input_ids, 2)
-        chex.assert_equal_shape([input_ids, segment_ids])
-        hidden = self.backbone.hidden_states(input_ids, positions=positions, segment_ids=segment_ids)
-        # The last real token: the largest index with a non-zero segment id (any padding side).
-        index = jnp.arange(input_ids.shape[1])[None, :]
-        last = jnp.max(jnp.where(segment_ids != 0, index, -1), axis=1)
-        last = jnp.maximum(last, 0)
-        h_last = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
-        rewards = self.head(h_last.astype(jnp.float32))[:, 0]
-        chex.assert_shape(rewards, (input_ids.shape[0],))
-        return rewards
+__all__ = ["RewardModel", "reward_model_rewards", "reward_model_fn"]
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))

@@ -58,6 +58,9 @@ class LlamaConfig:
   scan_layers: bool = False     # stack the blocks' parameters and run them with lax.scan
 
   def __post_init__(self):
+    # Types first: a hostile or hand-edited config.json must fail here, naming the key, and not
+    # later as a ZeroDivisionError or a shape error deep inside model construction.
+    _check_fields(self)
     # frozen dataclass: defaults derived from other fields are set with object.__setattr__.
     if self.num_key_value_heads is None:
       object.__setattr__(self, "num_key_value_heads", self.num_attention_heads)
@@ -91,7 +94,11 @@ class LlamaConfig:
   @classmethod
   def from_hf(cls, config: Mapping[str, Any], **overrides) -> "LlamaConfig":
     """Builds a config from a Hugging Face `config.json` dict; `overrides` set alignax fields."""
+    if not isinstance(config, Mapping):
+      raise TypeError(f"config must be a JSON object, got {type(config).__name__}")
     architectures = config.get("architectures") or []
+    if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
+      raise TypeError(f"architectures must be a list of strings, got {architectures!r}")
     if architectures:
       architecture = architectures[0]
     else:
@@ -155,6 +162,55 @@ class LlamaConfig:
         max_position_embeddings=128, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     kwargs.update(overrides)
     return cls(**kwargs)
+
+
+_POSITIVE_INTS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                  "num_attention_heads", "max_position_embeddings")
+_OPTIONAL_POSITIVE_INTS = ("num_key_value_heads", "head_dim", "sliding_window")
+_POSITIVE_FLOATS = ("rms_norm_eps", "rope_theta")
+_BOOLS = ("tie_word_embeddings", "remat", "scan_layers")
+_TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+_ROPE_SCALING_NUMBERS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_fields(cfg: "LlamaConfig") -> None:
+  """Raises ValueError naming the first field whose value has the wrong type or range."""
+  def fail(name, want):
+    raise ValueError(f"{name}={getattr(cfg, name)!r}: expected {want}")
+
+  for name in _POSITIVE_INTS:
+    if not _is_int(getattr(cfg, name)) or getattr(cfg, name) < 1:
+      fail(name, "a positive integer")
+  for name in _OPTIONAL_POSITIVE_INTS:
+    value = getattr(cfg, name)
+    if value is not None and (not _is_int(value) or value < 1):
+      fail(name, "a positive integer or null")
+  for name in _POSITIVE_FLOATS:
+    value = getattr(cfg, name)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < float("inf"):
+      fail(name, "a positive finite number")
+  for name in _BOOLS:
+    if not isinstance(getattr(cfg, name), bool):
+      fail(name, "true or false")
+  for name in _TOKEN_IDS:
+    value = getattr(cfg, name)
+    ids = value if isinstance(value, (list, tuple)) and name == "eos_token_id" else [value]
+    if value is not None and not all(_is_int(i) and i >= 0 for i in ids):
+      fail(name, "a non-negative integer" + (" or a list of them" if name == "eos_token_id" else "") + " or null")
+  for name in ("architecture", "dtype", "param_dtype"):
+    if not isinstance(getattr(cfg, name), str):
+      fail(name, "a string")
+  if cfg.rope_scaling is not None:
+    if not isinstance(cfg.rope_scaling, Mapping):
+      fail("rope_scaling", "an object or null")
+    for key in _ROPE_SCALING_NUMBERS:
+      value = cfg.rope_scaling.get(key, 1)
+      if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")):
+        raise ValueError(f"rope_scaling.{key}={value!r}: expected a positive finite number")
 
 
 class _FrozenDict(dict):

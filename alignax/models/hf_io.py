@@ -168,6 +168,30 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, SafetensorsTensor]:
           for name in sorted(names)}
 
 
+def _read_weight_map(index_path: pathlib.Path) -> dict[str, str]:
+  """The {tensor name: shard file name} of a safetensors index, type-checked."""
+  try:
+    weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+  except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+    raise CheckpointError(f"{index_path}: not a valid safetensors index (needs 'weight_map'): {e}") from e
+  if not isinstance(weight_map, dict):
+    raise CheckpointError(f"{index_path}: 'weight_map' must be an object, got {type(weight_map).__name__}")
+  for name, shard in weight_map.items():
+    if not isinstance(shard, str) or not shard:
+      raise CheckpointError(f"{index_path}: weight_map[{name!r}] must be a file name, got {shard!r}")
+  return weight_map
+
+
+def _confined_shard_path(folder: pathlib.Path, shard: str, index_path: pathlib.Path) -> pathlib.Path:
+  """`folder/shard`, refusing names that leave the model folder (absolute paths, `..`, or a
+  symlink pointing outside): an index downloaded with a checkpoint must not read other files."""
+  root = folder.resolve()
+  candidate = (folder / shard).resolve()
+  if pathlib.PurePath(shard).is_absolute() or not candidate.is_relative_to(root):
+    raise CheckpointError(f"{index_path}: shard {shard!r} is outside the model folder {root}")
+  return candidate
+
+
 def read_checkpoint_tensors(folder: str | os.PathLike) -> dict[str, SafetensorsTensor]:
   """All tensors of an HF folder: `model.safetensors`, or the shards `model.safetensors.index.json`
   lists (its weight_map must agree with the shards' contents)."""
@@ -175,13 +199,10 @@ def read_checkpoint_tensors(folder: str | os.PathLike) -> dict[str, SafetensorsT
   index_path = folder / SAFE_WEIGHTS_INDEX_NAME
   single_path = folder / SAFE_WEIGHTS_NAME
   if index_path.is_file():
-    try:
-      weight_map = json.loads(index_path.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-      raise CheckpointError(f"{index_path}: not a valid safetensors index (needs 'weight_map'): {e}") from e
+    weight_map = _read_weight_map(index_path)
     tensors: dict[str, SafetensorsTensor] = {}
     for shard in sorted(set(weight_map.values())):
-      shard_tensors = read_safetensors(folder / shard)
+      shard_tensors = read_safetensors(_confined_shard_path(folder, shard, index_path))
       for name, tensor in shard_tensors.items():
         if weight_map.get(name) == shard:
           tensors[name] = tensor
@@ -196,19 +217,28 @@ def read_checkpoint_tensors(folder: str | os.PathLike) -> dict[str, SafetensorsT
   raise CheckpointError(f"{folder}: no {SAFE_WEIGHTS_NAME} or {SAFE_WEIGHTS_INDEX_NAME}{hint}")
 
 
-def read_config(folder: str | os.PathLike, **overrides) -> LlamaConfig:
-  """LlamaConfig from `folder/config.json`; `overrides` set alignax fields (dtype, scan_layers...)."""
+def read_config_dict(folder: str | os.PathLike) -> dict[str, Any]:
+  """The JSON object in `folder/config.json`; anything else (missing, not JSON, a list) raises
+  CheckpointError naming the file, before any field is used."""
   path = pathlib.Path(folder) / CONFIG_NAME
   if not path.is_file():
     raise CheckpointError(f"{path}: config.json not found")
   try:
-    config = json.loads(path.read_text())
-  except json.JSONDecodeError as e:
+    config = json.loads(path.read_text(encoding="utf-8"))
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise CheckpointError(f"{path}: invalid JSON: {e}") from e
+  if not isinstance(config, dict):
+    raise CheckpointError(f"{path}: expected a JSON object, got {type(config).__name__}")
+  return config
+
+
+def read_config(folder: str | os.PathLike, **overrides) -> LlamaConfig:
+  """LlamaConfig from `folder/config.json`; `overrides` set alignax fields (dtype, scan_layers...)."""
+  config = read_config_dict(folder)
   try:
     return LlamaConfig.from_hf(config, **overrides)
   except (ValueError, TypeError) as e:
-    raise CheckpointError(f"{path}: {e}") from e
+    raise CheckpointError(f"{pathlib.Path(folder) / CONFIG_NAME}: {e}") from e
 
 
 # -------------------------------------------------------------------------------------------------
@@ -249,6 +279,20 @@ def _read_block(spec: ParamSpec, tensors: Mapping[str, Any], index: tuple[slice,
   return one(spec.hf_names[0], index)
 
 
+def _check_layer_count(cfg: LlamaConfig, tensors: Mapping[str, Any]) -> None:
+  """Fails fast when the config declares more layers than the tensors hold (e.g. a million layers
+  over a 2 MB file): building even the abstract model for such a config takes minutes."""
+  per_layer = len(_LAYER_PARAMS)
+  needed = per_layer * cfg.num_hidden_layers + 2
+  last = f"model.layers.{cfg.num_hidden_layers - 1}.{_LAYER_PARAMS[0][1]}"
+  if len(tensors) < needed or last not in tensors:
+    source = next((getattr(t, "path", None) for t in tensors.values() if getattr(t, "path", None)), None)
+    where = f" ({source})" if source else ""
+    raise CheckpointError(
+        f"config declares num_hidden_layers={cfg.num_hidden_layers} ({needed} tensors) but the checkpoint"
+        f"{where} has {len(tensors)} tensors" + ("" if last in tensors else f" and no {last!r}"))
+
+
 def model_from_state_dict(cfg: LlamaConfig, tensors: Mapping[str, Any], *, mesh=None, rules=None,
                           strict: bool = True) -> Llama:
   """A Llama whose parameters are the HF-named `tensors` (numpy arrays or lazy loaders).
@@ -260,6 +304,7 @@ def model_from_state_dict(cfg: LlamaConfig, tensors: Mapping[str, Any], *, mesh=
   `strict`: unknown tensor names are an error (they usually mean the wrong architecture).
   """
   tensors = {name: _resolve(t) for name, t in tensors.items()}
+  _check_layer_count(cfg, tensors)
   table = param_table(cfg)
   abstract = nnx.eval_shape(lambda: Llama(cfg, rngs=nnx.Rngs(0)))
   graphdef, state = nnx.split(abstract)
@@ -345,17 +390,21 @@ def load_hf_model(folder: str | os.PathLike, *, dtype: str | None = None, mesh=N
 def save_hf(model: Llama, tokenizer, out_dir: str | os.PathLike) -> pathlib.Path:
   """Writes config.json, generation_config.json and model.safetensors (+ tokenizer files) that
   transformers' AutoModelForCausalLM.from_pretrained loads."""
+  return write_hf_folder(out_dir, model.cfg.to_hf(), state_dict_from_model(model), tokenizer)
+
+
+def write_hf_folder(out_dir: str | os.PathLike, config: dict[str, Any], tensors: Mapping[str, np.ndarray],
+                    tokenizer=None) -> pathlib.Path:
+  """Writes an HF folder from a config.json dict and {HF name: array}; shared by the causal-LM and
+  the reward-model (sequence classification) exports so both write the same way."""
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-  cfg = model.cfg
-  (out_dir / CONFIG_NAME).write_text(json.dumps(cfg.to_hf(), indent=2) + "\n")
-  generation = {"bos_token_id": cfg.bos_token_id, "pad_token_id": cfg.pad_token_id,
-                "eos_token_id": list(cfg.eos_token_id) if isinstance(cfg.eos_token_id, tuple) else cfg.eos_token_id}
+  (out_dir / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+  generation = {key: config.get(key) for key in ("bos_token_id", "pad_token_id", "eos_token_id")}
   (out_dir / GENERATION_CONFIG_NAME).write_text(json.dumps(generation, indent=2) + "\n")
-  tensors = state_dict_from_model(model)
   # Write to a temporary name first so an interrupted save never leaves a truncated checkpoint.
   tmp = out_dir / (SAFE_WEIGHTS_NAME + ".tmp")
-  safetensors.numpy.save_file(tensors, str(tmp), metadata={"format": "pt"})
+  safetensors.numpy.save_file(dict(tensors), str(tmp), metadata={"format": "pt"})
   os.replace(tmp, out_dir / SAFE_WEIGHTS_NAME)
   if tokenizer is not None:
     tokenizer.save_pretrained(str(out_dir))

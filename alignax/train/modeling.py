@@ -83,17 +83,23 @@ def _wrap_for_method(config, model: Llama, mesh):
     """The reward-model method trains the backbone plus a scalar head."""
     if config.method != "reward_model":
         return model
-    from alignax.annotate.reward_model import RewardModel
+    from alignax.models.reward_head import RewardModel
 
     # The new head is created on the default device: place it on the mesh like everything else
     # (the backbone is already placed; shard_model re-places it where it is).
     return sharding.shard_model(RewardModel(model, rngs=nnx.Rngs(config.seed + 1)), mesh)
 
 
-def export_hf(model: Llama, tokenizer: Tokenizer, out_dir: str) -> str:
-    """The final model as a Hugging Face folder (config.json + safetensors + tokenizer files)."""
-    from alignax.models import save_hf
+def export_hf(model, tokenizer: Tokenizer, out_dir: str) -> str:
+    """The final model as a Hugging Face folder (config.json + safetensors + tokenizer files).
 
-    backbone = getattr(model, "backbone", model)  # a reward model exports its backbone
-    save_hf(backbone, tokenizer, out_dir)
+    A reward model is written as a sequence-classification model (backbone + `score.weight`), so
+    the trained head is kept and transformers' AutoModelForSequenceClassification scores like it."""
+    from alignax.models import save_hf
+    from alignax.models.reward_head import RewardModel, save_reward_model_hf
+
+    if isinstance(model, RewardModel):
+        save_reward_model_hf(model, tokenizer, out_dir)
+    else:
+        save_hf(model, tokenizer, out_dir)
     return out_dir
