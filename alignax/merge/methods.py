@@ -15,13 +15,16 @@ Notation: base θ₀, models θ₁..θ_K, deltas (task vectors) δ_k = θ_k − 
       θ = θ₀ + λ τ.
 
 Weights and normalisation follow mergekit (arcee-ai/mergekit, merge_methods/registry.py and
-generalized_task_arithmetic.py, read in PyPI mergekit 0.1.5 and at GitHub commit a6e4028): the sum above is divided by the (masked) weight
-sum only when `normalize` is on, which is the default for `ties` alone; task_arithmetic, dare_linear and
-dare_ties default to no normalisation; λ ("lambda") defaults to 1. Without consensus the divisor is Σ_k w_k
+generalized_task_arithmetic.py, read in PyPI mergekit 0.1.5 and at GitHub commit a6e4028): the sum above is
+divided by the (masked) weight sum only when `normalize` is on, which is the default for `ties` alone;
+task_arithmetic, dare_linear and dare_ties default to no normalisation; λ ("lambda") defaults to 1; mergekit
+requires a weight per model, here each defaults to 1. Without consensus the divisor is Σ_k w_k
 (|Σ| < 1e-8 → 1). Differences from mergekit, chosen deliberately:
 - DARE rescales survivors by 1/d_k as in the paper (and mergekit before v0.1.0); mergekit ≥ v0.1.0 instead
   rescales the masked delta so its L1 norm equals the unmasked one (sparsify.rescaled_masked_tensor). Both
-  have E[δ̂] ≈ δ; they agree to O(1/√n) per tensor.
+  have E[δ̂] ≈ δ; they agree to O(1/√n) per tensor. Masks come from numpy's PCG64 seeded per (seed, model,
+  tensor name), not torch.bernoulli, so only their distribution matches mergekit's.
+- `density` must be given for ties/dare_* (mergekit defaults it to 1, which makes DARE and the trim no-ops).
 - Arithmetic runs in float32 (float64 for float64 tensors) whatever the storage dtype, then casts back to the
   base tensor's dtype; mergekit computes in the loaded dtype. For float32 models the results are identical.
 - TIES keeps at least one entry (as mergekit 0.1.5; older mergekit asserted k > 0); among entries whose |δ|
@@ -152,7 +155,7 @@ def combine(deltas: np.ndarray, weights: np.ndarray, *, consensus: bool, normali
         agree = (np.sign(weighted) == elected).astype(deltas.dtype)
         mixed = (weighted * agree).sum(axis=0)
         divisor = (w * agree).sum(axis=0)
-        divisor[divisor == 0] = 1
+        divisor = np.where(divisor == 0, deltas.dtype.type(1), divisor)
     else:
         mixed = weighted.sum(axis=0)
         divisor = w.sum()
