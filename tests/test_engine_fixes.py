@@ -138,3 +138,58 @@ def test_masked_zero_length_row_has_finite_zero_gradient(name):
             assert np.all(np.isfinite(grad)), (name, hparams, key, grad)
             assert grad[0] == 0.0, (name, hparams, key, grad)
             assert np.any(grad[1:] != 0.0), (name, hparams, key, grad)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Labels out of range (alignax/ops/logprobs.py)
+
+from alignax.ops import logprobs as lp_ops  # noqa: E402
+
+_V = 11
+
+
+def _logprob_problem():
+    key_h, key_w = jax.random.split(jax.random.PRNGKey(3))
+    hidden = jax.random.normal(key_h, (2, 5, 4), jnp.float32)
+    head = jax.random.normal(key_w, (4, _V), jnp.float32)
+    labels = np.array([[1, 2, 3, -100, 4], [5, _V, 0, 1, 2]], np.int32)  # [1, 1] is out of range
+    mask = np.ones((2, 5), np.float32)
+    return hidden, head, labels, mask
+
+
+@pytest.mark.parametrize("vocab_chunk_size", [None, 4])
+def test_out_of_range_label_raises_outside_jit(vocab_chunk_size):
+    hidden, head, labels, mask = _logprob_problem()
+    with pytest.raises(ValueError, match=r"label 11 at position \(1, 1\).*vocabulary of 11"):
+        lp_ops.token_logprobs(hidden, head, labels, mask, chunk_size=2, vocab_chunk_size=vocab_chunk_size)
+    with pytest.raises(ValueError, match="out of range"):
+        lp_ops.token_logprobs_naive(hidden, head, labels, mask)
+    with pytest.raises(ValueError, match="out of range"):
+        lp_ops.logprobs_from_logits(jnp.einsum("btd,dv->btv", hidden, head), labels, mask)
+    # Where that position is masked out, the label is never read: no error, exactly 0 there.
+    mask[1, 1] = 0.0
+    out = lp_ops.token_logprobs(hidden, head, labels, mask, chunk_size=2, vocab_chunk_size=vocab_chunk_size)
+    assert np.all(np.isfinite(np.asarray(out))) and float(out[1, 1]) == 0.0
+
+
+def test_out_of_range_label_is_nan_inside_jit_on_both_paths():
+    hidden, head, labels, mask = _logprob_problem()
+    for vocab_chunk_size in (None, 4, 5):
+        fn = jax.jit(lambda h, w, l, m, v=vocab_chunk_size: lp_ops.token_logprobs(h, w, l, m, chunk_size=2,
+                                                                                    vocab_chunk_size=v))
+        out = np.asarray(fn(hidden, head, labels, mask))
+        assert np.isnan(out[1, 1]), vocab_chunk_size
+        finite = np.ones_like(out, bool)
+        finite[1, 1] = False
+        assert np.all(np.isfinite(out[finite])), vocab_chunk_size
+        # Gradients stay finite when the NaN position is not used downstream.
+        grad = jax.grad(lambda h: jnp.sum(jnp.nan_to_num(fn(h, head, labels, mask), nan=0.0)))(hidden)
+        assert np.all(np.isfinite(np.asarray(grad))), vocab_chunk_size
+
+
+@pytest.mark.parametrize("bad", [0, -1, -512])
+def test_vocab_chunk_size_must_be_positive(bad):
+    hidden, head, labels, mask = _logprob_problem()
+    labels = np.clip(labels, -100, _V - 1)
+    with pytest.raises(ValueError, match="vocab_chunk_size"):
+        lp_ops.token_logprobs(hidden, head, labels, mask, chunk_size=2, vocab_chunk_size=bad)

@@ -13,6 +13,14 @@ and, in the backward pass, recomputes one [B, C, Vc] slice at a time (softmax �
 into a single float32 [D, V] head-gradient accumulator in place; peak temporary memory is then
 O(B · C · Vc + D · V), independent of T. The batch axis is never reshaped, so a batch-sharded
 `hidden` stays sharded. (The custom VJP supports reverse mode only, i.e. `jax.grad`, not `jvp`.)
+
+Out-of-range labels (a kept position whose label is ≥ V): with concrete labels (outside jit) every
+function here raises a ValueError naming the first such position. Inside jit the labels are traced
+and not checked (a `checkify` check would need every caller to functionalize its errors); the data
+path validates token ids instead (`alignax.data` tokenizes with the model's own tokenizer, which
+never produces an id ≥ V), and the kernels return NaN at such positions, the same on the
+full-vocabulary and the vocabulary-chunked paths, so nothing silently wrong comes out (the
+training loop's non-finite guard sees it).
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ import functools
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _DEFAULT_CHUNK = 512
 
@@ -30,6 +39,25 @@ def _valid_positions(labels: jax.Array, mask: jax.Array | None) -> jax.Array:
     if mask is not None:
         valid = jnp.logical_and(valid, jnp.asarray(mask) != 0)
     return valid
+
+
+def _check_label_range(labels, valid, vocab_size: int, who: str) -> None:
+    """Raise if a kept label is ≥ vocab_size; a no-op on traced labels (inside jit)."""
+    if isinstance(labels, jax.core.Tracer) or isinstance(valid, jax.core.Tracer):
+        return
+    bad = np.argwhere(np.asarray(valid) & (np.asarray(labels) >= vocab_size))
+    if bad.size:
+        position = tuple(int(i) for i in bad[0])
+        raise ValueError(
+            f"{who}: label {int(np.asarray(labels)[position])} at position {position} is out of range for a "
+            f"vocabulary of {vocab_size} ({len(bad)} such position(s)); token ids must be in [0, {vocab_size}) "
+            "or negative (ignored)")
+
+
+def _out_of_range_to_nan(logps, labels, valid, vocab_size: int):
+    """0 where not valid; NaN where a valid label is ≥ vocab_size (inside jit: see the module doc)."""
+    out_of_range = jnp.logical_and(valid, labels >= vocab_size)
+    return jnp.where(valid, jnp.where(out_of_range, jnp.nan, logps), 0.0)
 
 
 def _check_inputs(hidden, head_weight, labels, mask):
@@ -50,17 +78,21 @@ def _check_inputs(hidden, head_weight, labels, mask):
 def logprobs_from_logits(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """log softmax(logits)[label] per position, float32 [B, T]; 0 where label < 0 or mask == 0.
 
+    A kept label ≥ V raises (concrete labels) or gives NaN (traced labels), see the module doc.
+
     The full-logits formula, for callers that already hold logits and as the reference that the
     chunked kernel is tested against.
     """
     chex.assert_rank(logits, 3)
     chex.assert_shape(labels, logits.shape[:2], custom_message="logprobs_from_logits: `labels` must be [B, T]")
     valid = _valid_positions(labels, mask)
+    vocab_size = logits.shape[-1]
+    _check_label_range(labels, valid, vocab_size, "logprobs_from_logits")
     logits = logits.astype(jnp.float32)
-    safe_labels = jnp.where(valid, labels, 0)
+    safe_labels = jnp.where(jnp.logical_and(valid, labels < vocab_size), labels, 0)
     label_logits = jnp.take_along_axis(logits, safe_labels[..., None], axis=-1)[..., 0]
     logps = label_logits - jax.nn.logsumexp(logits, axis=-1)
-    return jnp.where(valid, logps, 0.0)
+    return _out_of_range_to_nan(logps, labels, valid, vocab_size)
 
 
 def token_logprobs_naive(
@@ -68,6 +100,7 @@ def token_logprobs_naive(
 ) -> jax.Array:
     """Reference: full [B, T, V] float32 logits = hidden @ head_weight, then `logprobs_from_logits`."""
     _check_inputs(hidden, head_weight, labels, mask)
+    _check_label_range(labels, _valid_positions(labels, mask), head_weight.shape[1], "token_logprobs_naive")
     logits = jnp.einsum("btd,dv->btv", hidden, head_weight, preferred_element_type=jnp.float32)
     return logprobs_from_logits(logits, labels, mask)
 
@@ -202,8 +235,13 @@ def token_logprobs(
       labels: next-token ids [B, T]; negative ids are ignored (give 0).
       mask: optional [B, T]; 0 positions give 0.
       chunk_size: positions along T per chunk (T need not be a multiple: the tail is padded).
-      vocab_chunk_size: if set, vocabulary columns per slice of an online logsumexp (V need not
-        be a multiple); peak memory is then O(B · chunk_size · vocab_chunk_size).
+      vocab_chunk_size: None (default): the whole vocabulary at once. A positive int: vocabulary
+        columns per slice of an online logsumexp (V need not be a multiple); peak memory is then
+        O(B · chunk_size · vocab_chunk_size). 0 or a negative value is a ValueError (alignax.train
+        maps its config's 0, "off", to None: `config.logprob_vocab_chunk_size or None`).
+
+    Labels ≥ V at kept positions raise a ValueError when the labels are concrete and give NaN
+    there when traced (inside jit), on both paths (module doc).
 
     Equals `token_logprobs_naive` in value and gradient (w.r.t. hidden and head_weight); matmuls
     accumulate in float32 (`preferred_element_type`) whatever the input dtype.
@@ -211,10 +249,14 @@ def token_logprobs(
     _check_inputs(hidden, head_weight, labels, mask)
     if chunk_size <= 0:
         raise ValueError(f"token_logprobs: chunk_size must be positive, got {chunk_size}")
+    if vocab_chunk_size is not None and vocab_chunk_size <= 0:
+        raise ValueError(f"token_logprobs: vocab_chunk_size must be a positive int or None (whole vocabulary), "
+                         f"got {vocab_chunk_size}")
     batch, length, dim = hidden.shape
     vocab_size = head_weight.shape[1]
     valid = _valid_positions(labels, mask)
-    safe_labels = jnp.where(valid, labels, 0).astype(jnp.int32)
+    _check_label_range(labels, valid, vocab_size, "token_logprobs")
+    safe_labels = jnp.where(jnp.logical_and(valid, labels < vocab_size), labels, 0).astype(jnp.int32)
 
     chunk_size = min(chunk_size, length)
     num_chunks = -(-length // chunk_size)
@@ -241,7 +283,7 @@ def token_logprobs(
         logps = _vocab_chunked_logprobs(hidden_chunks, head_weight, label_chunks, vocab_chunk_size)
     logps = logps.swapaxes(0, 1).reshape(batch, num_chunks * chunk_size)[:, :length]
     chex.assert_shape(logps, (batch, length))
-    return jnp.where(valid, logps, 0.0)
+    return _out_of_range_to_nan(logps, labels, valid, vocab_size)
 
 
 __all__ = ["token_logprobs", "token_logprobs_naive", "logprobs_from_logits"]
