@@ -49,7 +49,10 @@ setup(
     name="alignax",
     version="0.1.0",
     description="Preference alignment of language models in JAX/Flax",
-    packages=find_packages(include=["alignax", "alignax.*", "experiments", "configs", "benchmarks"]),
+    # Only the library: configs/, experiments/ and benchmarks/ run from the repository root
+    # (`python -m experiments.dpo ...`), so no top-level `configs` or `experiments` package lands in
+    # site-packages, where it would shadow a user's own modules.
+    packages=find_packages(include=["alignax", "alignax.*"]),
     package_data={"alignax": ["data/builtin/*.jsonl", "data/builtin/*.json"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,

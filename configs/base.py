@@ -10,8 +10,8 @@ SMOLLM2 = "smollm2-135m-instruct"
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.method = "pairwise"  # how batches become loss inputs: sft | soft | pairwise
-    c.loss = ml_collections.ConfigDict({"name": "sigmoid", "hparams": ml_collections.ConfigDict({"beta": 0.1})})
+    c.method = "pairwise"  # how batches become loss inputs: alignax.train.methods (sft, soft, pairwise, kto, ...)
+    c.loss = loss_config("configs/dpo.py", "sigmoid")
     c.reference = "on_the_fly"  # on_the_fly (frozen copy of the start) | none
 
     c.model = SMOLLM2  # preset name, .gguf file or HF folder
@@ -62,6 +62,21 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every = 1
     c.export = True
     return c
+
+
+def loss_config(config_file: str, default_loss: str) -> ml_collections.ConfigDict:
+    """`loss.name` and one typed, unset (None) placeholder per hyperparameter of the losses that
+    `config_file` trains (`alignax.losses.trained_by`), so that `--config.loss.name=ipo
+    --config.loss.hparams.length_normalize=False` parses. Unset hyperparameters take the loss's
+    declared default; one the chosen loss does not take is an error naming it
+    (`alignax.train.validate`)."""
+    from alignax import losses
+
+    placeholders = {}
+    for name in losses.trained_by(config_file):
+        for key, value_type in losses.info(name).hparam_types.items():
+            placeholders.setdefault(key, ml_collections.FieldReference(None, field_type=value_type))
+    return ml_collections.ConfigDict({"name": default_loss, "hparams": ml_collections.ConfigDict(placeholders)})
 
 
 def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

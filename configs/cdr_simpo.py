@@ -18,7 +18,7 @@ from configs import base
 def _common(c):
     c.method = "pairwise"
     c.reference = "none"
-    c.loss.name = "simpo"
+    c.loss = base.loss_config("configs/simpo.py", "simpo")
     c.loss.hparams.beta = 2.5
     c.loss.hparams.gamma_beta_ratio = 0.1
     c.data.train = "builtin:prompts/train"  # prompts to sample from; the pairs are written by stage 2

@@ -31,8 +31,8 @@ PRESETS = {
 def get_config(preset: str = "cpu"):
     c = base.base_config()
     c.method = "pairwise"
-    c.loss.name = "sigmoid"
-    c.loss.hparams.beta = 0.1
-    c.loss.hparams.label_smoothing = 0.0
+    # Every loss of the DPO family, plus the Nash-style (sppo, sppo_single, inpo, dno) and CGPO/FSPO
+    # pair losses; unset hyperparameters take each loss's own default (alignax.losses.info).
+    c.loss = base.loss_config("configs/dpo.py", "sigmoid")
     c.reference = "on_the_fly"
     return base.apply_preset(c, preset, PRESETS)

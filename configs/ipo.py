@@ -21,7 +21,7 @@ def get_config(preset: str = "cpu"):
     c = base.base_config()
     c.method = "pairwise"
     c.reference = "on_the_fly"
-    c.loss.name = "ipo"
+    c.loss = base.loss_config("configs/ipo.py", "ipo")
     c.loss.hparams.beta = 0.1
     c.loss.hparams.length_normalize = True
     return base.apply_preset(c, preset, PRESETS)

@@ -22,6 +22,6 @@ def get_config(preset: str = "cpu"):
     c = base.base_config()
     c.method = "pairwise"
     c.reference = "none"
-    c.loss.name = "orpo"
+    c.loss = base.loss_config("configs/orpo.py", "orpo")
     c.loss.hparams.beta = 0.1
     return base.apply_preset(c, preset, PRESETS)

@@ -18,6 +18,5 @@ def get_config(preset: str = "cpu"):
     c = base.base_config()
     c.method = "reward_model"
     c.reference = "none"
-    c.loss.name = "reward_bt"
-    c.loss.hparams = base.ml_collections.ConfigDict({})
+    c.loss = base.loss_config("configs/reward_model.py", "reward_bt")
     return base.apply_preset(c, preset, PRESETS)

@@ -35,8 +35,8 @@ def get_config(preset: str = "cpu"):
     c = base.base_config()
     c.method = "sft"
     c.reference = "none"
-    c.loss.name = "sft"
-    c.loss.hparams = base.ml_collections.ConfigDict({"reduction": "token_mean"})
+    c.loss = base.loss_config("configs/sft.py", "sft")
+    c.loss.hparams.reduction = "token_mean"
     c.data.train = "builtin:sft/train"
     c.data.eval = ""
     return base.apply_preset(c, preset, PRESETS)

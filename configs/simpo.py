@@ -41,7 +41,6 @@ def get_config(preset: str = "cpu"):
     c = base.base_config()
     c.method = "pairwise"
     c.reference = "none"
-    c.loss.name = "simpo"
-    c.loss.hparams.beta = 2.0
-    c.loss.hparams.gamma_beta_ratio = 0.25
+    # simpo and cpo; unset hyperparameters take the loss's defaults (SimPO: beta 2.0, gamma/beta 0.25).
+    c.loss = base.loss_config("configs/simpo.py", "simpo")
     return base.apply_preset(c, preset, PRESETS)

@@ -37,8 +37,9 @@ def get_config(preset: str = "cpu"):
     c = base.base_config()
     c.method = "soft"
     c.reference = "none"
-    c.loss.name = "soft"
-    c.loss.hparams = base.ml_collections.ConfigDict({"exit_layers": (1,), "exit_reduction": "sum"})
+    c.loss = base.loss_config("configs/soft.py", "soft")
+    c.loss.hparams.exit_layers = (1,)
+    c.loss.hparams.exit_reduction = "sum"
     c.data.train = "builtin:sft/train"
     c.data.eval = ""
     return base.apply_preset(c, preset, PRESETS)

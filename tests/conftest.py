@@ -19,6 +19,36 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: heavy test (real SmolLM2 model, multi-process); runs in CI")
 
 
+# Under CI=true a skip is a failure: a missing ../shared/evaldata or a broken torch/transformers/trl
+# install must not pass as green (every test here can run on the CI machine).
+_SKIPPED_IN_CI: list[str] = []
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def _note_skip(report) -> None:
+    if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        _SKIPPED_IN_CI.append(f"{report.nodeid}: {report.longrepr}")
+
+
+def pytest_runtest_logreport(report):
+    _note_skip(report)
+
+
+def pytest_collectreport(report):
+    _note_skip(report)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _SKIPPED_IN_CI:
+        print(f"\nCI=true: {len(_SKIPPED_IN_CI)} skipped test(s) count as failures:")
+        for line in _SKIPPED_IN_CI:
+            print(f"  SKIPPED {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session")
 def evaldata_dir():
     if not EVALDATA.is_dir():

@@ -45,6 +45,7 @@ class PreferenceExample:
     chosen: str
     rejected: str
     id: str | None = None
+    fields: dict | None = None  # per-example numbers a loss reads by name (e.g. SPPO's chosen_win_probs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,7 @@ class MultiSampleExample:
     rewards: tuple | None = None
     win_probs: tuple | None = None
     id: str | None = None
+    fields: dict | None = None  # other per-response number lists a loss reads by name (CGPO's feasible)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,12 +170,31 @@ def _id(record: dict, where: str) -> str | None:
     return str(value)
 
 
+def _extra_fields(record: dict, known: set, where: str, per_response: int | None = None) -> dict | None:
+    """Numeric keys beyond the schema's own, kept for losses that declare them as data inputs
+    (`alignax.losses.info(name).inputs`). A number (or a bool, as 0/1) per example; with
+    `per_response`, a list of that many numbers. Other extra keys are ignored, as before."""
+    fields = {}
+    for key, value in record.items():
+        if key in known or not isinstance(key, str):
+            continue
+        if per_response is not None and isinstance(value, (list, tuple)):
+            if value and all(isinstance(v, (bool, int, float)) for v in value):
+                fields[key] = tuple(float(v) for v in _numbers([float(v) for v in value], key, per_response, where))
+        elif isinstance(value, (bool, int, float)):
+            fields[key] = _numbers([float(value)], key, 1, where)[0]
+    return fields or None
+
+
 # ----------------------------------------------------------------------------- parsers
 
 
 def parse_prompt(record: dict, where: str = "") -> PromptExample:
     prompt = _require(record, "prompt", "prompt, optional id", where)
     return PromptExample(prompt=_prompt(prompt, "prompt", where), id=_id(record, where))
+
+
+_PREFERENCE_KEYS = {"prompt", "chosen", "rejected", "id"}
 
 
 def parse_preference(record: dict, where: str = "") -> PreferenceExample:
@@ -189,7 +210,8 @@ def parse_preference(record: dict, where: str = "") -> PreferenceExample:
                 raise DataError("no_final_assistant_turn", f"conversation {key!r} does not end in an assistant turn", where)
         if chosen_m[:-1] != rejected_m[:-1] or len(chosen_m) < 2:
             raise DataError("prompt_mismatch", "'chosen' and 'rejected' do not share the same prompt turns before the final assistant turn", where)
-        return PreferenceExample(prompt=chosen_m[:-1], chosen=chosen_m[-1]["content"], rejected=rejected_m[-1]["content"], id=_id(record, where))
+        return PreferenceExample(prompt=chosen_m[:-1], chosen=chosen_m[-1]["content"], rejected=rejected_m[-1]["content"],
+                                 id=_id(record, where), fields=_extra_fields(record, _PREFERENCE_KEYS, where))
     if prompt is None:
         raise _missing(record, "prompt", expected, where)
     return PreferenceExample(
@@ -197,6 +219,7 @@ def parse_preference(record: dict, where: str = "") -> PreferenceExample:
         chosen=_completion(chosen, "chosen", where),
         rejected=_completion(rejected, "rejected", where),
         id=_id(record, where),
+        fields=_extra_fields(record, _PREFERENCE_KEYS, where),
     )
 
 
@@ -233,7 +256,9 @@ def parse_multi_sample(record: dict, where: str = "") -> MultiSampleExample:
         win_probs = _numbers(win_probs, "win_probs", len(responses), where)
         if any(not 0.0 <= p <= 1.0 for p in win_probs):
             raise DataError("bad_value", "key 'win_probs' holds a value outside [0, 1]", where)
-    return MultiSampleExample(prompt=prompt, responses=responses, rewards=rewards, win_probs=win_probs, id=_id(record, where))
+    fields = _extra_fields(record, {"prompt", "responses", "rewards", "win_probs", "id"}, where, per_response=len(responses))
+    return MultiSampleExample(prompt=prompt, responses=responses, rewards=rewards, win_probs=win_probs, id=_id(record, where),
+                              fields=fields)
 
 
 def parse_judgment(record: dict, where: str = "") -> JudgmentExample:

@@ -274,6 +274,7 @@ def _tokenize_one(chat: ChatTokenizer, trunc: _Truncator, task: str, example, wh
     scalars = {}
     if task == "preference":
         sides = pair_sides(example.prompt, (example.chosen, example.rejected))
+        scalars.update({k: np.float32(v) for k, v in (example.fields or {}).items()})
     elif task == "few_shot":
         sides = pair_sides(format_few_shot_prompt(example), (example.chosen, example.rejected))
     elif task == "unpaired":
@@ -287,6 +288,7 @@ def _tokenize_one(chat: ChatTokenizer, trunc: _Truncator, task: str, example, wh
             scalars["rewards"] = np.asarray(example.rewards, np.float32)
         if example.win_probs is not None:
             scalars["win_probs"] = np.asarray(example.win_probs, np.float32)
+        scalars.update({k: np.asarray(v, np.float32) for k, v in (example.fields or {}).items()})
     elif task == "judgment":
         plain = pair_sides(example.prompt, (example.response,))
         judged = pair_sides(cut_judgment_prompt(example.prompt, example.judgment), (example.response,))

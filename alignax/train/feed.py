@@ -15,53 +15,61 @@ import dataclasses
 import numpy as np
 
 from alignax.data import readers
-from alignax.data.tokenize import TruncationConfig, tokenize_dataset
+from alignax.data.tokenize import TokenizedSequence, TruncationConfig, tokenize_dataset
 from alignax.models.tokenizer import Tokenizer
 
 _TASK_OF_METHOD = {"sft": "sft", "soft": "sft", "pairwise": "preference", "reward_model": "preference",
-                   "kto": "unpaired"}
+                   "kto": "unpaired", "multi_sample": "multi_sample"}
 
 
-@dataclasses.dataclass
-class TokenizedSequence:
-    input_ids: np.ndarray  # [n] int32
-    loss_mask: np.ndarray  # [n] int32, 1 on response tokens
-    desirable: float = 0.0  # KTO's label, carried per sequence
+@dataclasses.dataclass(frozen=True)
+class FeedSequence:
+    """One sequence of an example (alignax.data's TokenizedSequence) and its per-sequence fields.
+
+    `fields` are the numbers a loss declares as data inputs (`losses.info(name).inputs`): KTO's
+    `label`, SPPO's `chosen_win_probs`, a multi-sample response's `rewards`. A pair's per-example
+    fields ride on its chosen sequence; a multi-sample example's per-response fields on each response."""
+
+    tokens: TokenizedSequence
+    fields: dict
 
 
 def bucketed_length(longest: int, length_multiple: int) -> int:
     return int(np.ceil(longest / length_multiple) * length_multiple)
 
 
-def collate(sequences: list[TokenizedSequence], sequence_ids: list[int], *, rows_multiple: int,
-            length_multiple: int, pad_id: int, length: int | None = None) -> dict[str, np.ndarray]:
+def collate(sequences: list[FeedSequence], sequence_ids: list[int], *, rows_multiple: int, length_multiple: int,
+            pad_id: int, length: int | None = None) -> dict[str, np.ndarray]:
     """One sequence per row; the length bucketed up to a multiple of `length_multiple` (or `length`).
 
     `sequence_ids` are the sequences' numbers in the GLOBAL micro-batch (all processes), which is
     what the per-sequence sums are indexed by. Padding rows (to a multiple of `rows_multiple`, the
-    batch shards this process holds) have segment 0 and sequence_index -1: they add nothing."""
-    longest = max(len(s.input_ids) for s in sequences)
+    batch shards this process holds) have segment 0 and sequence_index -1: they add nothing.
+    Per-sequence fields become `field/<name>` arrays [rows, 1] (0 where a sequence has none)."""
+    longest = max(seq.tokens.length for seq in sequences)
     if length is None:
         length = bucketed_length(longest, length_multiple)
     elif length < longest:
         raise ValueError(f"collate: length={length} is shorter than the longest sequence ({longest})")
     rows = int(np.ceil(len(sequences) / rows_multiple) * rows_multiple)
+    field_names = sorted({name for seq in sequences for name in seq.fields})
     batch = {
         "input_ids": np.full((rows, length), pad_id, np.int32),
         "segment_ids": np.zeros((rows, length), np.int32),
         "positions": np.zeros((rows, length), np.int32),
         "loss_mask": np.zeros((rows, length), np.int32),
         "sequence_index": np.full((rows, 1), -1, np.int32),
-        "desirable": np.zeros((rows, 1), np.float32),
+        **{f"field/{name}": np.zeros((rows, 1), np.float32) for name in field_names},
     }
     for row, seq in enumerate(sequences):
-        n = len(seq.input_ids)
-        batch["input_ids"][row, :n] = seq.input_ids
+        n = seq.tokens.length
+        batch["input_ids"][row, :n] = seq.tokens.input_ids
         batch["segment_ids"][row, :n] = 1
         batch["positions"][row, :n] = np.arange(n)
-        batch["loss_mask"][row, :n] = seq.loss_mask
+        batch["loss_mask"][row, :n] = seq.tokens.loss_mask
         batch["sequence_index"][row, 0] = sequence_ids[row]
-        batch["desirable"][row, 0] = seq.desirable
+        for name, value in seq.fields.items():
+            batch[f"field/{name}"][row, 0] = value
     return batch
 
 
@@ -83,12 +91,34 @@ def stack_micro_batches(micro_batches: list[dict[str, np.ndarray]]) -> dict[str,
     return out
 
 
+def mismatched_sequence(prompt_of: FeedSequence, completion_of: FeedSequence, max_length: int | None) -> FeedSequence:
+    """KTO's KL sequence: the prompt of one example followed by the completion of another.
+
+    KTO (Ethayarajh et al., 2024, §4) and TRL's KTOTrainer estimate the reference point z0 from such
+    mismatched pairs (x_i, y_j), i != j, so the baseline does not move with the rewards being
+    optimised. Truncated at `max_length` from the end of the completion."""
+    prompt, completion = prompt_of.tokens, completion_of.tokens
+    ids = np.concatenate([prompt.input_ids[: prompt.prompt_length], completion.input_ids[completion.prompt_length:]])
+    mask = np.concatenate([np.zeros(prompt.prompt_length, np.int32), completion.loss_mask[completion.prompt_length:]])
+    if max_length is not None:
+        ids, mask = ids[:max_length], mask[:max_length]
+    tokens = TokenizedSequence(input_ids=ids.astype(np.int32), loss_mask=mask.astype(np.int32),
+                               prompt_length=prompt.prompt_length)
+    return FeedSequence(tokens, {})
+
+
 class Feed:
-    """Deterministic, resumable iterator of batches for one split."""
+    """Deterministic, resumable iterator of batches for one split.
+
+    Every example gives the same number of sequences (its sides: 1 for SFT/KTO, 2 for a pair, K for
+    K samples). A micro-batch of B examples holds B * sides sequences, numbered side-major: all first
+    sides (e.g. chosen) of the global micro-batch, then all second sides, and so on. With
+    `kl_pairs` (KTO) a last side of mismatched sequences is added (`mismatched_sequence`)."""
 
     def __init__(self, examples: list, make_sequences, *, batch_size: int, grad_accum_steps: int, seed: int,
                  shuffle: bool, rows_multiple: int, length_multiple: int, pad_id: int,
-                 process_index: int = 0, process_count: int = 1, extra_fn=None):
+                 process_index: int = 0, process_count: int = 1, kl_pairs: bool = False,
+                 max_length: int | None = None):
         if batch_size % (grad_accum_steps * process_count):
             raise ValueError(f"batch_size={batch_size} must be divisible by grad_accum_steps x processes "
                              f"= {grad_accum_steps} x {process_count}")
@@ -96,13 +126,18 @@ class Feed:
             raise ValueError("the dataset is empty (after skipping bad records)")
         self.examples = examples
         self.make_sequences = make_sequences
-        self.extra_fn = extra_fn
         self.batch_size, self.grad_accum_steps = batch_size, grad_accum_steps
         self.seed, self.shuffle = seed, shuffle
         self.rows_multiple, self.length_multiple, self.pad_id = rows_multiple, length_multiple, pad_id
         self.process_index, self.process_count = process_index, process_count
+        self.kl_pairs, self.max_length = kl_pairs, max_length
         self.epoch, self.position = 0, 0
-        self._cache: dict[int, list[TokenizedSequence]] = {}
+        self._cache: dict[int, list[FeedSequence]] = {}
+
+    @property
+    def num_sides(self) -> int:
+        """Sequences per example in a batch (the KL sequence of KTO included)."""
+        return len(self._sequences(0)) + int(self.kl_pairs)
 
     def get_state(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
@@ -129,46 +164,71 @@ class Feed:
                 self.epoch, self.position = self.epoch + 1, 0
         return indices
 
-    def _sequences(self, index: int) -> list[TokenizedSequence]:
+    def _sequences(self, index: int) -> list[FeedSequence]:
         if index not in self._cache:
             self._cache[index] = self.make_sequences(self.examples[index])
         return self._cache[index]
+
+    def _global_micro_batch(self, indices: list[int]) -> list[list[FeedSequence]]:
+        """Each example's sequences, plus its KL sequence (prompt i, completion i-1) for KTO. The
+        rotation runs over the GLOBAL micro-batch, so every process builds the same sequences."""
+        per_example = [list(self._sequences(i)) for i in indices]
+        if self.kl_pairs:
+            firsts = [seqs[0] for seqs in per_example]
+            for j, seqs in enumerate(per_example):
+                seqs.append(mismatched_sequence(firsts[j], firsts[j - 1], self.max_length))
+        return per_example
 
     def __iter__(self):
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
         global_indices = self._next_indices(self.batch_size)
+        global_micro = self.batch_size // self.grad_accum_steps
+        micro_examples = [self._global_micro_batch(global_indices[k * global_micro:(k + 1) * global_micro])
+                          for k in range(self.grad_accum_steps)]
         # One length for the whole global batch: every process must build arrays of the same shape
         # (jax.make_array_from_process_local_data), so the length comes from all processes' examples,
         # not only this process's share (each host tokenizes the global batch; tokenization is cached).
-        longest = max(len(seq.input_ids) for i in global_indices for seq in self._sequences(i))
+        longest = max(seq.tokens.length for micro in micro_examples for seqs in micro for seq in seqs)
         length = bucketed_length(longest, self.length_multiple)
-        share = self.batch_size // self.process_count
-        local = global_indices[self.process_index * share: (self.process_index + 1) * share]
-        micro_size = share // self.grad_accum_steps
+        local_size = global_micro // self.process_count
         micro_batches = []
-        for k in range(self.grad_accum_steps):
-            micro = local[k * micro_size: (k + 1) * micro_size]
-            per_example = [self._sequences(i) for i in micro]
-            # Pairwise: all first sequences (chosen), then all second ones (rejected); globally the
+        for per_example in micro_examples:
+            local = per_example[self.process_index * local_size:(self.process_index + 1) * local_size]
+            # Side-major: all first sequences (chosen), then all second ones (rejected); globally the
             # chosen of every process come before any rejected.
-            sides = len(per_example[0])
-            sequences = [seqs[side] for side in range(sides) for seqs in per_example]
-            global_micro = micro_size * self.process_count
-            sequence_ids = [side * global_micro + self.process_index * micro_size + j
-                            for side in range(sides) for j in range(len(per_example))]
-            batch = collate(sequences, sequence_ids, rows_multiple=self.rows_multiple,
-                            length_multiple=self.length_multiple, pad_id=self.pad_id, length=length)
-            micro_batches.append(batch)
+            sides = len(local[0])
+            sequences = [seqs[side] for side in range(sides) for seqs in local]
+            sequence_ids = [side * global_micro + self.process_index * local_size + j
+                            for side in range(sides) for j in range(len(local))]
+            micro_batches.append(collate(sequences, sequence_ids, rows_multiple=self.rows_multiple,
+                                         length_multiple=self.length_multiple, pad_id=self.pad_id, length=length))
         return stack_micro_batches(micro_batches)
 
 
-def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int) -> Feed:
+def example_fields(example, num_sides: int) -> list[dict]:
+    """Per-sequence fields of a tokenized example from its per-example numbers (`scalars`).
+
+    A scalar belongs to the first sequence (a pair's chosen: `chosen_win_probs`, KTO's `label`); a
+    vector with one value per side (a multi-sample example's `rewards`) is spread over the sides."""
+    fields = [{} for _ in range(num_sides)]
+    for name, value in example.scalars.items():
+        values = np.asarray(value, np.float32)
+        if values.ndim == 0:
+            fields[0][name] = float(values)
+        elif values.shape == (num_sides,):
+            for side in range(num_sides):
+                fields[side][name] = float(values[side])
+    return fields
+
+
+def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int, required_fields=()) -> Feed:
     """The feed of `config.data.train` or `config.data.eval` for the run's method.
 
     `rows_multiple`: rows of every local micro-batch are padded to a multiple of it (the number of
-    batch shards, data x fsdp, that this process's devices hold)."""
+    batch shards, data x fsdp, that this process's devices hold). `required_fields`: the data inputs
+    the loss declares; an example without one is an error naming the field and the file."""
     import jax
 
     task = _TASK_OF_METHOD.get(config.method)
@@ -189,11 +249,15 @@ def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int) -
     truncated = {k: v for k, v in tokenized.stats.items() if k != "examples" and v}
     if truncated:
         print(f"data {source}: truncation {truncated}")
+    for example in tokenized.examples:
+        missing = [name for name in required_fields if name not in example.scalars]
+        if missing:
+            raise ValueError(f"{source}: record {example.index} has no field {missing[0]!r}, which loss "
+                             f"{config.loss.name!r} needs (its data inputs: {', '.join(required_fields)})")
 
     def make_sequences(example):
-        desirable = float(bool(example.scalars.get("label", False)))
-        return [TokenizedSequence(np.asarray(seq.input_ids, np.int32), np.asarray(seq.loss_mask, np.int32), desirable)
-                for seq in example.sequences]
+        fields = example_fields(example, len(example.sequences))
+        return [FeedSequence(seq, seq_fields) for seq, seq_fields in zip(example.sequences, fields)]
 
     is_train = split == "train"
     # Both sizes are global (all processes), so a run's batches do not depend on the host count.
@@ -210,4 +274,6 @@ def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int) -
         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+        kl_pairs=config.method == "kto",
+        max_length=data.max_length,
     )

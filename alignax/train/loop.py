@@ -27,6 +27,7 @@ from alignax.train import checkpoint as ckpt_lib
 from alignax.train import feed as feed_lib
 from alignax.train import metrics as metrics_lib
 from alignax.train import modeling
+from alignax.train import validate
 from alignax.train.methods import get_method
 from alignax.train.optim import make_optimizer
 from alignax.train.step import TrainState, make_eval_step, make_train_step
@@ -77,6 +78,7 @@ def _eval_batch(local_batch, mesh):
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Run (or resume) one experiment; returns the summary it also writes to DIR/summary.json."""
     wall_start = time.time()
+    hparams = validate.check_config(config)
     maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
@@ -94,7 +96,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     model, tokenizer = modeling.build_model(config, mesh)
     method_fn = get_method(config.method)
     ref_graphdef, ref_params = None, None
-    if config.reference == "on_the_fly":
+    if validate.uses_reference(config):
         # The frozen reference is the starting policy: a copy of its weights, never updated.
         ref_graphdef, ref_params = nnx.split(model)
         ref_params = jax.tree.map(jnp.copy, ref_params)
@@ -114,8 +116,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     del params
 
     # --- data ------------------------------------------------------------------------------------------
-    train_feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=rows_multiple)
-    eval_feed = (feed_lib.make_feed(config, tokenizer, split="eval", rows_multiple=rows_multiple)
+    required_fields = validate.data_inputs(config)
+    train_feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=rows_multiple,
+                                    required_fields=required_fields)
+    eval_feed = (feed_lib.make_feed(config, tokenizer, split="eval", rows_multiple=rows_multiple,
+                                    required_fields=required_fields)
                  if config.data.eval else None)
 
     # --- resume ----------------------------------------------------------------------------------------
@@ -135,10 +140,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # --- the jitted step -----------------------------------------------------------------------------
     method_kwargs = dict(
         loss_name=config.loss.name,
-        hparams=config.loss.hparams.to_dict(),
+        hparams=hparams,
         chunk_size=config.logprob_chunk_size,
         vocab_chunk_size=config.logprob_vocab_chunk_size or None,
         batch_size=config.batch_size // config.grad_accum_steps,
+        num_sides=train_feed.num_sides,
     )
     step_fn = make_train_step(
         graphdef=graphdef,

@@ -1,6 +1,6 @@
 """Methods: how an objective turns (model, batch) into (loss, metrics).
 
-Every method reads the same packed batch layout (see `alignax.data` / `docs/batches.md`):
+Every method reads the same packed batch layout (docs/batches.md):
 
   input_ids      [R, L] int32   packed rows of token ids
   segment_ids    [R, L] int32   1..S for the sequences packed in a row, 0 on padding
@@ -15,7 +15,6 @@ a method only gathers their inputs. Methods are registered by name, like losses.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import jax
@@ -26,6 +25,18 @@ from alignax.ops import logprobs as logprobs_ops
 
 Batch = dict[str, jax.Array]
 _METHODS: dict[str, Callable] = {}
+
+# The loss inputs each method computes from the model; a loss's other inputs are per-example data
+# fields (`field/<name>` in the batch), which the records must carry (docs/batches.md).
+_PAIR = ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths", "ref_chosen_logps", "ref_rejected_logps")
+MODEL_INPUTS = {
+    "sft": ("token_logps", "loss_mask", "num_tokens"),
+    "soft": ("exit_token_logps", "loss_mask", "num_tokens"),
+    "pairwise": _PAIR + ("prev_chosen_logps", "prev_rejected_logps"),
+    "kto": ("logps", "ref_logps", "desirable", "kl_baseline"),
+    "multi_sample": ("logps", "lengths", "ref_logps"),
+    "reward_model": ("chosen_rewards", "rejected_rewards"),
+}
 
 
 def register_method(name: str):
@@ -83,29 +94,34 @@ def sequence_logps(model, batch: Batch, num_sequences: int, *, chunk_size: int, 
     return logps, lengths
 
 
-def _call_with_accepted(loss_fn: Callable, arrays: dict[str, Any], hparams: dict[str, Any]):
-    """Call a loss with the arrays it declares (SimPO takes no reference) plus its hyperparameters."""
-    params = inspect.signature(loss_fn).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    accepted = {k: v for k, v in arrays.items() if takes_any or k in params}
-    unknown = [k for k in hparams if not takes_any and k not in params]
-    if unknown:
-        raise ValueError(f"loss {loss_fn.__name__} has no hyperparameter(s) {unknown}; it accepts {sorted(params)}")
-    return loss_fn(**accepted, **hparams)
+def call_loss(loss_name: str, available: dict[str, Any], hparams: dict[str, Any]):
+    """Call a loss with the keyword arrays it declares (`losses.info(name).inputs`) and the run's
+    hyperparameters. The config was checked against the declaration before tracing
+    (`alignax.train.validate`), so a missing input here is a bug in a method, not a user error."""
+    entry = losses.info(loss_name)
+    missing = [name for name in entry.inputs if name not in available]
+    if missing:
+        raise ValueError(f"method cannot provide {missing} for loss {loss_name!r} (it provides {sorted(available)})")
+    return entry.fn(**{name: available[name] for name in entry.inputs}, **hparams)
+
+
+def data_fields(batch: Batch, num_sequences: int) -> dict[str, jax.Array]:
+    """The per-sequence data fields of a batch (`field/<name>` arrays [R, 1]) as [num_sequences] arrays."""
+    return {key.split("/", 1)[1]: per_sequence_row_values(value, batch, num_sequences)
+            for key, value in batch.items() if key.startswith("field/")}
 
 
 # ----------------------------------------------------------------------------- methods
 
 
 @register_method("sft")
-def sft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int, num_tokens):
+def sft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int, num_tokens, num_sides: int = 2):
     """Token-mean NLL over response tokens. `num_tokens` is the token count of the WHOLE (accumulated)
     batch, so that k micro-batches give exactly the large-batch loss with ragged lengths."""
     hidden = model.hidden_states(batch["input_ids"], positions=batch["positions"], segment_ids=batch["segment_ids"])
     token_logps = token_logps_from_hidden(hidden, model.lm_head_weight(), batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
     mask = _target_mask(batch)
-    loss_fn = losses.get(loss_name)
-    return _call_with_accepted(loss_fn, {"token_logps": token_logps, "loss_mask": mask, "num_tokens": num_tokens}, hparams)
+    return call_loss(loss_name, {"token_logps": token_logps, "loss_mask": mask, "num_tokens": num_tokens}, hparams)
 
 
 sft_method.token_normalized = True
@@ -113,7 +129,7 @@ sft_method.token_normalized = True
 
 @register_method("soft")
 def soft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int,
-                num_tokens):
+                num_tokens, num_sides: int = 2):
     """Sorted fine-tuning: NLL at several exit layers through the shared final norm and head."""
     exit_layers = tuple(hparams["exit_layers"])
     hidden_by_layer = model.hidden_states(
@@ -124,7 +140,7 @@ def soft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams:
         [token_logps_from_hidden(hidden_by_layer[layer], head, batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size) for layer in exit_layers]
     )
     arrays = {"exit_token_logps": stacked, "loss_mask": _target_mask(batch), "num_tokens": num_tokens}
-    return _call_with_accepted(losses.get(loss_name), arrays, dict(hparams, exit_layers=exit_layers))
+    return call_loss(loss_name, arrays, dict(hparams, exit_layers=exit_layers))
 
 
 soft_method.token_normalized = True
@@ -133,7 +149,7 @@ soft_method.token_normalized = True
 @register_method("pairwise")
 def pairwise_method(
     model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int, num_tokens=None
-):
+, num_sides: int = 2):
     """DPO family, SimPO, ORPO, IPO, ...: chosen and rejected in one packed forward pass.
 
     The reference log-probs come from the batch (precomputed cache) when present, else from the
@@ -153,7 +169,14 @@ def pairwise_method(
         ref_logps = jax.lax.stop_gradient(ref_logps)
         arrays["ref_chosen_logps"] = ref_logps[:batch_size]
         arrays["ref_rejected_logps"] = ref_logps[batch_size:]
-    return _call_with_accepted(losses.get(loss_name), arrays, hparams)
+    # Per-example data fields (SPPO's win probabilities, DNO's pair mask, ...) ride on the chosen sequence.
+    arrays.update({name: values[:batch_size] for name, values in data_fields(batch, 2 * batch_size).items()})
+    if "ref_chosen_logps" in arrays:
+        # INPO's previous iterate pi_t: from the data when the iteration pipeline stored it, else the
+        # reference (the first iteration starts from pi_1 = pi_ref).
+        arrays.setdefault("prev_chosen_logps", arrays["ref_chosen_logps"])
+        arrays.setdefault("prev_rejected_logps", arrays["ref_rejected_logps"])
+    return call_loss(loss_name, arrays, hparams)
 
 
 def per_sequence_row_values(row_values: jax.Array, batch: Batch, num_sequences: int) -> jax.Array:
@@ -166,33 +189,51 @@ def per_sequence_row_values(row_values: jax.Array, batch: Batch, num_sequences: 
 
 @register_method("kto")
 def kto_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int,
-               num_tokens=None):
-    """KTO on unpaired completions with labels (`desirable` stored per sequence in the batch).
+               num_tokens=None, num_sides: int = 2):
+    """KTO on unpaired completions with labels (the `label` field of each completion).
 
-    The reference point z0: TRL estimates it from mismatched (prompt, other completion) pairs; here
-    it is the detached batch mean of the matched log-ratios, clipped at 0 (`kto_kl_baseline` on the
-    same completions) — cheaper, one forward pass, and an upper bound of the mismatched estimate in
-    expectation early in training. Pass precomputed mismatched log-probs to `losses.kto` directly
-    for the exact TRL estimator."""
+    Sequences [0, B) are the batch's (x_i, y_i); sequences [B, 2B) are the mismatched pairs
+    (x_i, y_{i-1}) that the feed builds (`feed.mismatched_sequence`). The reference point
+    z0 = max(0, mean_i [log pi(y_{i-1}|x_i) - log pi_ref(y_{i-1}|x_i)]), detached, as in KTO §4 and
+    TRL's KTOTrainer; the mean runs over the global batch (all devices) because the arrays are global."""
     from alignax.losses.kto import kto_kl_baseline
 
-    logps, _ = sequence_logps(model, batch, batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
     if ref_model is None:
         raise ValueError("kto needs a reference: set config.reference='on_the_fly'")
-    ref_logps = jax.lax.stop_gradient(sequence_logps(ref_model, batch, batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)[0])
-    desirable = per_sequence_row_values(batch["desirable"], batch, batch_size) > 0.5
-    arrays = {"logps": logps, "ref_logps": ref_logps, "desirable": desirable,
-              "kl_baseline": kto_kl_baseline(logps, ref_logps)}
-    return _call_with_accepted(losses.get(loss_name), arrays, hparams)
+    logps, _ = sequence_logps(model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
+    ref_logps = jax.lax.stop_gradient(
+        sequence_logps(ref_model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)[0])
+    fields = data_fields(batch, 2 * batch_size)
+    arrays = {
+        "logps": logps[:batch_size],
+        "ref_logps": ref_logps[:batch_size],
+        "desirable": fields["label"][:batch_size] > 0.5,
+        "kl_baseline": kto_kl_baseline(logps[batch_size:], ref_logps[batch_size:]),
+    }
+    return call_loss(loss_name, arrays, hparams)
+
+
+@register_method("multi_sample")
+def multi_sample_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int,
+                        vocab_chunk_size: int | None = None, batch_size: int, num_tokens=None, num_sides: int = 2):
+    """K scored samples per prompt (SPPO's per-sample regression, CGPO's CRRAFT): every response is
+    one sequence with its own fields (`win_probs`, `rewards`, ...); the loss sees [K * B] arrays."""
+    num_sequences = num_sides * batch_size
+    logps, lengths = sequence_logps(model, batch, num_sequences, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
+    arrays = {"logps": logps, "lengths": lengths, **data_fields(batch, num_sequences)}
+    if ref_model is not None:
+        arrays["ref_logps"] = jax.lax.stop_gradient(
+            sequence_logps(ref_model, batch, num_sequences, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)[0])
+    return call_loss(loss_name, arrays, hparams)
 
 
 @register_method("reward_model")
 def reward_model_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None,
-                        batch_size: int, num_tokens=None):
+                        batch_size: int, num_tokens=None, num_sides: int = 2):
     """Bradley–Terry reward model: `model` is an `alignax.annotate.reward_model.RewardModel` whose
     head reads each sequence's last token; rows hold one sequence each (chosen, then rejected)."""
     row_rewards = model(batch["input_ids"], segment_ids=batch["segment_ids"], positions=batch["positions"])
     index = batch["sequence_index"][:, 0]
     rewards = jax.ops.segment_sum(row_rewards, jnp.where(index >= 0, index, 2 * batch_size), num_segments=2 * batch_size + 1)
     arrays = {"chosen_rewards": rewards[:batch_size], "rejected_rewards": rewards[batch_size:2 * batch_size]}
-    return _call_with_accepted(losses.get(loss_name), arrays, hparams)
+    return call_loss(loss_name, arrays, hparams)

@@ -8,7 +8,11 @@ Deterministic (seeded `random.Random`), written by the project, no downloads:
 - arith_pairs/train, arith_pairs/eval: preference pairs whose chosen answer is verifiably right
   (arithmetic, comparison, counting, parity) and whose rejected answer is wrong in the same
   wording, so only correctness separates them (task "preference").
+  Each pair carries the correctness oracle's numbers that the Nash-style losses read
+  (`oracle_pair_fields`): SPPO's `chosen_win_probs`/`rejected_win_probs` and `chosen_pref_probs`.
 - arith_unpaired/train: the same questions as KTO records (task "unpaired").
+- arith_samples/train: K = 3 scored responses per question (right, wrong, a refusal) with the
+  oracle's `rewards`, `win_probs`, CGPO's `feasible` and `baseline_rewards` (task "multi_sample").
 - sft/train: a small SFT set of short conversations (task "sft").
 """
 from __future__ import annotations
@@ -135,6 +139,41 @@ def make_sft(rng: random.Random, prompts: list[str], n: int) -> list[dict]:
     return records
 
 
+def oracle_win_probs(rewards: list[float]) -> list[float]:
+    """SPPO's estimate P(y_k > pi) = (1/K) sum_j P(y_k > y_j) over the K samples of a prompt, with the
+    correctness oracle's P(a > b) = 1, 0 or 1/2 (equal rewards; a sample against itself is a tie)."""
+    def beats(a, b):
+        return 1.0 if a > b else 0.0 if a < b else 0.5
+
+    return [sum(beats(a, b) for b in rewards) / len(rewards) for a in rewards]
+
+
+def oracle_pair_fields() -> dict:
+    """A (right, wrong) pair under the correctness oracle: the pair's own win probabilities and
+    P(chosen > rejected)."""
+    chosen_win, rejected_win = oracle_win_probs([1.0, 0.0])
+    return {"chosen_win_probs": chosen_win, "rejected_win_probs": rejected_win, "chosen_pref_probs": 1.0}
+
+
+REFUSAL = "I am not sure."
+
+
+def make_samples(arith: list[tuple[str, str, str]], seed: int) -> list[dict]:
+    """K = 3 responses per question in a seeded order, scored by correctness (a refusal is not
+    correct but is feasible: it states nothing false). The baseline reward is that of the refusal,
+    the safe reference answer CGPO calibrates against."""
+    rng = random.Random(seed)
+    records = []
+    for i, (question, right, wrong) in enumerate(arith):
+        scored = [(right, 1.0, 1.0), (wrong, 0.0, 0.0), (REFUSAL, 0.0, 1.0)]
+        rng.shuffle(scored)
+        rewards = [reward for _, reward, _ in scored]
+        records.append({"id": f"arith-samples-{i}", "prompt": question, "responses": [r for r, _, _ in scored],
+                        "rewards": rewards, "win_probs": oracle_win_probs(rewards),
+                        "feasible": [f for _, _, f in scored], "baseline_rewards": [0.0] * len(scored)})
+    return records
+
+
 def build() -> dict[str, tuple[str, list[dict]]]:
     """{name: (task, records)} for every built-in dataset."""
     rng = random.Random(SEED)
@@ -142,7 +181,8 @@ def build() -> dict[str, tuple[str, list[dict]]]:
     n_heldout = len(prompts) // 5
     prompt_records = [{"id": f"prompt-{i}", "prompt": p} for i, p in enumerate(prompts)]
     arith = make_arith(rng, 480)
-    pairs = [{"id": f"arith-{i}", "prompt": q, "chosen": right, "rejected": wrong} for i, (q, right, wrong) in enumerate(arith)]
+    pairs = [{"id": f"arith-{i}", "prompt": q, "chosen": right, "rejected": wrong, **oracle_pair_fields()}
+             for i, (q, right, wrong) in enumerate(arith)]
     unpaired = []
     for i, (q, right, wrong) in enumerate(arith[:400]):
         good = rng.random() < 0.5
@@ -153,6 +193,7 @@ def build() -> dict[str, tuple[str, list[dict]]]:
         "arith_pairs/train": ("preference", pairs[:400]),
         "arith_pairs/eval": ("preference", pairs[400:]),
         "arith_unpaired/train": ("unpaired", unpaired),
+        "arith_samples/train": ("multi_sample", make_samples(arith[:240], SEED + 1)),
         "sft/train": ("sft", make_sft(rng, prompts, 80)),
     }
 
