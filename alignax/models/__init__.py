@@ -55,7 +55,10 @@ def load(source, *, dtype=None, mesh=None) -> tuple[Llama, Tokenizer | None]:
         return model, Tokenizer.from_dir(path)
     if path.endswith(".gguf"):
         hf_config, tensors, reader = gguf_io.read_gguf(path)
-        cfg = LlamaConfig.from_hf(hf_config, **overrides)
+        try:
+            cfg = LlamaConfig.from_hf(hf_config, **overrides)
+        except (ValueError, TypeError) as e:
+            raise gguf_io.GGUFError(f"{path}: {e}") from e
         model = hf_io.model_from_state_dict(cfg, tensors.lazy(), mesh=mesh)
         if gguf_io.field_value(reader, "tokenizer.ggml.tokens") is None:
             _log.warning("%s has no tokenizer metadata; returning tokenizer=None", path)

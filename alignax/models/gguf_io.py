@@ -27,6 +27,8 @@ from typing import Any, Iterator
 import gguf
 import numpy as np
 
+from alignax.models.gguf_scan import GGUFError, scan_header
+
 # Tensor types whose dequantization this module checks in its tests; every other type the gguf
 # package can dequantize is accepted too (``_dequantize`` raises for the rest, naming the tensor).
 TESTED_TENSOR_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q6_K")
@@ -54,15 +56,15 @@ _BLOCK_NAMES = {
 _BLOCK_RE = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")
 
 
-class GGUFError(ValueError):
-    """Bad or unsupported GGUF content; the message names the file and the key or tensor."""
-
-
 def open_gguf(path: str | os.PathLike) -> gguf.GGUFReader:
-    """Opens ``path`` as a memory-mapped ``gguf.GGUFReader`` (tensor data is not read yet)."""
+    """Opens ``path`` as a memory-mapped ``gguf.GGUFReader`` (tensor data is not read yet), after
+    ``gguf_scan.scan_header`` has checked every count, length and tensor extent against the file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"GGUF file not found: {path}")
+    # GGUFReader trusts the header's counts (it can loop for hours on a hostile one): check them
+    # against the file first.
+    scan_header(path)
     try:
         reader = gguf.GGUFReader(path, "r")
     except Exception as e:  # the gguf package raises bare ValueErrors on bad magic/version
@@ -95,6 +97,38 @@ def _required(reader: gguf.GGUFReader, key: str) -> Any:
     return value
 
 
+def _positive_int(reader: gguf.GGUFReader, key: str, default: Any = None) -> int:
+    """Metadata ``key`` as a positive int (required when ``default`` is None)."""
+    value = _required(reader, key) if default is None else field_value(reader, key, default)
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise GGUFError(f"{_path(reader)}: metadata {key}={value!r} must be a positive integer")
+    return int(value)
+
+
+def _positive_float(reader: gguf.GGUFReader, key: str, default: float) -> float:
+    value = field_value(reader, key, default)
+    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not 0 < value < np.inf:
+        raise GGUFError(f"{_path(reader)}: metadata {key}={value!r} must be a positive finite number")
+    return _float32_value(value)
+
+
+def _token_id(reader: gguf.GGUFReader, key: str) -> int | None:
+    value = field_value(reader, key)
+    if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0):
+        raise GGUFError(f"{_path(reader)}: metadata {key}={value!r} must be a non-negative integer")
+    return None if value is None else int(value)
+
+
+def _check_block_count(reader: gguf.GGUFReader, key: str, block_count: int) -> None:
+    """The declared layer count must be the layers the file has tensors for: a header saying a
+    million layers over a few tensors would otherwise build a million-layer model first."""
+    layers = {int(m.group(1)) for m in (_BLOCK_RE.match(t.name) for t in reader.tensors) if m}
+    if layers != set(range(block_count)):
+        have = f"tensors for layers 0..{max(layers)}" if layers else "no layer tensors"
+        raise GGUFError(f"{_path(reader)}: metadata {key}={block_count} but the file has {have} "
+                        f"({len(layers)} distinct layers)")
+
+
 def _float32_value(value: float) -> float:
     """GGUF stores these as float32; take the shortest decimal that rounds to it (1e-05, not
     9.999999747378752e-06), i.e. the value the HF config had before conversion."""
@@ -122,21 +156,29 @@ def hf_config_from_gguf(reader: gguf.GGUFReader) -> dict[str, Any]:
         # the HF rope_scaling dict from them is not implemented, and ignoring them changes outputs.
         raise GGUFError(f"{path}: tensor 'rope_freqs.weight' (llama3 rope scaling) is not supported; "
                         "load the Hugging Face checkpoint folder instead")
-    heads = int(_required(reader, p + "attention.head_count"))
+    heads = _positive_int(reader, p + "attention.head_count")
     tokens = field_value(reader, "tokenizer.ggml.tokens")
-    vocab_size = field_value(reader, p + "vocab_size")
-    if vocab_size is None:
-        if tokens is None:
+    if field_value(reader, p + "vocab_size") is None:
+        if not tokens:
             raise GGUFError(f"{path}: neither {p}vocab_size nor tokenizer.ggml.tokens is present")
         vocab_size = len(tokens)
+    else:
+        vocab_size = _positive_int(reader, p + "vocab_size")
     key_length = field_value(reader, p + "attention.key_length")
+    if key_length is not None:
+        key_length = _positive_int(reader, p + "attention.key_length")
+    block_count = _positive_int(reader, p + "block_count")
+    _check_block_count(reader, p + "block_count", block_count)
     rope_scaling = None
     scaling_type = field_value(reader, p + "rope.scaling.type")
     if scaling_type not in (None, "none"):
         if scaling_type != "linear":
             raise GGUFError(f"{path}: unsupported {p}rope.scaling.type {scaling_type!r}")
-        rope_scaling = {"rope_type": "linear", "factor": float(_required(reader, p + "rope.scaling.factor"))}
+        _required(reader, p + "rope.scaling.factor")
+        rope_scaling = {"rope_type": "linear", "factor": _positive_float(reader, p + "rope.scaling.factor", 1.0)}
     sliding_window = field_value(reader, p + "attention.sliding_window")
+    if sliding_window is not None:
+        sliding_window = _positive_int(reader, p + "attention.sliding_window")
     architecture = _ARCHITECTURES[arch]
     if sliding_window is not None and arch == "llama":
         architecture = "MistralForCausalLM"
@@ -144,21 +186,21 @@ def hf_config_from_gguf(reader: gguf.GGUFReader) -> dict[str, Any]:
         "architectures": [architecture],
         "model_type": "mistral" if architecture == "MistralForCausalLM" else "llama",
         "vocab_size": int(vocab_size),
-        "hidden_size": int(_required(reader, p + "embedding_length")),
-        "intermediate_size": int(_required(reader, p + "feed_forward_length")),
-        "num_hidden_layers": int(_required(reader, p + "block_count")),
+        "hidden_size": _positive_int(reader, p + "embedding_length"),
+        "intermediate_size": _positive_int(reader, p + "feed_forward_length"),
+        "num_hidden_layers": block_count,
         "num_attention_heads": heads,
-        "num_key_value_heads": int(field_value(reader, p + "attention.head_count_kv", heads)),
-        "head_dim": int(key_length) if key_length is not None else None,
-        "rms_norm_eps": _float32_value(field_value(reader, p + "attention.layer_norm_rms_epsilon", 1e-5)),
-        "rope_theta": _float32_value(field_value(reader, p + "rope.freq_base", 10000.0)),
+        "num_key_value_heads": _positive_int(reader, p + "attention.head_count_kv", heads),
+        "head_dim": key_length,
+        "rms_norm_eps": _positive_float(reader, p + "attention.layer_norm_rms_epsilon", 1e-5),
+        "rope_theta": _positive_float(reader, p + "rope.freq_base", 10000.0),
         "rope_scaling": rope_scaling,
-        "max_position_embeddings": int(field_value(reader, p + "context_length", 2048)),
+        "max_position_embeddings": _positive_int(reader, p + "context_length", 2048),
         "tie_word_embeddings": "output.weight" not in tensor_names,
-        "sliding_window": int(sliding_window) if sliding_window is not None else None,
-        "bos_token_id": field_value(reader, "tokenizer.ggml.bos_token_id"),
-        "eos_token_id": field_value(reader, "tokenizer.ggml.eos_token_id"),
-        "pad_token_id": field_value(reader, "tokenizer.ggml.padding_token_id"),
+        "sliding_window": sliding_window,
+        "bos_token_id": _token_id(reader, "tokenizer.ggml.bos_token_id"),
+        "eos_token_id": _token_id(reader, "tokenizer.ggml.eos_token_id"),
+        "pad_token_id": _token_id(reader, "tokenizer.ggml.padding_token_id"),
     }
     if config["head_dim"] is None:
         config["head_dim"] = config["hidden_size"] // heads
