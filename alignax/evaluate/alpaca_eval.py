@@ -95,8 +95,8 @@ def load_annotations(path: PathLike) -> pd.DataFrame:
   try:
     with opener(path, "rt", encoding="utf-8") as f:
       records = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise ValueError(f"{path}: cannot read AlpacaEval annotations: {e}") from e
+  except (OSError, EOFError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
+    raise ValueError(f"{path}: cannot read AlpacaEval annotations: {e}") from None
   if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
     raise ValueError(f"{path}: expected a JSON list of objects (one per instruction)")
   if not records:
@@ -113,10 +113,23 @@ def load_df_gamed(source: Union[PathLike, pd.DataFrame]) -> pd.DataFrame:
   `std_delta_len`, `not_gamed_baseline` (False on every row); `model` is optional.
   """
   name = "df_gamed" if isinstance(source, pd.DataFrame) else str(source)
-  df = source.copy() if isinstance(source, pd.DataFrame) else pd.read_csv(source)
+  if isinstance(source, pd.DataFrame):
+    df = source.copy()
+  else:
+    try:
+      df = pd.read_csv(source)
+    except (OSError, EOFError, ValueError) as e:  # ValueError: empty file, bad CSV, bad UTF-8
+      raise ValueError(f"{name}: cannot read the df_gamed CSV: {e}") from None
   missing = [c for c in _DF_GAMED_FIELDS if c not in df.columns]
   if missing:
     raise ValueError(f"{name}: missing column(s) {missing}; has {list(df.columns)}")
+  for col in ("index", "instruction_difficulty", "std_delta_len", "preference"):
+    numbers = pd.to_numeric(df[col], errors="coerce")
+    bad = numbers.isna() & df[col].notna()
+    if bad.any():
+      i = int(np.flatnonzero(bad)[0])
+      raise ValueError(f"{name}: column {col!r} is not a number at row {i}: {df[col].iloc[i]!r}")
+    df[col] = numbers
   for col in ("instruction_difficulty", "std_delta_len"):
     bad = df[col].isna()
     if bad.any():
@@ -141,6 +154,34 @@ def _require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
     raise ValueError(f"{_source(df)}: missing field(s) {missing}; has {list(df.columns)}")
 
 
+def single_model(df: pd.DataFrame, field: str) -> str:
+  """The one model named in column `field`; several names (or none) are an error.
+
+  A file mixing several `generator_2` models would otherwise be scored as one model.
+  """
+  _require_columns(df, [field])
+  label = _first_bad_row(df, field, lambda v: not (isinstance(v, str) or v is None or
+                                                    (isinstance(v, float) and np.isnan(v))))
+  if label is not None:
+    raise ValueError(f"{_source(df)}: field {field!r} must be a model name, got {df.loc[label, field]!r} at "
+                     f"{_describe_row(df, label)}")
+  values = list(df[field].dropna().unique())
+  if len(values) != 1:
+    where = ""
+    if len(values) > 1:
+      where = f" (first {values[1]!r} at {_describe_row(df, df.index[df[field] == values[1]][0])})"
+    raise ValueError(f"{_source(df)}: field {field!r} must name exactly one model, found {values[:5]}{where}")
+  return values[0]
+
+
+def _require_strings(df: pd.DataFrame, field: str) -> None:
+  """Model outputs and instructions must be strings; `str.len()` of a number is silently NaN."""
+  label = _first_bad_row(df, field, lambda v: not isinstance(v, str))
+  if label is not None:
+    raise ValueError(f"{_source(df)}: field {field!r} must be a string, got {df.loc[label, field]!r} at "
+                     f"{_describe_row(df, label)}")
+
+
 def _describe_row(df: pd.DataFrame, label: Any) -> str:
   text = ""
   if "instruction" in df.columns:
@@ -149,9 +190,23 @@ def _describe_row(df: pd.DataFrame, label: Any) -> str:
   return f"row {label}{text}"
 
 
+def _first_bad_row(df: pd.DataFrame, field: str, is_bad) -> Any:
+  """The label of the first row whose `field` value satisfies `is_bad`, or None."""
+  bad = df[field].map(is_bad).astype(bool)
+  return df.index[bad][0] if bad.any() else None
+
+
 def _preferences(df: pd.DataFrame) -> pd.Series:
-  """Preferences as floats, 0 (legacy draw) kept; raises on values outside {0, NaN} U [1, 2]."""
+  """Preferences as floats, 0 (legacy draw) kept; raises on values outside {0, NaN} U [1, 2].
+
+  JSON booleans are rejected: pandas reads `true` as 1 (a baseline win) and `false` as 0 (a
+  draw), so a judge that answered true/false would be scored silently and wrongly.
+  """
   _require_columns(df, ["preference"])
+  label = _first_bad_row(df, "preference", lambda v: isinstance(v, (bool, np.bool_, list, dict)))
+  if label is not None:
+    raise ValueError(f"{_source(df)}: field 'preference' must be a number in [1, 2] (1 = baseline better, "
+                     f"2 = model better), got {df.loc[label, 'preference']!r} at {_describe_row(df, label)}")
   pref = pd.to_numeric(df["preference"], errors="coerce")
   unparsable = pref.isna() & df["preference"].notna()
   if unparsable.any():
@@ -176,6 +231,7 @@ def align_to_eval_set(annotations: pd.DataFrame, eval_instructions: Sequence[str
   evaluation-set instructions without an annotation are a counted skip (logged).
   """
   _require_columns(annotations, ["instruction"])
+  _require_strings(annotations, "instruction")
   position = {}
   for i, text in enumerate(eval_instructions):
     position.setdefault(text, i)
@@ -315,6 +371,7 @@ def fit_length_controlled_glm(
     if annotations[field].isna().any():
       label = annotations.index[annotations[field].isna()][0]
       raise ValueError(f"{source}: field {field!r} is missing at {_describe_row(annotations, label)}")
+    _require_strings(annotations, field)
   delta_len = (annotations["output_1"].str.len() - annotations["output_2"].str.len()).to_numpy(float)
   delta_std = np.std(delta_len, ddof=1) if n > 1 else 0.0
   if not delta_std > 0:
@@ -408,9 +465,7 @@ def length_controlled_winrate(
   df = annotations if isinstance(annotations, pd.DataFrame) else pd.DataFrame.from_records(annotations)
   _require_columns(df, _ANNOTATION_FIELDS_LC)
   for field in ("generator_1", "generator_2"):
-    values = df[field].dropna().unique()
-    if len(values) != 1:
-      raise ValueError(f"{_source(df)}: field {field!r} must name exactly one model, found {list(values)[:5]}")
+    single_model(df, field)
   if eval_instructions is not None:
     df = align_to_eval_set(df, eval_instructions)
   if df_gamed is not None and not isinstance(df_gamed, pd.DataFrame):
@@ -460,7 +515,13 @@ def evaluate_files(paths: Sequence[PathLike], *, df_gamed: Union[PathLike, pd.Da
   for path in paths:
     df = load_annotations(path)
     _require_columns(df, ["generator_2", "preference", "output_2"])
-    model = str(df["generator_2"].dropna().iloc[0])
+    model = single_model(df, "generator_2")
+    if "generator_1" in df.columns:
+      single_model(df, "generator_1")  # one baseline: mixed baselines are not one win rate
+    label = _first_bad_row(df, "output_2", lambda v: v is not None and not isinstance(v, str))
+    if label is not None:
+      raise ValueError(f"{path}: field 'output_2' must be a string, got {df.loc[label, 'output_2']!r} at "
+                       f"{_describe_row(df, label)}")
     if model in results:
       raise ValueError(f"{path}: model {model!r} appears in two annotation files")
     if gamed is not None:
@@ -477,6 +538,7 @@ def _read_eval_instructions(path: PathLike) -> list[str]:
   path = pathlib.Path(path)
   records = load_annotations(path)
   _require_columns(records, ["instruction"])
+  _require_strings(records, "instruction")
   return list(records["instruction"])
 
 

@@ -37,6 +37,8 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from alignax.evaluate.cli import naming_file, positive_int
+
 __all__ = [
     "STYLE_FEATURES",
     "battles_from_judgments",
@@ -62,24 +64,47 @@ _VERDICT_PATTERNS = (re.compile(r"\[\[([AB<>=]+)\]\]"), re.compile(r"\[([AB<>=]+
 # ------------------------------------------------------------------------------------------------
 # Reading judgments and battles.
 
-def _read_jsonl(path: PathLike) -> list[dict]:
+def _read_jsonl_lines(path: PathLike) -> list[tuple[int, dict]]:
+  """(line number, object) per non-blank line; unreadable files and non-object lines are errors."""
   path = pathlib.Path(path)
   opener = gzip.open if path.suffix == ".gz" else open
   rows = []
-  with opener(path, "rt", encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{line_no}: not valid JSON: {e}") from e
+  try:
+    with opener(path, "rt", encoding="utf-8") as f:
+      for line_no, line in enumerate(f, 1):
+        if not line.strip():
+          continue
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError as e:
+          raise ValueError(f"{path}:{line_no}: not valid JSON: {e}") from None
+        if not isinstance(row, dict):
+          raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+        rows.append((line_no, row))
+  except (OSError, EOFError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path}: cannot read: {e}") from None
   return rows
+
+
+def _read_jsonl(path: PathLike) -> list[dict]:
+  return [row for _, row in _read_jsonl_lines(path)]
+
+
+def _check_count(name: str, value: Any) -> None:
+  """Weights and bootstrap rounds are integers >= 1: a weight <= 0 silently drops strong verdicts,
+  and zero bootstrap rounds have no quantiles."""
+  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+    raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def load_battles(path: PathLike) -> pd.DataFrame:
   """Battles JSONL (one battle per line: model_a, model_b, winner; weight already expanded)."""
-  battles = pd.DataFrame(_read_jsonl(path))
+  lines = _read_jsonl_lines(path)
+  for line_no, row in lines:
+    for field in ("model_a", "model_b"):
+      if field in row and not (isinstance(row[field], str) and row[field]):
+        raise ValueError(f"{path}:{line_no}: {field} must be a model name, got {row[field]!r}")
+  battles = pd.DataFrame([row for _, row in lines])
   battles.attrs["source"] = str(path)
   _check_battles(battles)
   return battles
@@ -122,21 +147,41 @@ _V01_OUTCOME = {"A>B": ("a", 1), "A>>B": ("a", None), "A=B": ("tie", 1), "B>A": 
                 "A<B": ("b", 1), "A<<B": ("b", None), "B<A": ("a", 1), "B<<A": ("a", None), "B=A": ("tie", 1)}
 
 
+def _judgment_games(record: Any, where: str, *, baseline: str) -> list:
+  """The games of one judgment record, after checking its shape (names `where` on errors)."""
+  if not isinstance(record, Mapping):
+    raise ValueError(f"{where}: expected an object, got {type(record).__name__}")
+  for field in ("model", "games"):
+    if field not in record:
+      raise ValueError(f"{where}: missing field {field!r}")
+  if not isinstance(record["model"], str) or not record["model"]:
+    raise ValueError(f"{where}: model must be a model name, got {record['model']!r}")
+  if record["model"] == baseline:
+    raise ValueError(f"{where}: the judged model is the baseline {baseline!r}")
+  games = record["games"]
+  if not isinstance(games, list) or not all(g is None or isinstance(g, Mapping) for g in games):
+    raise ValueError(f"{where}: games must be a list of objects, got {games!r:.80}")
+  return games
+
+
 def battles_from_judgments(judgments: Sequence[Mapping[str, Any]], *, baseline: str, weight: int = 3,
-                           first_game_only: bool = False) -> tuple[pd.DataFrame, int]:
+                           first_game_only: bool = False,
+                           row_names: Optional[Sequence[str]] = None) -> tuple[pd.DataFrame, int]:
   """v0.1 battles from judgment records (`question_id`, `model`, `games[2]{score}`).
 
   Game 1 shows A = baseline, game 2 A = model (mapped back). Returns (battles, n_unparsable):
-  an unparsable game gives no battle and is counted.
+  an unparsable game gives no battle and is counted. `row_names[k]` names record k in errors
+  (e.g. "file.jsonl:12"); `weight` (copies of a strong verdict) must be >= 1.
   """
+  _check_count("weight", weight)
   rows, n_unparsable = [], 0
   for k, record in enumerate(judgments):
-    for field in ("model", "games"):
-      if field not in record:
-        raise ValueError(f"judgment {k}: missing field {field!r}")
-    games = record["games"][:1] if first_game_only else record["games"][:2]
+    where = row_names[k] if row_names is not None else f"judgment {k}"
+    games = _judgment_games(record, where, baseline=baseline)
+    games = games[:1] if first_game_only else games[:2]
     for g, game in enumerate(games):
       label = (game or {}).get("score")
+      label = label if isinstance(label, str) else None
       if label not in _V01_OUTCOME:
         n_unparsable += 1
         continue
@@ -226,6 +271,7 @@ def weighted_empirical_win_rate(battles: pd.DataFrame, *, baseline: str) -> pd.S
 def bootstrap_ratings(battles: pd.DataFrame, *, baseline: str, num_rounds: int = 100, seed: int = 0,
                       **bt_kwargs) -> pd.DataFrame:
   """[num_rounds, models] ratings, each fitted on battle rows resampled with replacement."""
+  _check_count("num_rounds", num_rounds)
   rng = np.random.default_rng(seed)
   rounds = []
   with threadpool_limits(1):  # tiny fits: BLAS threads only add overhead (6x slower on 2 cores)
@@ -250,7 +296,10 @@ def _style_values(battles: pd.DataFrame, side: str) -> np.ndarray:
       if keys[feature] not in meta:
         raise ValueError(f"battle {i}: conv_metadata has no {keys[feature]!r}")
       value = meta[keys[feature]]
-      out[i, j] = sum(value.values()) if isinstance(value, Mapping) else value  # e.g. list_count per level
+      values = list(value.values()) if isinstance(value, Mapping) else [value]  # e.g. list_count per level
+      if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise ValueError(f"battle {i}: conv_metadata {keys[feature]!r} must be a count, got {value!r}")
+      out[i, j] = sum(values)
   return out
 
 
@@ -278,6 +327,7 @@ def style_controlled_ratings(battles: pd.DataFrame, *, baseline: str, features: 
                              num_rounds: int = 100, seed: int = 0, scale: float = 400.0, base: float = 10.0,
                              anchor: float = 1114.0):
   """v0.1 style control: (ratings, style coefficients, bootstrap ratings [rounds, models])."""
+  _check_count("num_rounds", num_rounds)
   _check_battles(battles)
   models = _models_of(battles)
   n = len(battles)
@@ -300,6 +350,7 @@ def style_controlled_ratings(battles: pd.DataFrame, *, baseline: str, features: 
 def leaderboard(battles: pd.DataFrame, *, baseline: str, num_rounds: int = 100, seed: int = 0,
                 style_features: Optional[Sequence[str]] = None) -> pd.DataFrame:
   """v0.1 leaderboard: model, score, lower, upper (win rates vs the baseline, %), rating."""
+  _check_count("num_rounds", num_rounds)
   if style_features:
     ratings, _, boot = style_controlled_ratings(battles, baseline=baseline, features=style_features,
                                                 num_rounds=num_rounds, seed=seed)
@@ -330,17 +381,26 @@ def _v2_label_scores(label: str, weight: int) -> list[float]:
   return list(_V2_SCORE[label])
 
 
-def scores_v2_from_judgments(judgments: Sequence[Mapping[str, Any]], *, weight: int = 3) -> tuple[pd.DataFrame, int]:
+def scores_v2_from_judgments(judgments: Sequence[Mapping[str, Any]], *, weight: int = 3,
+                             baseline: Optional[str] = None,
+                             row_names: Optional[Sequence[str]] = None) -> tuple[pd.DataFrame, int]:
   """v2.0 per-battle scores: rows (uid, model, score in {0, 0.5, 1}); (frame, n skipped judgments).
 
   Game 2 (model in position A) scores s(label), game 1 scores 1 - s(label); a judgment with a
   missing or unknown label in either game is skipped, as upstream drops null games.
+  `row_names[k]` names record k in errors; `weight` must be >= 1.
   """
+  _check_count("weight", weight)
   rows, skipped = [], 0
   known = set(_V2_SCORE) | {"A>>B", "A<<B", "B>>A", "B<<A"}
   for k, record in enumerate(judgments):
-    games = record.get("games") or []
+    where = row_names[k] if row_names is not None else f"judgment {k}"
+    if isinstance(record, Mapping) and record.get("games") is None:
+      skipped += 1  # no games at all: skipped like a null game
+      continue
+    games = _judgment_games(record, where, baseline=baseline)
     labels = [(g or {}).get("score") for g in games[:2]]
+    labels = [label if isinstance(label, str) else None for label in labels]
     if len(labels) < 2 or any(label not in known for label in labels):
       skipped += 1
       continue
@@ -354,6 +414,7 @@ def scores_v2_from_judgments(judgments: Sequence[Mapping[str, Any]], *, weight: 
 
 def leaderboard_v2(scores: pd.DataFrame, *, baseline: str, num_rounds: int = 100, seed: int = 0) -> pd.DataFrame:
   """v2.0 without style control: per model, mean of bootstrap means and the 5 / 95 % quantiles (%)."""
+  _check_count("num_rounds", num_rounds)
   rng = np.random.default_rng(seed)
   rows = []
   for model, group in scores.groupby("model", sort=True):
@@ -405,6 +466,7 @@ def style_control_leaderboard_v2(scores: pd.DataFrame, style: np.ndarray, *, bas
 
   `scores` rows (model, score) align with `style` rows (their v2 style features).
   """
+  _check_count("num_rounds", num_rounds)
   models = sorted(scores["model"].unique())
   index = np.searchsorted(models, scores["model"].to_numpy())
   outcome = scores["score"].to_numpy(float)
@@ -439,8 +501,8 @@ def add_arguments(parser) -> None:
   parser.add_argument("battles", nargs="?", help="battles JSONL (weights already expanded)")
   parser.add_argument("--judgments", nargs="+", default=[], help="v0.1 judgment JSONL files instead of battles")
   parser.add_argument("--baseline", required=True, help="the anchor model (v0.1: gpt-4-0314)")
-  parser.add_argument("--weight", type=int, default=3, help="copies of a strong (>>) verdict")
-  parser.add_argument("--num-rounds", type=int, default=100, help="bootstrap rounds")
+  parser.add_argument("--weight", type=positive_int, default=3, help="copies of a strong (>>) verdict (>= 1)")
+  parser.add_argument("--num-rounds", type=positive_int, default=100, help="bootstrap rounds (>= 1)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--style-control", nargs="+", default=None, choices=STYLE_FEATURES, metavar="FEATURE",
                       help=f"control for style features (battles need conv_metadata): {', '.join(STYLE_FEATURES)}")
@@ -449,22 +511,41 @@ def add_arguments(parser) -> None:
   parser.add_argument("--output", default=None, help="write the leaderboard to this CSV")
 
 
+def _read_judgments(paths: Sequence[PathLike]) -> tuple[list[dict], list[str]]:
+  """Records of several judgment files and their names ("file:line") for error messages."""
+  records, names = [], []
+  for path in paths:
+    for line_no, row in _read_jsonl_lines(path):
+      records.append(row)
+      names.append(f"{path}:{line_no}")
+  return records, names
+
+
 def run(args) -> int:
   if bool(args.battles) == bool(args.judgments):
     raise ValueError("give either a battles file or --judgments files")
+  _check_count("--weight", args.weight)
+  _check_count("--num-rounds", args.num_rounds)
   if args.v2:
     if not args.judgments or args.style_control:
       raise ValueError("--v2 scores --judgments files (style control for v2.0 is the Python API)")
-    records = [r for path in args.judgments for r in _read_jsonl(path)]
-    scores, skipped = scores_v2_from_judgments(records, weight=args.weight)
+    records, names = _read_judgments(args.judgments)
+    with naming_file(", ".join(map(str, args.judgments))):
+      scores, skipped = scores_v2_from_judgments(records, weight=args.weight, baseline=args.baseline,
+                                                 row_names=names)
     if skipped:
       print(f"skipped {skipped} judgment(s) with a missing or unknown verdict")
     table = leaderboard_v2(scores, baseline=args.baseline, num_rounds=args.num_rounds, seed=args.seed)
   elif args.battles:
-    battles = load_battles(args.battles)
+    with naming_file(args.battles):
+      battles = load_battles(args.battles)
+      if args.style_control:  # the features are read from each battle's conv_metadata
+        style_features_v01(battles, args.style_control)
   else:
-    records = [r for path in args.judgments for r in _read_jsonl(path)]
-    battles, n_unparsable = battles_from_judgments(records, baseline=args.baseline, weight=args.weight)
+    records, names = _read_judgments(args.judgments)
+    with naming_file(", ".join(map(str, args.judgments))):
+      battles, n_unparsable = battles_from_judgments(records, baseline=args.baseline, weight=args.weight,
+                                                     row_names=names)
     if n_unparsable:
       print(f"skipped {n_unparsable} unparsable game(s)")
   if not args.v2:

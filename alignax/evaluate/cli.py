@@ -3,13 +3,60 @@
 Each benchmark module defines `add_arguments(parser)` and `run(args) -> int` (the exit status).
 Modules are imported only when their sub-command runs, so a missing optional dependency of one
 benchmark never breaks another.
+
+Bad input is an `error: <file>: <row>: <what>` line on stderr and exit status 2, never a
+traceback: benchmark modules wrap the reading of each file in `naming_file(path)`, which turns
+the exceptions a malformed file raises (ValueError, KeyError, TypeError, OSError, EOFError,
+IndexError) into an `InputError` whose message starts with the file; `main` prints it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
+
+# What a malformed or unreadable input file raises inside the metric code (OSError covers
+# missing files, directories and bad gzip streams; EOFError a truncated gzip stream).
+INPUT_ERRORS = (ValueError, LookupError, TypeError, OSError, EOFError)
+
+
+class InputError(ValueError):
+  """A bad input file; the message names the file (and the row where there is one)."""
+
+
+def describe(error: BaseException) -> str:
+  """The message of an exception (KeyError's str() would add quotes around it)."""
+  if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+    return error.args[0]
+  text = str(error)
+  return text if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def naming_file(path) -> Iterator[None]:
+  """Re-raises input errors from reading `path` as InputError whose message names the file."""
+  try:
+    yield
+  except InputError:
+    raise
+  except INPUT_ERRORS as error:
+    message = describe(error)
+    if str(path) not in message:
+      message = f"{path}: {message}"
+    raise InputError(message) from None
+
+
+def positive_int(text: str) -> int:
+  """argparse type for counts that must be >= 1 (bootstrap rounds, verdict weights)."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+  return value
 
 COMMANDS = {
     "alpaca_eval": "alignax.evaluate.alpaca_eval",
@@ -71,7 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   try:
     return int(load(args.command).run(args) or 0)
-  except (ValueError, FileNotFoundError) as e:
-    # Bad input: the message already names the file / field / row.
-    print(f"error: {e}", file=sys.stderr)
+  except INPUT_ERRORS as e:
+    # Bad input: the message names the file / field / row (see `naming_file`).
+    print(f"error: {describe(e)}", file=sys.stderr)
     return 2

@@ -68,6 +68,32 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def _row_score(item: Mapping[str, Any], where: str) -> float:
+    """The rating of one single-answer judgment row, after checking its field types.
+
+    Booleans are rejected: `True in (1, 2)` and `float(True)` would pass them as turn 1 / rating 1.
+    """
+    for key in ("model", "question_id", "turn"):
+        if key not in item:
+            raise KeyError(f"{where}: missing field {key!r}")
+    if not isinstance(item["model"], str):
+        raise ValueError(f"{where}: model must be a string, got {item['model']!r}")
+    if isinstance(item["turn"], bool) or item["turn"] not in (1, 2):
+        raise ValueError(f"{where}: turn must be 1 or 2, got {item['turn']!r}")
+    if not isinstance(item["question_id"], (int, str)) or isinstance(item["question_id"], bool):
+        raise ValueError(f"{where}: question_id must be an integer or string, got {item['question_id']!r}")
+    if "score" in item:
+        value = item["score"]
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"{where}: score must be a number, got {value!r}")
+        return float(value)
+    if "judgment" in item:
+        if not isinstance(item["judgment"], str):
+            raise ValueError(f"{where}: judgment must be a string, got {item['judgment']!r:.80}")
+        return parse_rating(item["judgment"])
+    raise KeyError(f"{where}: needs 'score' or 'judgment'")
+
+
 def single_scores(judgments: Sequence[Mapping[str, Any]], *,
                   categories: Mapping[int | str, str] | None = None,
                   min_rating: float = 1.0, max_rating: float = 10.0) -> dict[str, dict[str, Any]]:
@@ -81,18 +107,13 @@ def single_scores(judgments: Sequence[Mapping[str, Any]], *,
     rows: dict[str, list[tuple[Any, int, float]]] = {}
     unparsable: dict[str, int] = {}
     for index, item in enumerate(judgments):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"judgment {index}: expected an object, got {type(item).__name__}")
         where = f"judgment {index} (model={item.get('model')!r}, question_id={item.get('question_id')!r})"
         for key in ("model", "question_id", "turn"):
             if key not in item:
                 raise KeyError(f"{where}: missing field {key!r}")
-        if item["turn"] not in (1, 2):
-            raise ValueError(f"{where}: turn must be 1 or 2, got {item['turn']!r}")
-        if "score" in item:
-            score = float(item["score"])
-        elif "judgment" in item:
-            score = parse_rating(item["judgment"])
-        else:
-            raise KeyError(f"{where}: needs 'score' or 'judgment'")
+        score = _row_score(item, where)
         model = item["model"]
         rows.setdefault(model, [])
         unparsable.setdefault(model, 0)
@@ -122,6 +143,34 @@ def single_scores(judgments: Sequence[Mapping[str, Any]], *,
     return result
 
 
+def _pairwise_games(row: Any, where: str) -> tuple[str, str]:
+    """(game 1 winner, game 2 winner) as model slots, after checking the row's fields.
+
+    Unknown winner values are errors: they would otherwise count as ties.
+    """
+    if not isinstance(row, Mapping):
+        raise ValueError(f"{where}: expected an object, got {type(row).__name__}")
+    for key in ("model_1", "model_2"):
+        if key not in row:
+            raise KeyError(f"{where}: missing field {key!r}")
+        if not isinstance(row[key], str):
+            raise ValueError(f"{where}: {key} must be a string, got {row[key]!r}")
+    slots = ("model_1", "model_2", "tie", "error")
+    if "g1_winner" in row or "g2_winner" in row:
+        games = (row.get("g1_winner"), row.get("g2_winner"))
+        for name, value in zip(("g1_winner", "g2_winner"), games):
+            if value not in slots:
+                raise ValueError(f"{where}: {name} must be one of {list(slots)}, got {value!r}")
+        return games
+    for key in ("g1_judgment", "g2_judgment"):
+        if not isinstance(row.get(key), str):
+            raise ValueError(f"{where}: {key} must be the judge's text, got {row.get(key)!r:.80}")
+    to_slot_1 = {"A": "model_1", "B": "model_2", "tie": "tie", "error": "error"}
+    to_slot_2 = {"A": "model_2", "B": "model_1", "tie": "tie", "error": "error"}
+    return (to_slot_1[parse_pairwise_verdict(row["g1_judgment"])],
+            to_slot_2[parse_pairwise_verdict(row["g2_judgment"])])
+
+
 def pairwise_win_rates(judgments: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Win/loss/tie per model from swapped-order pairwise judgments.
 
@@ -136,16 +185,7 @@ def pairwise_win_rates(judgments: Sequence[Mapping[str, Any]]) -> dict[str, dict
         return stats.setdefault(model, {"win": 0, "loss": 0, "tie": 0, "n_error": 0})
 
     for index, row in enumerate(judgments):
-        for key in ("model_1", "model_2"):
-            if key not in row:
-                raise KeyError(f"pairwise judgment {index}: missing field {key!r}")
-        if "g1_winner" in row:
-            g1, g2 = row["g1_winner"], row["g2_winner"]
-        else:
-            to_slot_1 = {"A": "model_1", "B": "model_2", "tie": "tie", "error": "error"}
-            to_slot_2 = {"A": "model_2", "B": "model_1", "tie": "tie", "error": "error"}
-            g1 = to_slot_1[parse_pairwise_verdict(row["g1_judgment"])]
-            g2 = to_slot_2[parse_pairwise_verdict(row["g2_judgment"])]
+        g1, g2 = _pairwise_games(row, f"pairwise judgment {index}")
         m1, m2 = row["model_1"], row["model_2"]
         if "error" in (g1, g2):
             entry(m1)["n_error"] += 1
@@ -167,20 +207,37 @@ def pairwise_win_rates(judgments: Sequence[Mapping[str, Any]]) -> dict[str, dict
 
 
 def read_jsonl(path: str | pathlib.Path) -> list[dict]:
+    """One JSON object per non-blank line; bad JSON, bad UTF-8 or a non-object name the line."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if line.strip():
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line_number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as error:
                     raise ValueError(f"{path}:{line_number}: invalid JSON ({error})") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
+                rows.append(row)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
     return rows
 
 
 def read_categories(question_file: str | pathlib.Path) -> dict[int, str]:
     """question_id -> category from FastChat's `question.jsonl`."""
-    return {row["question_id"]: row["category"] for row in read_jsonl(question_file)}
+    categories = {}
+    for index, row in enumerate(read_jsonl(question_file)):
+        for key in ("question_id", "category"):
+            if key not in row:
+                raise KeyError(f"{question_file}: question {index}: missing field {key!r}")
+        if isinstance(row["question_id"], (dict, list)) or not isinstance(row["category"], str):
+            raise ValueError(f"{question_file}: question {index}: question_id must be a scalar and category "
+                             f"a string, got {row['question_id']!r}, {row['category']!r}")
+        categories[row["question_id"]] = row["category"]
+    return categories
 
 
 def _json_safe(value: Any) -> Any:
@@ -199,12 +256,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = read_jsonl(args.judgments)
-    if args.pairwise:
-        result = pairwise_win_rates(rows)
-    else:
-        categories = read_categories(args.questions) if args.questions else None
-        result = single_scores(rows, categories=categories)
+    from alignax.evaluate.cli import naming_file
+    categories = None
+    if args.questions and not args.pairwise:
+        with naming_file(args.questions):
+            categories = read_categories(args.questions)
+    with naming_file(args.judgments):
+        rows = read_jsonl(args.judgments)
+        if args.pairwise:
+            result = pairwise_win_rates(rows)
+        else:
+            result = single_scores(rows, categories=categories)
     for model, entry in sorted(result.items(), key=lambda kv: -kv[1].get("score", kv[1].get("win_rate_adjusted", 0))):
         print(json.dumps(_json_safe({"model": model, **entry}), allow_nan=False))
     return 0

@@ -145,6 +145,32 @@ def aggregate_pairwise_counts(*, counts: Mapping[str, int], total: int,
     }
 
 
+def _reward_outputs(item: Any, where: str, *, test_model: str, ref_model: str) -> tuple[str, str]:
+    """(test output, reference output) of one pairwise item, after checking its field types.
+
+    `extent` must be an integer (1.7 or true would quietly become 1 under int()).
+    """
+    if not isinstance(item, Mapping):
+        raise ValueError(f"{where}: expected an object, got {type(item).__name__}")
+    for key in ("winner", "extent", "model_outputs"):
+        if key not in item:
+            raise KeyError(f"{where}: missing field {key!r}")
+    if not isinstance(item["winner"], str):
+        raise ValueError(f"{where}: winner must be a model id or 'tie', got {item['winner']!r}")
+    extent = item["extent"]
+    if isinstance(extent, bool) or not (isinstance(extent, int) or (isinstance(extent, str) and extent.isdigit())):
+        raise ValueError(f"{where}: extent must be an integer (1 slightly, 2 much), got {extent!r}")
+    outputs = item["model_outputs"]
+    if not isinstance(outputs, Mapping):
+        raise ValueError(f"{where}: model_outputs must be an object {{model id: text}}, got {outputs!r:.80}")
+    for model in (test_model, ref_model):
+        if model not in outputs:
+            raise KeyError(f"{where}: model_outputs has no {model!r} (has {sorted(map(str, outputs))})")
+        if not isinstance(outputs[model], str):
+            raise ValueError(f"{where}: model_outputs[{model!r}] must be a string, got {outputs[model]!r:.80}")
+    return outputs[test_model], outputs[ref_model]
+
+
 def wb_reward(items: Sequence[Mapping[str, Any]], *, test_model: str, ref_model: str,
               length_penalty_k: int = -1,
               task_groups: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
@@ -160,14 +186,7 @@ def wb_reward(items: Sequence[Mapping[str, Any]], *, test_model: str, ref_model:
     lengths = []
     for index, item in enumerate(items):
         where = f"item {index} (session_id={item.get('session_id')!r})"
-        for key in ("winner", "extent", "model_outputs"):
-            if key not in item:
-                raise KeyError(f"{where}: missing field {key!r}")
-        outputs = item["model_outputs"]
-        for model in (test_model, ref_model):
-            if model not in outputs:
-                raise KeyError(f"{where}: model_outputs has no {model!r} (has {sorted(outputs)})")
-        test_text, ref_text = outputs[test_model], outputs[ref_model]
+        test_text, ref_text = _reward_outputs(item, where, test_model=test_model, ref_model=ref_model)
         if is_skipped_output(test_text) or is_skipped_output(ref_text):
             continue
         try:
@@ -227,7 +246,12 @@ def mixture_of_rewards(rows_by_reference: Mapping[str, Mapping[str, Any] | None]
 
 
 def parse_score(value: Any, *, where: str) -> float:
-    """A judge's 1-10 score (stored as a string) -> float; anything else is an error."""
+    """A judge's 1-10 score (stored as a string) -> float; anything else is an error.
+
+    Booleans are rejected: float(True) == 1.0 would pass a malformed judgment as a score of 1.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: unparsable WB-Score {value!r}")
     try:
         score = float(value)
     except (TypeError, ValueError):
@@ -250,6 +274,8 @@ def wb_score(items: Sequence[Mapping[str, Any]], *,
     scores, lengths = [], []
     by_group: dict[str, list[float]] = {}
     for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"item {index}: expected an object, got {type(item).__name__}")
         where = f"item {index} (session_id={item.get('session_id')!r})"
         for key in ("score", "model_output"):
             if key not in item:
@@ -258,7 +284,7 @@ def wb_score(items: Sequence[Mapping[str, Any]], *,
         scores.append(score)  # every item counts in the overall mean, truncated ones included
         output = item["model_output"]
         if not isinstance(output, str):
-            raise TypeError(f"{where}: model_output must be a string, got {type(output).__name__}")
+            raise ValueError(f"{where}: model_output must be a string, got {type(output).__name__}")
         if output.endswith(TRUNCATED_SUFFIX) or len(output) == 0:
             continue
         lengths.append(len(output))
@@ -285,22 +311,41 @@ def read_json(path: str | pathlib.Path) -> Any:
     with opener(path, "rt", encoding="utf-8") as f:
         try:
             return json.load(f)
-        except json.JSONDecodeError as error:
+        except (ValueError, EOFError, OSError) as error:  # bad JSON, bad UTF-8, bad gzip stream
             raise ValueError(f"{path}: invalid JSON ({error})") from None
+
+
+def read_items(path: str | pathlib.Path) -> list[dict]:
+    """A judgment file's items: a JSON list of objects (anything else names the file and item)."""
+    items = read_json(path)
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a JSON list of items, got {type(items).__name__}")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}: item {index}: expected an object, got {type(item).__name__}")
+    return items
 
 
 def read_task_groups(path: str | pathlib.Path) -> dict[str, list[str]]:
     """session_id -> task groups from a JSON/JSONL file of {id, primary_tag, secondary_tags}."""
     path = pathlib.Path(path)
-    text = (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)).read()
+    with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
+        text = f.read()
     rows = json.loads(text) if text.lstrip().startswith("[") else [
         json.loads(line) for line in text.splitlines() if line.strip()]
     mapping = {}
     for line, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: row {line}: expected an object, got {type(row).__name__}")
         for key in ("id", "primary_tag", "secondary_tags"):
             if key not in row:
                 raise KeyError(f"{path}: row {line} lacks {key!r}")
-        mapping[row["id"]] = task_groups_of(row["primary_tag"], row["secondary_tags"])
+        if not isinstance(row["secondary_tags"], list) or isinstance(row["id"], (dict, list)):
+            raise ValueError(f"{path}: row {line}: secondary_tags must be a list and id a scalar")
+        try:
+            mapping[row["id"]] = task_groups_of(row["primary_tag"], row["secondary_tags"])
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path}: row {line}: {error}") from None
     return mapping
 
 
@@ -314,16 +359,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    groups = read_task_groups(args.tags) if args.tags else None
+    from alignax.evaluate.cli import naming_file
+    if args.mode == "reward" and not (args.test_model and args.ref_model):
+        raise SystemExit("reward mode needs --test-model and --ref-model")
+    groups = None
+    if args.tags:
+        with naming_file(args.tags):
+            groups = read_task_groups(args.tags)
     for path in args.results:
-        items = read_json(path)
-        if args.mode == "score":
-            row = wb_score(items, task_groups=groups)
-            row["WB_score"] = row["adjusted_score"] * 10
-        else:
-            if not (args.test_model and args.ref_model):
-                raise SystemExit("reward mode needs --test-model and --ref-model")
-            row = wb_reward(items, test_model=args.test_model, ref_model=args.ref_model,
-                            length_penalty_k=args.k, task_groups=groups)
+        with naming_file(path):
+            items = read_items(path)
+            if args.mode == "score":
+                row = wb_score(items, task_groups=groups)
+                row["WB_score"] = row["adjusted_score"] * 10
+            else:
+                row = wb_reward(items, test_model=args.test_model, ref_model=args.ref_model,
+                                length_penalty_k=args.k, task_groups=groups)
         print(json.dumps({"file": str(path), **row}))
     return 0
