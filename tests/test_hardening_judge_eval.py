@@ -251,3 +251,135 @@ def test_malformed_cache_file_is_a_miss(serve, tmp_path):
     out = client.complete(MESSAGES)
     assert out.text == "M" and not out.cached and len(server.requests) == 1
     assert json.loads(path.read_text())["response"]["choices"][0]["message"]["content"] == "M"
+
+
+# ------------------------------------------------------------------------------- evaluation CLIs
+def run_cli(argv, capsys):
+    """(exit status, stderr) of `python -m alignax.evaluate ARGV`, run in-process."""
+    from alignax.evaluate import cli
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as exit_:  # argparse rejects bad option values this way
+        status = exit_.code
+    return status, capsys.readouterr().err
+
+
+def annotation(i, preference, generator_2="my-model"):
+    return {"instruction": f"Instruction {i}", "output_1": "base " * (i + 1), "output_2": "model " * (2 * i + 1),
+            "generator_1": "baseline", "generator_2": generator_2, "preference": preference}
+
+
+def write_json(path, value):
+    path.write_text(json.dumps(value))
+    return path
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+    return path
+
+
+def test_boolean_preference_is_rejected_not_scored_as_a_baseline_win(tmp_path, capsys):
+    rows = [annotation(0, 2.0), annotation(1, True), annotation(2, 2.0), annotation(3, 1.0)]
+    path = write_json(tmp_path / "annotations.json", rows)
+    status, err = run_cli(["alpaca_eval", path], capsys)
+    assert status == 2 and str(path) in err and "row 1" in err and "preference" in err and "True" in err
+
+
+def test_file_mixing_several_generator_2_models_is_an_error(tmp_path, capsys):
+    rows = [annotation(0, 2.0, "model-a"), annotation(1, 1.0, "model-b"), annotation(2, 2.0, "model-a")]
+    path = write_json(tmp_path / "annotations.json", rows)
+    status, err = run_cli(["alpaca_eval", path], capsys)
+    assert status == 2 and str(path) in err and "generator_2" in err and "model-b" in err and "row 1" in err
+
+
+def arena_judgments(tmp_path):
+    rows = [{"question_id": f"q{i}", "model": "my-model", "games": [{"score": verdict}, {"score": "B>A"}]}
+            for i, verdict in enumerate(["A>B", "B>A", "A>>B", "A=B", "B>>A", "B>A"])]
+    return write_jsonl(tmp_path / "judgments.jsonl", rows)
+
+
+@pytest.mark.parametrize("weight", ["-1", "0"])
+def test_arena_weight_below_one_is_rejected(tmp_path, capsys, weight):
+    from alignax.evaluate import arena_hard
+    path = arena_judgments(tmp_path)
+    status, err = run_cli(["arena_hard", "--judgments", path, "--baseline", "base", "--weight", weight,
+                           "--num-rounds", "3"], capsys)
+    assert status == 2 and "--weight" in err and weight in err
+    with pytest.raises(ValueError, match="weight must be an integer >= 1"):
+        arena_hard.battles_from_judgments(arena_hard._read_jsonl(path), baseline="base", weight=int(weight))
+
+
+@pytest.mark.parametrize("v2", [False, True])
+def test_arena_zero_bootstrap_rounds_is_rejected(tmp_path, capsys, v2):
+    from alignax.evaluate import arena_hard
+    path = arena_judgments(tmp_path)
+    argv = ["arena_hard", "--judgments", path, "--baseline", "base", "--num-rounds", "0"] + (["--v2"] if v2 else [])
+    status, err = run_cli(argv, capsys)
+    assert status == 2 and "--num-rounds" in err and "0" in err
+    battles, _ = arena_hard.battles_from_judgments(arena_hard._read_jsonl(path), baseline="base")
+    with pytest.raises(ValueError, match="num_rounds must be an integer >= 1"):
+        arena_hard.leaderboard(battles, baseline="base", num_rounds=0)
+
+
+def truncated_gzip(path):
+    import gzip
+    data = gzip.compress(json.dumps([{"score": "7", "model_output": "x"}] * 50).encode())
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+# (benchmark argv before the file, file name, writer, text the message must hold besides the file)
+BAD_FILES = {
+    "alpaca-not-utf8": (["alpaca_eval"], "a.json", lambda p: p.write_bytes(b'[{"preference": "\xff\xfe"}]'),
+                        "cannot read"),
+    "alpaca-output-not-string": (["alpaca_eval"], "a.json", lambda p: write_json(
+        p, [{**annotation(i, 2.0), "output_2": 12345} for i in range(3)]), "row 0"),
+    "alpaca-no-model-named": (["alpaca_eval"], "a.json", lambda p: write_json(
+        p, [annotation(0, 2.0, None), annotation(1, 1.0, None)]), "generator_2"),
+    "arena-line-not-object": (["arena_hard", "--baseline", "base", "--num-rounds", "2", "--judgments"], "j.jsonl",
+                              lambda p: write_jsonl(p, [{"model": "m", "games": []}, "[1, 2]"]), ":2"),
+    "arena-games-not-list": (["arena_hard", "--baseline", "base", "--num-rounds", "2", "--judgments"], "j.jsonl",
+                             lambda p: write_jsonl(p, [{"model": "m", "games": "A>B"}]), ":1"),
+    "arena-battle-model-list": (["arena_hard", "--baseline", "base", "--num-rounds", "2"], "b.jsonl",
+                                lambda p: write_jsonl(p, [{"model_a": "base", "model_b": ["m"], "winner": "tie"}]),
+                                ":1"),
+    "mtbench-missing-turn": (["mt_bench"], "j.jsonl", lambda p: write_jsonl(p, [
+        {"model": "m", "question_id": 1, "turn": 1, "score": 7}, {"model": "m", "question_id": 2, "score": 7}]),
+        "judgment 1"),
+    "mtbench-score-text": (["mt_bench"], "j.jsonl", lambda p: write_jsonl(p, [
+        {"model": "m", "question_id": 1, "turn": 1, "score": "high"}]), "judgment 0"),
+    "mtbench-turn-boolean": (["mt_bench"], "j.jsonl", lambda p: write_jsonl(p, [
+        {"model": "m", "question_id": 1, "turn": True, "score": 7}]), "judgment 0"),
+    "wildbench-output-not-string": (["wildbench", "score"], "r.json", lambda p: write_json(
+        p, [{"session_id": "s0", "score": "7", "model_output": 5}]), "item 0"),
+    "wildbench-object-not-list": (["wildbench", "score"], "r.json", lambda p: write_json(
+        p, {"session_id": "s0", "score": "7", "model_output": "x"}), "list"),
+    "wildbench-score-boolean": (["wildbench", "score"], "r.json", lambda p: write_json(
+        p, [{"session_id": "s0", "score": True, "model_output": "x"}]), "item 0"),
+    "wildbench-extent-null": (["wildbench", "reward", "--test-model", "T", "--ref-model", "R"], "r.json",
+                              lambda p: write_json(p, [{"session_id": "s0", "winner": "T", "extent": None,
+                                                        "model_outputs": {"T": "a", "R": "b"}}]), "item 0"),
+    "wildbench-truncated-gzip": (["wildbench", "score"], "r.json.gz", truncated_gzip, "invalid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_is_an_error_naming_file_and_row(tmp_path, capsys, case):
+    argv, name, write, marker = BAD_FILES[case]
+    path = tmp_path / name
+    write(path)
+    status, err = run_cli([*argv, path], capsys)
+    assert status == 2, err
+    assert err.startswith("error: ") and str(path) in err and marker in err, err
+    assert "Traceback" not in err
+
+
+def test_module_entry_point_prints_no_traceback(tmp_path):
+    import subprocess
+    import sys
+    path = write_jsonl(tmp_path / "j.jsonl", [{"model": "m", "question_id": 1, "score": 7}])
+    result = subprocess.run([sys.executable, "-m", "alignax.evaluate", "mt_bench", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and str(path) in result.stderr and "'turn'" in result.stderr
