@@ -193,3 +193,87 @@ def test_vocab_chunk_size_must_be_positive(bad):
     labels = np.clip(labels, -100, _V - 1)
     with pytest.raises(ValueError, match="vocab_chunk_size"):
         lp_ops.token_logprobs(hidden, head, labels, mask, chunk_size=2, vocab_chunk_size=bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Checkpoints: restore deletes nothing; corrupt -> previous (warning); mismatch -> error
+
+import os  # noqa: E402
+import pathlib  # noqa: E402
+
+from alignax.train import checkpoint as ckpt_lib  # noqa: E402
+
+
+def _small_state(width=8):
+    return {"params": {"w": jnp.arange(4 * width, dtype=jnp.float32).reshape(4, width), "b": jnp.ones(3)},
+            "step": jnp.int32(0)}
+
+
+def _two_checkpoints(directory):
+    checkpointer = ckpt_lib.Checkpointer(str(directory), keep=3, async_save=False)
+    for step in (1, 2):
+        state = jax.tree.map(lambda x, s=step: x + s, _small_state())
+        checkpointer.save(step, state, {"train": step})
+    checkpointer.wait()
+    return checkpointer
+
+
+def _reopen(directory):
+    return ckpt_lib.Checkpointer(str(directory), keep=3, async_save=False)
+
+
+@pytest.mark.parametrize("how", ["truncate", "missing_files", "no_commit_marker"])
+def test_corrupt_newest_checkpoint_is_skipped_with_a_warning_and_kept(tmp_path, capsys, how):
+    _two_checkpoints(tmp_path).close()
+    newest = tmp_path / "2"
+    if how == "truncate":
+        for path in (newest / "state").rglob("*"):
+            if path.is_file():
+                with open(path, "r+b") as f:
+                    f.truncate(path.stat().st_size // 2)
+    elif how == "missing_files":
+        for path in list((newest / "state").rglob("d")):
+            for file in path.iterdir():
+                file.unlink()
+    else:
+        (newest / "commit_success.txt").unlink()
+    checkpointer = _reopen(tmp_path)
+    step, state, data = checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state()))
+    assert (step, data) == (1, {"train": 1})
+    np.testing.assert_array_equal(state["params"]["b"], np.full(3, 2.0))
+    out = capsys.readouterr().out
+    assert f"WARNING: checkpoint step 2 in {tmp_path}" in out and "falling back" in out and str(newest) in out
+    assert newest.is_dir()  # restore deletes nothing
+    # The resumed run saves step 2 again: the unreadable one is moved aside, not deleted.
+    checkpointer.save(2, _small_state(), {"train": 2})
+    checkpointer.close()
+    assert sorted(os.listdir(tmp_path), key=int) == ["1", "2"]
+    aside = list(pathlib.Path(str(tmp_path) + ".unreadable").iterdir())
+    assert len(aside) == 1 and aside[0].name.startswith("2-")
+    assert _reopen(tmp_path).restore_latest(ckpt_lib.abstract_like(_small_state()))[0] == 2
+
+
+def test_changed_config_is_an_error_naming_the_key_and_deletes_nothing(tmp_path):
+    _two_checkpoints(tmp_path).close()
+    checkpointer = _reopen(tmp_path)
+    with pytest.raises(ValueError, match=r"'params\.w'.*\(4, 8\) float32.*expects \(4, 5\) float32"):
+        checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state(width=5)))
+    wrong_dtype = jax.tree.map(lambda x: x.astype(jnp.bfloat16) if x.dtype == jnp.float32 else x, _small_state())
+    with pytest.raises(ValueError, match=r"'params\.b'.*float32.*bfloat16"):
+        checkpointer.restore_latest(ckpt_lib.abstract_like(wrong_dtype))
+    assert sorted(os.listdir(tmp_path), key=int) == ["1", "2"]
+
+
+@pytest.mark.parametrize("error", [MemoryError("RESOURCE_EXHAUSTED: out of memory"), OSError(5, "Input/output error"),
+                                   RuntimeError("something else")])
+def test_other_restore_errors_are_raised_and_delete_nothing(tmp_path, monkeypatch, error):
+    _two_checkpoints(tmp_path).close()
+    checkpointer = _reopen(tmp_path)
+
+    def failing_restore(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(checkpointer.manager, "restore", failing_restore)
+    with pytest.raises(type(error)):
+        checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state()))
+    assert sorted(os.listdir(tmp_path), key=int) == ["1", "2"]
