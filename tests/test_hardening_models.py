@@ -191,3 +191,176 @@ def test_gguf_zero_heads_names_the_key(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(gguf_io.GGUFError, match=r"zero_heads\.gguf.*llama\.attention\.head_count=0"):
         gguf_io.read_gguf(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Chat templates: code from the checkpoint, rendered under a time and size budget.
+# ------------------------------------------------------------------------------------------------
+
+TEMPLATE_BOMBS = {
+    "nested_loops": "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+    "silent_nested_loops": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "string_repeat": "{{ 'a' * 10**10 }}",
+    "repeat_via_variable": "{% set n = 10**10 %}{{ 'a' * n }}",
+    "concat_doubling": "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
+                       "{% endfor %}{{ ns.s|length }}",
+    "plus_doubling": "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}"
+                     "{% endfor %}{{ ns.s|length }}",
+    "huge_power": "{{ 2 ** (10 ** 10) }}",
+    "center_width": "{{ 'x'|center(10**10) }}",
+    "method_width": "{{ 'x'.ljust(10**10) }}",
+    "format_width": "{{ '%999999999999s' % 'x' }}",
+    "join_of_references": "{% set big = 'a' * 1000000 %}{{ ([big] * 100000)|join }}",
+    "exponential_macro": "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+    "output_flood": "{% for i in range(100000) %}{{ messages[0].content }}{% endfor %}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATE_BOMBS))
+def test_template_bomb_fails_fast_with_a_clear_error(tmp_path, name):
+    from alignax.models import chat_template
+    from alignax.models.tokenizer import Tokenizer
+
+    folder = _write_tokenizer_folder(tmp_path, chat_template=TEMPLATE_BOMBS[name])
+    tokenizer = Tokenizer.from_dir(folder)
+    messages = [{"role": "user", "content": "y" * 1000}]
+    start = time.monotonic()
+    with pytest.raises(chat_template.ChatTemplateLimitError, match=r"time limit|over the limit|exceeds|bits|deeply"):
+        tokenizer.render_chat(messages)
+    assert time.monotonic() - start < chat_template.RENDER_TIME_LIMIT_S + 3.0
+
+
+def test_template_within_budget_still_renders(tmp_path):
+    from alignax.models.tokenizer import Tokenizer
+
+    source = ("{% for m in messages %}{{ '<|' ~ m.role ~ '|>' }}{{ m.content|trim }}{{ '%s' % eos_token }}"
+              "{{ ' ' * 2 }}{% endfor %}{{ [1, 2]|join(',') }}{{ 2 ** 10 }}")
+    tokenizer = Tokenizer.from_dir(_write_tokenizer_folder(tmp_path, chat_template=source))
+    text = tokenizer.render_chat([{"role": "user", "content": " hi "}, {"role": "assistant", "content": "yo"}])
+    assert text == "<|user|>hi</s>  <|assistant|>yo</s>  1,21024"
+
+
+# ------------------------------------------------------------------------------------------------
+# config.json, tokenizer.json, shard index: errors name the file and the key.
+# ------------------------------------------------------------------------------------------------
+
+def _write_tokenizer_folder(tmp_path, *, chat_template=None):
+    import tokenizers
+    from tokenizers import models, pre_tokenizers
+
+    folder = tmp_path / "tok"
+    folder.mkdir(exist_ok=True)
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate("abcdefghijklmnopqrstuvwxyz ")}}
+    backend = tokenizers.Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    backend.save(os.fspath(folder / "tokenizer.json"))
+    config = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    if chat_template is not None:
+        config["chat_template"] = chat_template
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _write_tiny_checkpoint(folder):
+    model = Llama(LlamaConfig.tiny(), rngs=nnx.Rngs(0))
+    hf_io.save_hf(model, None, folder)
+    return folder
+
+
+def _edit_config(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("key, value", [("num_attention_heads", 0), ("num_key_value_heads", 0),
+                                        ("hidden_size", "64"), ("rms_norm_eps", "tiny"),
+                                        ("tie_word_embeddings", "yes"), ("head_dim", -2),
+                                        ("eos_token_id", [2, "x"]), ("num_hidden_layers", 2.5)])
+def test_config_field_with_wrong_type_names_file_and_key(tmp_path, key, value):
+    import alignax.models
+
+    folder = _write_tiny_checkpoint(tmp_path / "ckpt")
+    _edit_config(folder, **{key: value})
+    with pytest.raises(hf_io.CheckpointError, match=rf"config\.json: {key}="):
+        alignax.models.load(folder)
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", '"a string"', "null", "42"])
+def test_non_object_config_json_names_the_file(tmp_path, content):
+    import alignax.models
+
+    folder = _write_tiny_checkpoint(tmp_path / "ckpt")
+    (folder / "config.json").write_text(content)
+    with pytest.raises(hf_io.CheckpointError, match=r"ckpt/config\.json: expected a JSON object"):
+        alignax.models.load(folder)
+
+
+def test_config_declaring_more_layers_than_tensors_fails_fast(tmp_path):
+    import alignax.models
+
+    folder = _write_tiny_checkpoint(tmp_path / "ckpt")
+    _edit_config(folder, num_hidden_layers=1_000_000)
+    start = time.monotonic()
+    with pytest.raises(hf_io.CheckpointError, match=r"num_hidden_layers=1000000.*model\.safetensors"):
+        alignax.models.load(folder)
+    assert time.monotonic() - start < 5.0
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"model": {"type": "Nope"}}', b"\xff\xfe\x00"])
+def test_corrupt_tokenizer_json_names_the_file(tmp_path, content):
+    from alignax.models.tokenizer import Tokenizer
+
+    folder = _write_tokenizer_folder(tmp_path)
+    (folder / "tokenizer.json").write_bytes(content)
+    with pytest.raises(ValueError, match=r"tok/tokenizer\.json: not a valid tokenizers file"):
+        Tokenizer.from_dir(folder)
+
+
+@pytest.mark.parametrize("content", ['["not", "an", "object"]', '{"chat_template": 7}', '{"eos_token": 5}'])
+def test_bad_tokenizer_config_names_the_file(tmp_path, content):
+    from alignax.models.tokenizer import Tokenizer
+
+    folder = _write_tokenizer_folder(tmp_path)
+    (folder / "tokenizer_config.json").write_text(content)
+    with pytest.raises(ValueError, match=r"tok/tokenizer_config\.json: "):
+        Tokenizer.from_dir(folder)
+
+
+def _shard_index_pointing_at(folder, shard_name):
+    """Moves the single-file checkpoint's tensors behind an index whose shard name is hostile."""
+    tensors = hf_io.read_safetensors(folder / "model.safetensors")
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": {name: shard_name for name in tensors}}))
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_shard_path_escaping_the_model_folder_is_refused(tmp_path, kind):
+    import alignax.models
+
+    outside = _write_tiny_checkpoint(tmp_path / "outside")  # a real, loadable file outside the folder
+    folder = _write_tiny_checkpoint(tmp_path / "ckpt")
+    target = outside / "model.safetensors"
+    if kind == "dotdot":
+        shard = "../outside/model.safetensors"
+    elif kind == "absolute":
+        shard = os.fspath(target)
+    else:
+        os.symlink(target, folder / "linked.safetensors")
+        shard = "linked.safetensors"
+    _shard_index_pointing_at(folder, shard)
+    with pytest.raises(hf_io.CheckpointError, match=rf"index\.json: shard '{shard}' is outside the model folder"):
+        alignax.models.load(folder)
+
+
+def test_shard_inside_the_model_folder_still_loads(tmp_path):
+    import alignax.models
+
+    folder = _write_tiny_checkpoint(tmp_path / "ckpt")
+    (folder / "sub").mkdir()
+    os.replace(folder / "model.safetensors", folder / "sub" / "part-1.safetensors")
+    _shard_index_pointing_at_sub = {name: "sub/part-1.safetensors"
+                                    for name in hf_io.read_safetensors(folder / "sub" / "part-1.safetensors")}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": _shard_index_pointing_at_sub}))
+    model, _ = alignax.models.load(folder)
+    assert model.cfg.num_hidden_layers == 2

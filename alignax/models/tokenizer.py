@@ -6,24 +6,23 @@ GGUF metadata (``tokenizer.ggml.*``; byte-level BPE, ``tokenizer.ggml.model == "
 Chat templates render exactly as transformers renders them (utils/chat_template_utils.py
 ``_compile_jinja_template``): Jinja2 ``ImmutableSandboxedEnvironment(trim_blocks=True,
 lstrip_blocks=True)`` with the loopcontrols extension, a ``tojson`` filter that does not escape
-HTML, ``raise_exception`` and ``strftime_now`` globals, and the special-token strings as variables.
+HTML, ``raise_exception`` and ``strftime_now`` globals, and the special-token strings as variables;
+under a time and size budget (``alignax.models.chat_template``).
 The rendered text is then tokenized *without* adding special tokens, as transformers does, so a
 template that writes its own BOS never gets a second one.
 """
 from __future__ import annotations
 
-import datetime
 import functools
 import json
 import os
 from typing import Any, Sequence
 
-import jinja2
-import jinja2.ext
-import jinja2.sandbox
 import numpy as np
 import tokenizers
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
+
+from alignax.models import chat_template as chat_template_lib
 
 Message = dict[str, Any]
 
@@ -59,34 +58,39 @@ def _byte_level_pre_tokenizer(pre: str, *, path: str) -> pre_tokenizers.PreToken
                      f"{sorted(_DIGIT_SPLIT_PRE | _GPT2_PRE | _LLAMA3_PRE)}")
 
 
-def _token_content(value: Any) -> str | None:
+def _token_content(value: Any, config_file: str = "tokenizer_config.json", key: str = "token") -> str | None:
     """tokenizer_config.json stores special tokens as strings or AddedToken dicts."""
     if isinstance(value, dict):
-        return value.get("content")
+        value = value.get("content")
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{config_file}: {key}={value!r} must be a string or an AddedToken object")
     return value
 
 
-@functools.lru_cache(maxsize=16)
-def _compile_template(template: str) -> jinja2.Template:
-    """Compiles a chat template the way transformers does (see the module docstring)."""
+def _read_tokenizer_config(config_file: str) -> dict[str, Any]:
+    """tokenizer_config.json as a dict; an error naming the file for bad JSON or a non-object."""
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            config = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config_file}: line {e.lineno}: {e.msg}") from e
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{config_file}: not UTF-8 text ({e})") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file}: expected a JSON object, got {type(config).__name__}")
+    return config
 
-    def raise_exception(message):
-        raise jinja2.exceptions.TemplateError(message)
 
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        # Jinja's own tojson escapes HTML characters; transformers' does not.
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                          sort_keys=sort_keys)
-
-    def strftime_now(fmt):
-        return datetime.datetime.now().strftime(fmt)
-
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = strftime_now
-    return env.from_string(template)
+def _chat_template_from_config(config: dict[str, Any], config_file: str) -> str | None:
+    """The default chat template: a string, or [{"name": "default", "template": ...}, ...]."""
+    template = config.get("chat_template")
+    if isinstance(template, list):
+        if not all(isinstance(t, dict) for t in template):
+            raise ValueError(f"{config_file}: chat_template list entries must be objects")
+        template = {t.get("name"): t.get("template") for t in template}.get("default")
+    if template is not None and not isinstance(template, str):
+        raise ValueError(f"{config_file}: chat_template must be a string, got {type(template).__name__}")
+    return template
 
 
 class Tokenizer:
@@ -119,30 +123,29 @@ class Tokenizer:
         tokenizer_file = os.path.join(path, "tokenizer.json")
         if not os.path.isfile(tokenizer_file):
             raise FileNotFoundError(f"no tokenizer.json in {path}")
-        backend = tokenizers.Tokenizer.from_file(tokenizer_file)
+        try:
+            backend = tokenizers.Tokenizer.from_file(tokenizer_file)
+        except Exception as e:  # noqa: BLE001 - the Rust side raises a bare Exception
+            raise ValueError(f"{tokenizer_file}: not a valid tokenizers file ({e})") from e
         config_file = os.path.join(path, "tokenizer_config.json")
-        config: dict[str, Any] = {}
-        if os.path.isfile(config_file):
-            with open(config_file, encoding="utf-8") as f:
-                try:
-                    config = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{config_file}: line {e.lineno}: {e.msg}") from e
-        template = config.get("chat_template")
-        if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
-            named = {t.get("name"): t.get("template") for t in template}
-            template = named.get("default")
+        config = _read_tokenizer_config(config_file) if os.path.isfile(config_file) else {}
+        template = _chat_template_from_config(config, config_file)
         jinja_file = os.path.join(path, "chat_template.jinja")
         if os.path.isfile(jinja_file):  # newer transformers save the template here
-            with open(jinja_file, encoding="utf-8") as f:
-                template = f.read()
-        return cls(backend,
-                   bos_token=_token_content(config.get("bos_token")),
-                   eos_token=_token_content(config.get("eos_token")),
-                   pad_token=_token_content(config.get("pad_token")),
-                   unk_token=_token_content(config.get("unk_token")),
-                   chat_template=template,
-                   model_max_length=config.get("model_max_length"))
+            try:
+                with open(jinja_file, encoding="utf-8") as f:
+                    template = f.read()
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{jinja_file}: not UTF-8 text ({e})") from e
+        special = {name: _token_content(config.get(name), config_file, name)
+                   for name in ("bos_token", "eos_token", "pad_token", "unk_token")}
+        max_length = config.get("model_max_length")
+        if max_length is not None and (not isinstance(max_length, (int, float)) or isinstance(max_length, bool)):
+            raise ValueError(f"{config_file}: model_max_length={max_length!r} must be a number")
+        try:
+            return cls(backend, chat_template=template, model_max_length=max_length, **special)
+        except ValueError as e:
+            raise ValueError(f"{config_file}: {e}") from e
 
     @classmethod
     def from_gguf(cls, reader_or_path) -> "Tokenizer":
@@ -260,8 +263,9 @@ class Tokenizer:
         variables = dict(bos_token=self.bos_token, eos_token=self.eos_token, pad_token=self.pad_token,
                          unk_token=self.unk_token, tools=None, documents=None)
         variables.update(template_kwargs)
-        return _compile_template(template).render(
-            messages=list(messages), add_generation_prompt=add_generation_prompt, **variables)
+        # Under a time and size budget: the template is code shipped with the checkpoint.
+        return chat_template_lib.render(template, messages=list(messages),
+                                        add_generation_prompt=add_generation_prompt, **variables)
 
     def apply_chat_template(self, messages: Sequence[Message], add_generation_prompt: bool = False,
                             tokenize: bool = True, **template_kwargs):
