@@ -367,6 +367,16 @@ def test_missing_tensor_names_tensor_and_folder(tmp_path):
         run_merge(base_dir, [bad_dir], tmp_path / "out", "ties", density=0.5)
 
 
+def test_index_listing_absent_tensor_names_tensor_and_shard(tmp_path):
+    base, models, base_dir, model_dirs = random_models(tmp_path, shards=2)
+    index_path = base_dir / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    index["weight_map"]["ghost.weight"] = "model-00001-of-00002.safetensors"
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(pipeline.MergeError, match=r"base/model-00001-of-00002\.safetensors.*'ghost\.weight'.*missing"):
+        run_merge(base_dir, model_dirs, tmp_path / "out", "task_arithmetic")
+
+
 def test_extra_tensor_names_tensor_and_folder(tmp_path):
     base, models, base_dir, model_dirs = random_models(tmp_path)
     extra_dir = write_folder(tmp_path / "extra", dict(models[0], **{"z.extra": np.zeros(2, np.float32)}))

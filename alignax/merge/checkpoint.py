@@ -88,27 +88,29 @@ class ModelFolder:
         if not config_path.is_file():
             raise MergeError(f"{self.path}: no {CONFIG_NAME}")
         self.config = json.loads(config_path.read_text())
-        self.shards = self._shard_files()
+        weight_map = self._weight_map()
+        self.shards = sorted(set(weight_map.values())) if weight_map else [SAFE_WEIGHTS_NAME]
         self.tensors: dict[str, TensorInfo] = {}
-        self.metadata: dict[str, str] = {}
         for shard in self.shards:
-            header, self.metadata = read_header(self.path / shard)
+            header, _ = read_header(self.path / shard)
             for name, entry in header.items():
                 if entry.get("dtype") not in NUMPY_DTYPES:
                     raise MergeError(f"{self.path / shard}: tensor {name!r} has unsupported dtype {entry.get('dtype')}")
                 self.tensors[name] = TensorInfo(self.path / shard, entry["dtype"], tuple(entry["shape"]))
+        for name, shard in (weight_map or {}).items():
+            if name not in self.tensors or self.tensors[name].file.name != shard:
+                raise MergeError(f"{self.path / shard}: tensor {name!r} listed in {SAFE_WEIGHTS_INDEX_NAME} is missing")
 
-    def _shard_files(self) -> list[str]:
-        """Shard file names in index order (the single file if there is no index)."""
+    def _weight_map(self) -> dict[str, str] | None:
+        """The index's {tensor: shard file}, or None for a single model.safetensors."""
         index_path = self.path / SAFE_WEIGHTS_INDEX_NAME
         if index_path.is_file():
             try:
-                weight_map = json.loads(index_path.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                return dict(json.loads(index_path.read_text())["weight_map"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
                 raise MergeError(f"{index_path}: not a safetensors index (needs 'weight_map'): {e}") from e
-            return sorted(set(weight_map.values()))
         if (self.path / SAFE_WEIGHTS_NAME).is_file():
-            return [SAFE_WEIGHTS_NAME]
+            return None
         raise MergeError(f"{self.path}: no {SAFE_WEIGHTS_NAME} or {SAFE_WEIGHTS_INDEX_NAME}")
 
     def shard_tensors(self, shard: str) -> list[str]:
@@ -142,7 +144,10 @@ def row_blocks(shape: tuple[int, ...], max_elements: int) -> Iterator[tuple[int 
 
 
 class ShardWriter:
-    """Writes one .safetensors file: header first (from known shapes/dtypes), then tensors in that order."""
+    """Writes one .safetensors file: header first (from known shapes/dtypes), then tensors in that order.
+
+    A context manager: leaving it by an exception closes the file and deletes it (no half-written shard).
+    """
 
     def __init__(self, path: pathlib.Path, entries: list[tuple[str, str, tuple[int, ...]]],
                  metadata: dict[str, str]):
@@ -163,6 +168,16 @@ class ShardWriter:
     def write(self, array: np.ndarray) -> None:
         """Appends a block of rows of the current tensor (C order, already in the header's dtype)."""
         self.file.write(np.ascontiguousarray(array).tobytes())
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.file.close()
+            self.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         written = self.file.tell()

@@ -156,12 +156,11 @@ def merge(base: str | pathlib.Path, models: Sequence[str | pathlib.Path], spec: 
     for shard in base_folder.shards:
         names = base_folder.shard_tensors(shard)
         entries = [(n, base_folder.tensors[n].dtype, base_folder.tensors[n].shape) for n in names]
-        writer = ckpt.ShardWriter(out / shard, entries, {"format": "pt"})
-        for name in names:
-            merge_tensor(name, base_folder, model_folders, spec, writer.write, block_elements)
-            weight_map[name] = shard
-            total += base_folder.tensors[name].nbytes
-        writer.close()
+        with ckpt.ShardWriter(out / shard, entries, {"format": "pt"}) as writer:
+            for name in names:
+                merge_tensor(name, base_folder, model_folders, spec, writer.write, block_elements)
+                weight_map[name] = shard
+                total += base_folder.tensors[name].nbytes
         if log:
             log(f"wrote {out / shard} ({len(names)} tensors)")
     if len(base_folder.shards) > 1 or base_folder.shards[0] != ckpt.SAFE_WEIGHTS_NAME:
