@@ -277,3 +277,93 @@ def test_other_restore_errors_are_raised_and_delete_nothing(tmp_path, monkeypatc
     with pytest.raises(type(error)):
         checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state()))
     assert sorted(os.listdir(tmp_path), key=int) == ["1", "2"]
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. Bad input: empty files, rows that cannot fit (alignax/data)
+
+from alignax.data import DataError  # noqa: E402
+from alignax.data.readers import load_dataset, write_jsonl  # noqa: E402
+from alignax.data.tokenize import TruncationConfig, tokenize_dataset  # noqa: E402
+
+
+class _CharTokenizer:
+    """One token per character (id = code point + 3); 1 = BOS, 2 = EOS/end-of-turn (special)."""
+
+    bos_token_id, eos_token_id, vocab_size, chat_template = 1, 2, 1 << 20, "char"
+
+    def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=False):
+        text = "".join(f"[{m['role']}]{m['content']}\x02" for m in messages)
+        return text + ("[assistant]" if add_generation_prompt else "")
+
+    def encode(self, text, add_special_tokens=False):
+        return [2 if ch == "\x02" else ord(ch) + 3 for ch in text]
+
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join("" if i in (1, 2) and skip_special_tokens else ("\x02" if i == 2 else chr(max(i - 3, 0)))
+                       for i in ids)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_data_file_is_an_error_naming_it(tmp_path, content):
+    path = tmp_path / "empty.jsonl"
+    path.write_text(content)
+    for policy in ("error", "skip"):
+        with pytest.raises(DataError, match=r"empty\.jsonl: the data file contains no records"):
+            load_dataset(str(path), task="preference", on_error=policy)
+
+
+def _long_prompt_file(tmp_path, *, prompt_chars=100_000, extra_rows=0):
+    path = tmp_path / "long.jsonl"
+    rows = [{"prompt": "x" * prompt_chars, "chosen": "yes", "rejected": "no"}]
+    rows += [{"prompt": f"q{i}", "chosen": "yes", "rejected": "no"} for i in range(extra_rows)]
+    write_jsonl(rows, str(path))
+    return path
+
+
+TRUNC = TruncationConfig(max_length=64, max_prompt_length=48)  # the tiny configs' limits
+
+
+def test_row_over_the_hard_cap_is_an_error_naming_file_and_row(tmp_path):
+    path = _long_prompt_file(tmp_path, extra_rows=1)
+    loaded = load_dataset(str(path), task="preference")
+    with pytest.raises(DataError, match=r"long\.jsonl:1 \(example 0\).*over the hard cap 512") as info:
+        tokenize_dataset(loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=TRUNC)
+    assert info.value.reason == "over_hard_cap"
+
+
+def test_row_over_the_hard_cap_is_skipped_and_counted(tmp_path):
+    path = _long_prompt_file(tmp_path, extra_rows=2)
+    loaded = load_dataset(str(path), task="preference", on_error="skip")
+    out = tokenize_dataset(loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=TRUNC,
+                           on_error="skip")
+    assert len(out.examples) == 2 and [e.index for e in out.examples] == [1, 2]
+    assert dict(out.report.counts) == {"over_hard_cap": 1}
+    assert "long.jsonl:1" in out.report.samples["over_hard_cap"][0]
+    # A prompt a little over max_prompt_length is still truncated by design (not an error).
+    write_jsonl([{"prompt": "x" * 100, "chosen": "yes", "rejected": "no"}], str(tmp_path / "ok.jsonl"))
+    out = tokenize_dataset(load_dataset(str(tmp_path / "ok.jsonl"), task="preference").examples, task="preference",
+                           tokenizer=_CharTokenizer(), truncation=TRUNC)
+    assert out.stats["prompt_truncated"] == 1 and len(out.examples[0].sequences[0].input_ids) <= 64
+
+
+def test_nothing_left_after_skipping_is_an_error_naming_the_file(tmp_path):
+    path = _long_prompt_file(tmp_path)
+    loaded = load_dataset(str(path), task="preference", on_error="skip")
+    with pytest.raises(DataError, match=r"long\.jsonl: no example left after tokenization of 1.*over_hard_cap=1"):
+        tokenize_dataset(loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=TRUNC,
+                         on_error="skip")
+
+
+def test_row_with_no_room_for_the_response_names_file_and_row(tmp_path):
+    path = tmp_path / "noroom.jsonl"
+    write_jsonl([{"prompt": "p", "chosen": "a", "rejected": "b"},
+                 {"prompt": "z" * 70, "chosen": "a", "rejected": "b"}], str(path))
+    loaded = load_dataset(str(path), task="preference")
+    no_prompt_cap = TruncationConfig(max_length=64)  # the prompt alone fills max_length
+    with pytest.raises(DataError, match=r"noroom\.jsonl:2 \(example 1\).*no response token left") as info:
+        tokenize_dataset(loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=no_prompt_cap)
+    assert info.value.reason == "no_room_for_response"
+    out = tokenize_dataset(loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=no_prompt_cap,
+                           on_error="skip")
+    assert len(out.examples) == 1 and dict(out.report.counts) == {"no_room_for_response": 1}

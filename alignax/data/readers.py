@@ -7,6 +7,8 @@ Sources: a `.jsonl` / `.json` file (one JSON object per line), a `.parquet` file
 directory (`tfds:/path/to/name/1.0.0` with `split=`), a glob or list of those, or a built-in name
 (`builtin:arith_pairs/train`). Every record is parsed on its own: a bad line raises a `DataError`
 naming the file and line (`on_error="error"`) or is skipped and counted (`on_error="skip"`).
+A file without any record is always an error naming it. `LoadedDataset.examples` remembers each
+example's file and line, so later stages (tokenization, length limits) can name them too.
 """
 from __future__ import annotations
 
@@ -18,6 +20,19 @@ from typing import Iterator, Sequence
 
 from alignax.data import schemas
 from alignax.data.errors import DataError, SkipReport, check_policy, handle
+
+
+class Examples(list):
+    """A list of validated examples that also knows where each came from.
+
+    `locations[i]` is example i's "file:line" / "file row N"; `sources` the sources read. It is a
+    plain list otherwise, so `tokenize_dataset(loaded.examples, ...)` can name file and row.
+    """
+
+    def __init__(self, items=(), *, locations=(), sources=()):
+        super().__init__(items)
+        self.locations = list(locations)
+        self.sources = list(sources)
 
 
 @dataclasses.dataclass
@@ -108,17 +123,30 @@ def _resolve(source: str) -> list[tuple[str, str]]:
     return out
 
 
-def iter_raw_records(source: str, *, task: str, split: str = "train") -> Iterator[tuple[str, object]]:
-    """Yield (where, raw) where raw is a dict, a JSON string, or a DataError to apply the policy to."""
-    for kind, path in _resolve(source):
-        if kind == "jsonl":
-            yield from _iter_jsonl(path)
-        elif kind == "parquet":
-            yield from _iter_parquet(path, task)
-        else:
-            from alignax.data.tfds_io import read_tfds_records
+def _iter_file(kind: str, path: str, task: str, split: str) -> Iterator[tuple[str, object]]:
+    if kind == "jsonl":
+        yield from _iter_jsonl(path)
+    elif kind == "parquet":
+        yield from _iter_parquet(path, task)
+    else:
+        from alignax.data.tfds_io import read_tfds_records
 
-            yield from read_tfds_records(path, split)
+        yield from read_tfds_records(path, split)
+
+
+def iter_raw_records(source: str, *, task: str, split: str = "train") -> Iterator[tuple[str, object]]:
+    """Yield (where, raw) where raw is a dict, a JSON string, or a DataError to apply the policy to.
+
+    A file with no record at all (empty, or only blank lines) raises DataError("empty_file") naming
+    it, whatever the policy: it is a wrong path or a failed export, never data to skip.
+    """
+    for kind, path in _resolve(source):
+        count = 0
+        for item in _iter_file(kind, path, task, split):
+            count += 1
+            yield item
+        if count == 0:
+            raise DataError("empty_file", "the data file contains no records", path)
 
 
 def load_dataset(sources: str | Sequence[str], *, task: str, on_error: str = "error", split: str = "train") -> LoadedDataset:
@@ -128,7 +156,7 @@ def load_dataset(sources: str | Sequence[str], *, task: str, on_error: str = "er
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(schemas.PARSERS)}")
     sources = [sources] if isinstance(sources, str) else list(sources)
     report = SkipReport()
-    examples, seen_ids = [], {}
+    examples, locations, seen_ids = [], [], {}
     for source in sources:
         for where, raw in iter_raw_records(source, task=task, split=split):
             try:
@@ -150,6 +178,8 @@ def load_dataset(sources: str | Sequence[str], *, task: str, on_error: str = "er
                 handle(error, on_error=on_error, report=report)
                 continue
             examples.append(example)
+            locations.append(where)
+    examples = Examples(examples, locations=locations, sources=sources)
     return LoadedDataset(task=task, examples=examples, report=report, sources=sources)
 
 

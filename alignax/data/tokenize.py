@@ -22,6 +22,16 @@ end ("keep_end", the default: the question is at the end) or start ("keep_start"
 response is cut so prompt + response <= `max_length`. `over_long="drop"` drops such examples
 instead, `"error"` raises; all three are counted in `TokenizedDataset.stats`.
 
+Rows that cannot fit at all are never truncated silently; they follow the data policy `on_error`
+(skipped and counted in `TokenizedDataset.report`, or a DataError naming file and row):
+  - "no_room_for_response": after truncation no response (assistant) token is left, e.g. a prompt
+    that fills `max_length` when `max_prompt_length` is not set;
+  - "over_hard_cap": the untruncated prompt + response of a sequence is longer than the hard cap,
+    `hard_cap_factor` x `max_length` tokens (default 8x; None turns it off; no cap without
+    `max_length`). Truncating such a row (a pasted document, a broken concatenation, e.g. a
+    100k-character prompt) would train on a small fragment of it, so it is treated as bad input.
+If nothing is left after tokenization, that is a DataError naming the source files.
+
 The tokenizer needs `apply_chat_template(messages, add_generation_prompt=..., tokenize=False)`,
 `encode(text, add_special_tokens=False)`, `decode(ids, skip_special_tokens=...)`,
 `eos_token_id`, `bos_token_id`: alignax's Tokenizer or a
@@ -56,6 +66,14 @@ class TruncationConfig:
     max_prompt_length: int | None = None
     prompt_truncation: str = "keep_end"
     over_long: str = "truncate"
+    hard_cap_factor: float | None = 8.0  # rows over hard_cap_factor x max_length tokens are bad input
+
+    @property
+    def hard_cap(self) -> int | None:
+        """Longest untruncated prompt + response (tokens) that truncation may still cut to fit."""
+        if self.max_length is None or self.hard_cap_factor is None:
+            return None
+        return int(self.hard_cap_factor * self.max_length)
 
     def __post_init__(self):
         if self.prompt_truncation not in PROMPT_TRUNCATIONS:
@@ -64,6 +82,8 @@ class TruncationConfig:
             raise ValueError(f"over_long must be one of {OVER_LONG_POLICIES}, got {self.over_long!r}")
         if self.max_length is not None and self.max_prompt_length is not None and self.max_prompt_length >= self.max_length:
             raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})")
+        if self.hard_cap_factor is not None and self.hard_cap_factor < 1:
+            raise ValueError(f"hard_cap_factor must be >= 1 or None, got {self.hard_cap_factor}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +230,14 @@ class _Truncator:
         self.stats["prompt_truncated"] += 1
         return ids[-cap:] if self.config.prompt_truncation == "keep_end" else ids[:cap]
 
+    def check_hard_cap(self, length: int, where: str) -> None:
+        cap = self.config.hard_cap
+        if cap is not None and length > cap:
+            raise DataError("over_hard_cap", f"sequence has {length} tokens before truncation, over the hard cap "
+                            f"{cap} (= {self.config.hard_cap_factor:g} x max_length={self.config.max_length})", where)
+
     def sequence(self, ids: list[int], mask: list[int], where: str) -> tuple[list[int], list[int]]:
+        self.check_hard_cap(len(ids), where)
         cap = self.config.max_length
         if cap is None or len(ids) <= cap:
             return ids, mask
@@ -266,6 +293,7 @@ def _tokenize_one(chat: ChatTokenizer, trunc: _Truncator, task: str, example, wh
         sides = []
         for response in responses:
             p_ids, r_ids = chat.prompt_and_response(prompt, response, where)
+            trunc.check_hard_cap(len(p_ids) + len(r_ids), where)
             prompt_ids = trunc.prompt(p_ids, where) if prompt_ids is None else prompt_ids
             ids, mask = trunc.sequence(prompt_ids + r_ids, [0] * len(prompt_ids) + [1] * len(r_ids), where)
             sides.append(_sequence(ids, mask))
@@ -300,13 +328,14 @@ def _tokenize_one(chat: ChatTokenizer, trunc: _Truncator, task: str, example, wh
             raise DataError("prompt_too_long", f"first assistant turn starts after {mask.index(1)} tokens > max_prompt_length", where)
         ids, mask = trunc.sequence(ids, mask, where)
         if not any(mask):
-            raise DataError("too_long", "truncation removed every assistant token", where)
+            raise DataError("no_room_for_response", "truncation removed every assistant token", where)
         sides = (_sequence(ids, mask),)
     else:
         raise ValueError(f"task {task!r} cannot be tokenized")
     for side in sides:
         if side.response_length == 0:
-            raise DataError("too_long", f"prompt fills max_length={trunc.config.max_length}: no response token left", where)
+            raise DataError("no_room_for_response",
+                            f"prompt fills max_length={trunc.config.max_length}: no response token left", where)
     return sides, scalars
 
 
@@ -334,9 +363,16 @@ def examples_fingerprint(task: str, examples) -> str:
 
 def tokenize_dataset(examples, *, task: str, tokenizer, truncation: TruncationConfig = TruncationConfig(), on_error: str = "error") -> TokenizedDataset:
     """Tokenize validated examples of `task`. Examples dropped by truncation are counted in
-    `stats` ("dropped_prompt_too_long", "dropped_too_long"); other failures follow `on_error`."""
+    `stats` ("dropped_prompt_too_long", "dropped_too_long"); other failures, including rows that
+    cannot fit ("no_room_for_response", "over_hard_cap", module doc), follow `on_error`. Examples
+    from `readers.load_dataset` are named by file and line; nothing left is a DataError."""
     check_policy(on_error)
-    examples = list(getattr(examples, "examples", examples))
+    examples = getattr(examples, "examples", examples)
+    locations = list(getattr(examples, "locations", []))
+    sources = list(getattr(examples, "sources", []))
+    examples = list(examples)
+    if len(locations) != len(examples):
+        locations = []
     chat = ChatTokenizer(tokenizer)
     stats: collections.Counter = collections.Counter()
     trunc = _Truncator(truncation, stats)
@@ -345,6 +381,8 @@ def tokenize_dataset(examples, *, task: str, tokenizer, truncation: TruncationCo
     out = []
     for index, example in enumerate(examples):
         where = f"example {index}" + (f" (id {example.id!r})" if example.id is not None else "")
+        if locations:
+            where = f"{locations[index]} ({where})"
         try:
             sequences, scalars = _tokenize_one(chat, trunc, task, example, where, len(side_names))
         except DataError as error:
@@ -357,6 +395,10 @@ def tokenize_dataset(examples, *, task: str, tokenizer, truncation: TruncationCo
             continue
         out.append(TokenizedExample(index=index, id=example.id, sequences=sequences, scalars=scalars))
     stats["examples"] = len(out)
+    if not out:
+        dropped = {k: v for k, v in stats.items() if k.startswith("dropped_") and v}
+        raise DataError("no_examples", f"no example left after tokenization of {len(examples)} "
+                        f"({report.summary()}; {dropped or 'none dropped'})", ", ".join(sources) or "tokenize_dataset")
     fingerprint = hashlib.sha256(json.dumps({
         "examples": examples_fingerprint(task, examples),
         "tokenizer": tokenizer_fingerprint(tokenizer),
