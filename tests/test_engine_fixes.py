@@ -367,3 +367,30 @@ def test_row_with_no_room_for_the_response_names_file_and_row(tmp_path):
     out = tokenize_dataset(loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=no_prompt_cap,
                            on_error="skip")
     assert len(out.examples) == 1 and dict(out.report.counts) == {"no_room_for_response": 1}
+
+
+# ----------------------------------------------------------------------------------------------
+# 7. scikit-learn >= 1.4 (setup.py): no 1.8-only LogisticRegressionCV argument on older versions
+
+from alignax.evaluate import alpaca_eval  # noqa: E402
+
+
+class _LogisticRegressionCV17:
+    """The constructor signature of scikit-learn 1.4-1.7 (no `use_legacy_attributes`)."""
+
+    def __init__(self, *, Cs=10, fit_intercept=True, cv=None, dual=False, penalty="l2", scoring=None,
+                 solver="lbfgs", tol=1e-4, max_iter=100, class_weight=None, n_jobs=None, verbose=0, refit=True,
+                 intercept_scaling=1.0, multi_class="deprecated", random_state=None, l1_ratios=None):
+        pass
+
+
+def test_l1_logistic_regression_arguments_work_before_sklearn_1_8(monkeypatch):
+    monkeypatch.setattr(alpaca_eval, "LogisticRegressionCV", _LogisticRegressionCV17)
+    kwargs = alpaca_eval._l1_penalty_kwargs()
+    assert kwargs == {"penalty": "l1"}  # l1_ratios alone would be ignored there (an L2 fit)
+    _LogisticRegressionCV17(Cs=10, solver="liblinear", fit_intercept=False, **kwargs)
+    monkeypatch.undo()
+    from sklearn.linear_model import LogisticRegressionCV
+
+    if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters:  # >= 1.8: no deprecated penalty
+        assert alpaca_eval._l1_penalty_kwargs() == {"l1_ratios": (1.0,), "use_legacy_attributes": False}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import inspect
 import json
 import logging
 import pathlib
@@ -347,6 +348,18 @@ def _difficulty_lookup(df_gamed: pd.DataFrame) -> pd.Series:
   return pd.Series(first["instruction_difficulty"].to_numpy(float), index=first["index"].to_numpy())
 
 
+def _l1_penalty_kwargs() -> dict:
+  """An L1 penalty for LogisticRegressionCV on every scikit-learn the package allows (>= 1.4).
+
+  1.8 deprecated `penalty` for `l1_ratios` and added `use_legacy_attributes`; before 1.8 the
+  l1_ratios argument is ignored unless penalty="elasticnet" (it would silently fit L2). Chosen by
+  the constructor's signature, not the version string.
+  """
+  if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters:
+    return {"l1_ratios": (1.0,), "use_legacy_attributes": False}
+  return {"penalty": "l1"}
+
+
 def fit_length_controlled_glm(
     annotations: pd.DataFrame,
     df_gamed: Optional[pd.DataFrame],
@@ -430,8 +443,8 @@ def fit_length_controlled_glm(
     scorer = make_scorer(_continuous_log_loss, response_method="predict_proba", greater_is_better=False)
     scorer = scorer.set_score_request(true_prob=True, true_sample_weight=True)
     model = LogisticRegressionCV(
-        Cs=10, l1_ratios=(1.0,), solver="liblinear", fit_intercept=False, cv=GroupKFold(variant.n_splits),
-        scoring=scorer, random_state=random_state, use_legacy_attributes=False)
+        Cs=10, solver="liblinear", fit_intercept=False, cv=GroupKFold(variant.n_splits),
+        scoring=scorer, random_state=random_state, **_l1_penalty_kwargs())
     model.fit(x_dup, labels, sample_weight=true_prob * row_weight, groups=groups,
               true_prob=true_prob, true_sample_weight=row_weight)
 
