@@ -1,0 +1,3 @@
+from alignax.serve.cli import main
+
+main()
