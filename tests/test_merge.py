@@ -78,8 +78,9 @@ def numpy_trim(delta, density):
 
 def numpy_ties(base, models, weights, density, normalize, lam=1.0, trim=True):
     deltas = [m - base for m in models]
+    densities = density if isinstance(density, list) else [density] * len(models)
     if trim:
-        deltas = [numpy_trim(d, density) for d in deltas]
+        deltas = [numpy_trim(d, dens) for d, dens in zip(deltas, densities)]
     weighted = [w * d for w, d in zip(weights, deltas)]
     elected = np.where(sum(weighted) >= 0, 1.0, -1.0)
     agree = [np.sign(x) == elected for x in weighted]
@@ -110,7 +111,7 @@ def test_task_arithmetic_normalize_divides_by_weight_sum(tmp_path):
         np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("density", [0.3, 0.5, 1.0])
+@pytest.mark.parametrize("density", [0.3, 0.5, 1.0, [1.0, 0.2, 0.6]])
 def test_ties_matches_numpy(tmp_path, density):
     base, models, base_dir, model_dirs = random_models(tmp_path, n_models=3)
     weights = [1.0, 0.6, 0.9]

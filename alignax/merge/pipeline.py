@@ -4,7 +4,7 @@ Memory: one output shard is open for writing at a time and is filled as tensors 
 read in blocks of at most `block_elements` elements along its first axis (`checkpoint.row_blocks`), each
 read opening and closing its shard, so the process holds O(K · block) floats plus, for TIES, one 65,536-bin
 histogram per model — never a whole model, shard or even tensor. TIES reads every tensor three times (two
-radix-select passes for the trim threshold, then the merge); the others once.
+radix-select passes for the sparse threshold, then the merge); the others once.
 
 Output layout mirrors the base: the same shard file names holding the same tensors (and the base's index,
 with its total_size recomputed), the base's dtypes, and the base's config/tokenizer files copied verbatim.
@@ -114,26 +114,27 @@ def merge_tensor(name: str, base: ckpt.ModelFolder, models: Sequence[ckpt.ModelF
     work = np.float64 if info.dtype == "F64" else np.float32
     numel = int(np.prod(info.shape, dtype=np.int64))
     sparsifier = methods.SPARSIFIERS.get(spec.method.sparsifier)
-    trims = [sparsifier(d, numel, methods.tensor_seed(spec.seed, i, name)) if sparsifier else None
-             for i, d in enumerate(spec.densities)]
+    sparsifiers = [sparsifier(d, numel, methods.tensor_seed(spec.seed, i, name)) for i, d in
+                   enumerate(spec.densities)] if sparsifier else []
 
     def read_block(start, stop):
         base_block = base.read_rows(name, start, stop).astype(work)
         deltas = np.stack([m.read_rows(name, start, stop).astype(work) - base_block for m in models])
         return base_block, deltas
 
-    for _ in range(max([t.passes for t in trims if t] or [0])):
+    for pass_no in range(max((s.passes for s in sparsifiers), default=0)):
+        active = [(i, s) for i, s in enumerate(sparsifiers) if s.passes > pass_no]
         for start, stop in blocks:
             _, deltas = read_block(start, stop)
-            for trim, delta in zip(trims, deltas):
-                trim.observe(delta)
-        for trim in trims:
-            trim.end_pass()
+            for i, sparse in active:
+                sparse.observe(deltas[i])
+        for _, sparse in active:
+            sparse.end_pass()
     weights = np.asarray(spec.weights, dtype=work)
     for start, stop in blocks:
         base_block, deltas = read_block(start, stop)
-        if sparsifier:
-            deltas = np.stack([trim.apply(delta) for trim, delta in zip(trims, deltas)])
+        if sparsifiers:
+            deltas = np.stack([sparse.apply(delta) for sparse, delta in zip(sparsifiers, deltas)])
         mixed = methods.combine(deltas, weights, consensus=spec.method.consensus, normalize=spec.normalize,
                                 lam=spec.lam)
         write((base_block + mixed).astype(out_dtype))
