@@ -30,6 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
         "max_length": 256,
         "max_prompt_length": 128,
         "length_multiple": 32,  # rows are padded to a multiple of this (few compiled shapes)
+        "packing": True,  # several sequences per row (first-fit decreasing), kept apart by segment ids
         "shuffle": True,
         "on_error": "error",  # error | skip (skipped records are counted and reported)
     })
@@ -146,3 +147,45 @@ def paper_scale(c: ml_collections.ConfigDict, *, model: str, learning_rate: floa
     c.checkpoint_every = 100
     c.eval_every = 100
     return c
+
+
+# One-line meanings of the keys, shown by `--help` (experiments/cli_help.py).
+KEY_HELP = {
+    "method": "how batches become loss inputs (alignax.train.methods): sft, soft, pairwise, kto, multi_sample, "
+              "reward_model",
+    "loss.name": "the objective (alignax.losses.names()); it must be one the method trains",
+    "loss.hparams.*": "a hyperparameter of the loss; None = the loss's own default (alignax.losses.info)",
+    "reference": "on_the_fly: a frozen copy of the starting model; none: no reference (SimPO, ORPO, SFT)",
+    "model": "preset name (smollm2-135m-instruct), .gguf file or Hugging Face folder",
+    "random_init.enabled": "replace the weights by a tiny random Llama of the sizes below (tests, tiny presets)",
+    "random_init.*": "a size of the tiny random model",
+    "dtype": "compute dtype: float32 on CPU, bfloat16 on accelerators",
+    "remat": "recompute activations in the backward pass (less memory, more FLOPs)",
+    "scan_layers": "run the layers under jax.lax.scan (faster compiles for deep models)",
+    "data.train": "training data: JSONL/Parquet path or glob, tfds:DIR, or builtin:NAME/SPLIT",
+    "data.eval": "evaluation data (same forms); empty = no evaluation",
+    "data.max_length": "tokens per sequence, prompt + response, after truncation",
+    "data.max_prompt_length": "prompt tokens kept (truncated from the left)",
+    "data.length_multiple": "rows are padded to a multiple of this (few compiled shapes)",
+    "data.packing": "pack several sequences per row of data.max_length tokens (no padding waste); false = one per row",
+    "data.shuffle": "shuffle the training data by (seed, epoch)",
+    "data.on_error": "bad records: error (stop, naming file and line) or skip (counted and reported)",
+    "total_steps": "optimizer steps",
+    "batch_size": "examples (pairs) per optimizer step, over all hosts and micro-batches",
+    "grad_accum_steps": "micro-batches per step (gradient accumulation)",
+    "eval_batch_size": "examples per evaluation batch",
+    "eval_batches": "batches per evaluation (0 = no evaluation)",
+    "eval_every": "evaluate every N steps (0 = only at the end)",
+    "seed": "data order and initialisation seed",
+    "mesh.*": "device mesh axis size (-1 = the remaining devices); num_devices: use the first n (-1 = all)",
+    "distributed.*": "multi-host: jax.distributed coordinator address, process count and this process's id",
+    "optimizer.*": "AdamW and its schedule (cosine or linear with warmup); grad_clip_norm 0 disables clipping",
+    "logprob_chunk_size": "tokens per chunk of the log-prob kernel",
+    "logprob_vocab_chunk_size": "vocabulary columns per slice of the log-prob kernel (0 = whole vocabulary)",
+    "nan_policy": "a non-finite loss or gradient: stop (keep the last checkpoint) or skip the update",
+    "checkpoint_every": "save an Orbax checkpoint every N steps (and at the end)",
+    "keep_checkpoints": "checkpoints kept on disk",
+    "async_checkpointing": "save checkpoints in the background",
+    "log_every": "write metrics every N steps",
+    "export": "write the final model as a Hugging Face folder DIR/export",
+}

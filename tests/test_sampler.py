@@ -13,7 +13,7 @@ from scipy import stats
 from alignax.models.config import LlamaConfig
 from alignax.models.llama import Llama
 from alignax.sample import SamplingParams, filter_logits, generate, generate_to_jsonl
-from alignax.sample import jsonl as jsonl_mod
+from alignax import files as jsonl_mod
 from alignax.sample import sampler as sampler_mod
 
 

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+from alignax.train import metrics as metrics_lib
 from alignax.train.loop import train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -29,8 +30,7 @@ def tiny_config():
 
 
 def read_metrics(workdir) -> list[dict]:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
+    return metrics_lib.read_metrics(str(workdir))
 
 
 def assert_same_metrics(actual: list[dict], expected: list[dict]) -> None:

@@ -75,12 +75,14 @@ def test_sharded_run_matches_single_device(single_device, tmp_path, name, mesh):
 
 
 def test_sft_padding_rows_are_added_and_inert():
-    """On 8 data shards SFT's 4 sequences become 8 rows; the 4 extra rows carry no tokens/loss."""
+    """On 8 data shards SFT's 4 sequences (one per row: packing off) become 8 rows; the 4 extra rows
+    carry no tokens/loss."""
     from alignax.models.tokenizer import Tokenizer  # noqa: F401  (tokenizer comes via modeling)
     from alignax.train import feed as feed_lib
     from alignax.train import modeling
 
     config = tiny_config("sft", COMMON)
+    config.data.packing = False
     tokenizer = modeling.load_tokenizer(config.model)
     padded = next(feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=8))
     plain = next(feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=1))

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alignax.annotate.pairs import select_pair
-from alignax.sample import jsonl
+from alignax import files as jsonl
 from alignax.sample.sampler import generate_to_jsonl, stable_prompt_key
 
 

@@ -541,13 +541,13 @@ def generate_to_jsonl(
     """Generates for records {"id", "prompt"} and appends one line per prompt to `path`.
 
     Each line: {"id", "prompt", "samples": [Generation.to_json(), ...]}. Lines are written
-    atomically (`alignax.sample.jsonl.append_jsonl`) after every `prompts_per_write` prompts
+    atomically (`alignax.files.append_jsonl`) after every `prompts_per_write` prompts
     (default: one batch worth); on restart, ids already in the file are skipped and a partial
     last line from a crash is cut off. The per-row seed uses a hash of the id, so a resumed run
     draws what an uninterrupted run would have drawn. Returns all records of the file, in the
     order of `records`.
     """
-    from alignax.sample import jsonl
+    from alignax import files as jsonl
 
     ids = [r["id"] for r in records]
     if len(set(map(str, ids))) != len(ids):

@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from alignax.data import readers
+from alignax.data.packing import first_fit_decreasing
 from alignax.data.tokenize import TokenizedSequence, TruncationConfig, tokenize_dataset
 from alignax.models.tokenizer import Tokenizer
 
@@ -38,57 +39,62 @@ def bucketed_length(longest: int, length_multiple: int) -> int:
     return int(np.ceil(longest / length_multiple) * length_multiple)
 
 
-def collate(sequences: list[FeedSequence], sequence_ids: list[int], *, rows_multiple: int, length_multiple: int,
-            pad_id: int, length: int | None = None) -> dict[str, np.ndarray]:
-    """One sequence per row; the length bucketed up to a multiple of `length_multiple` (or `length`).
+def plan_rows(sequences: list[FeedSequence], *, pack: bool, row_length: int) -> list[list[int]]:
+    """Rows as lists of sequence positions: one per row, or packed by first-fit decreasing
+    (`alignax.data.packing.first_fit_decreasing`) into rows of `row_length` tokens."""
+    if not pack:
+        return [[i] for i in range(len(sequences))]
+    return first_fit_decreasing([seq.tokens.length for seq in sequences], row_length)
 
-    `sequence_ids` are the sequences' numbers in the GLOBAL micro-batch (all processes), which is
-    what the per-sequence sums are indexed by. Padding rows (to a multiple of `rows_multiple`, the
-    batch shards this process holds) have segment 0 and sequence_index -1: they add nothing.
-    Per-sequence fields become `field/<name>` arrays [rows, 1] (0 where a sequence has none)."""
-    longest = max(seq.tokens.length for seq in sequences)
-    if length is None:
-        length = bucketed_length(longest, length_multiple)
-    elif length < longest:
-        raise ValueError(f"collate: length={length} is shorter than the longest sequence ({longest})")
-    rows = int(np.ceil(len(sequences) / rows_multiple) * rows_multiple)
+
+def round_rows(rows: int, rows_multiple: int, *, pack: bool, num_sequences: int) -> int:
+    """Row count of a micro-batch: a multiple of the batch shards (`rows_multiple`). Packed, also a
+    multiple of a quarter of the unpacked row count (one sequence per row), so a run compiles at most
+    four row counts per length, not one per batch, and never more rows than unpacked."""
+    granule = rows_multiple
+    if pack:
+        quarter = -(-num_sequences // 4)
+        granule = -(-quarter // rows_multiple) * rows_multiple
+    return -(-rows // granule) * granule
+
+
+def collate(sequences: list[FeedSequence], sequence_ids: list[int], *, rows: list[list[int]], num_rows: int,
+            length: int, segments: int, pad_id: int) -> dict[str, np.ndarray]:
+    """Lay out `sequences` in `num_rows` rows of `length` tokens, `rows[r]` being row r's sequences.
+
+    Each sequence is one segment (ids 1..S in its row, positions restarting at 0), so attention and
+    the per-sequence sums keep packed sequences apart (docs/batches.md). `sequence_ids` are the
+    sequences' numbers in the GLOBAL micro-batch (all processes), which the per-sequence sums are
+    indexed by. Padding rows and slots have segment 0 and sequence_index -1: they add nothing.
+    Per-sequence fields become `field/<name>` arrays [rows, S] (0 where a sequence has none)."""
     field_names = sorted({name for seq in sequences for name in seq.fields})
     batch = {
-        "input_ids": np.full((rows, length), pad_id, np.int32),
-        "segment_ids": np.zeros((rows, length), np.int32),
-        "positions": np.zeros((rows, length), np.int32),
-        "loss_mask": np.zeros((rows, length), np.int32),
-        "sequence_index": np.full((rows, 1), -1, np.int32),
-        **{f"field/{name}": np.zeros((rows, 1), np.float32) for name in field_names},
+        "input_ids": np.full((num_rows, length), pad_id, np.int32),
+        "segment_ids": np.zeros((num_rows, length), np.int32),
+        "positions": np.zeros((num_rows, length), np.int32),
+        "loss_mask": np.zeros((num_rows, length), np.int32),
+        "sequence_index": np.full((num_rows, segments), -1, np.int32),
+        **{f"field/{name}": np.zeros((num_rows, segments), np.float32) for name in field_names},
     }
-    for row, seq in enumerate(sequences):
-        n = seq.tokens.length
-        batch["input_ids"][row, :n] = seq.tokens.input_ids
-        batch["segment_ids"][row, :n] = 1
-        batch["positions"][row, :n] = np.arange(n)
-        batch["loss_mask"][row, :n] = seq.tokens.loss_mask
-        batch["sequence_index"][row, 0] = sequence_ids[row]
-        for name, value in seq.fields.items():
-            batch[f"field/{name}"][row, 0] = value
+    for row, members in enumerate(rows):
+        offset = 0
+        for slot, i in enumerate(members):
+            seq, n = sequences[i], sequences[i].tokens.length
+            span = slice(offset, offset + n)
+            batch["input_ids"][row, span] = seq.tokens.input_ids
+            batch["segment_ids"][row, span] = slot + 1
+            batch["positions"][row, span] = np.arange(n)
+            batch["loss_mask"][row, span] = seq.tokens.loss_mask
+            batch["sequence_index"][row, slot] = sequence_ids[i]
+            for name, value in seq.fields.items():
+                batch[f"field/{name}"][row, slot] = value
+            offset += n
     return batch
 
 
-TOKEN_KEYS = ("input_ids", "segment_ids", "positions", "loss_mask")  # [rows, L]; the rest are [rows, S]
-
-
 def stack_micro_batches(micro_batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Concatenate k micro-batches along rows, padding them to one shape first."""
-    length = max(b["input_ids"].shape[1] for b in micro_batches)
-    out = {}
-    for key in micro_batches[0]:
-        parts = []
-        for b in micro_batches:
-            a = b[key]
-            if key in TOKEN_KEYS and a.shape[1] < length:
-                a = np.pad(a, ((0, 0), (0, length - a.shape[1])))
-            parts.append(a)
-        out[key] = np.concatenate(parts, axis=0)
-    return out
+    """Concatenate k micro-batches (of one shape) along rows."""
+    return {key: np.concatenate([b[key] for b in micro_batches], axis=0) for key in micro_batches[0]}
 
 
 def mismatched_sequence(prompt_of: FeedSequence, completion_of: FeedSequence, max_length: int | None) -> FeedSequence:
@@ -118,7 +124,7 @@ class Feed:
     def __init__(self, examples: list, make_sequences, *, batch_size: int, grad_accum_steps: int, seed: int,
                  shuffle: bool, rows_multiple: int, length_multiple: int, pad_id: int,
                  process_index: int = 0, process_count: int = 1, kl_pairs: bool = False,
-                 max_length: int | None = None):
+                 max_length: int | None = None, pack: bool = False):
         if batch_size % (grad_accum_steps * process_count):
             raise ValueError(f"batch_size={batch_size} must be divisible by grad_accum_steps x processes "
                              f"= {grad_accum_steps} x {process_count}")
@@ -130,7 +136,7 @@ class Feed:
         self.seed, self.shuffle = seed, shuffle
         self.rows_multiple, self.length_multiple, self.pad_id = rows_multiple, length_multiple, pad_id
         self.process_index, self.process_count = process_index, process_count
-        self.kl_pairs, self.max_length = kl_pairs, max_length
+        self.kl_pairs, self.max_length, self.pack = kl_pairs, max_length, pack
         self.epoch, self.position = 0, 0
         self._cache: dict[int, list[FeedSequence]] = {}
 
@@ -182,28 +188,40 @@ class Feed:
     def __iter__(self):
         return self
 
+    def _local_sequences(self, per_example: list[list[FeedSequence]], process: int, global_micro: int):
+        """Process `process`'s sequences of one global micro-batch and their global numbers.
+
+        Side-major: all first sequences (chosen), then all second ones (rejected); globally the
+        chosen of every process come before any rejected."""
+        local_size = global_micro // self.process_count
+        local = per_example[process * local_size:(process + 1) * local_size]
+        sides = len(local[0])
+        sequences = [seqs[side] for side in range(sides) for seqs in local]
+        sequence_ids = [side * global_micro + process * local_size + j for side in range(sides) for j in range(len(local))]
+        return sequences, sequence_ids
+
     def __next__(self) -> dict[str, np.ndarray]:
         global_indices = self._next_indices(self.batch_size)
         global_micro = self.batch_size // self.grad_accum_steps
         micro_examples = [self._global_micro_batch(global_indices[k * global_micro:(k + 1) * global_micro])
                           for k in range(self.grad_accum_steps)]
-        # One length for the whole global batch: every process must build arrays of the same shape
-        # (jax.make_array_from_process_local_data), so the length comes from all processes' examples,
-        # not only this process's share (each host tokenizes the global batch; tokenization is cached).
+        # One shape for the whole global batch: every process must build arrays of the same shape
+        # (jax.make_array_from_process_local_data), so rows, length and segments come from all
+        # processes' micro-batches (each host tokenizes the global batch; tokenization is cached).
         longest = max(seq.tokens.length for micro in micro_examples for seqs in micro for seq in seqs)
-        length = bucketed_length(longest, self.length_multiple)
-        local_size = global_micro // self.process_count
+        length = bucketed_length(max(longest, self.max_length or 0) if self.pack else longest, self.length_multiple)
+        plans = [[self._local_sequences(per_example, p, global_micro) for p in range(self.process_count)]
+                 for per_example in micro_examples]
+        rows = [[plan_rows(seqs, pack=self.pack, row_length=length) for seqs, _ in micro] for micro in plans]
+        num_sequences = max(len(seqs) for micro in plans for seqs, _ in micro)
+        num_rows = round_rows(max(len(r) for micro in rows for r in micro), self.rows_multiple, pack=self.pack,
+                              num_sequences=num_sequences)
+        segments = max(len(row) for micro in rows for r in micro for row in r)
         micro_batches = []
-        for per_example in micro_examples:
-            local = per_example[self.process_index * local_size:(self.process_index + 1) * local_size]
-            # Side-major: all first sequences (chosen), then all second ones (rejected); globally the
-            # chosen of every process come before any rejected.
-            sides = len(local[0])
-            sequences = [seqs[side] for side in range(sides) for seqs in local]
-            sequence_ids = [side * global_micro + self.process_index * local_size + j
-                            for side in range(sides) for j in range(len(local))]
-            micro_batches.append(collate(sequences, sequence_ids, rows_multiple=self.rows_multiple,
-                                         length_multiple=self.length_multiple, pad_id=self.pad_id, length=length))
+        for micro, micro_rows in zip(plans, rows):
+            sequences, sequence_ids = micro[self.process_index]
+            micro_batches.append(collate(sequences, sequence_ids, rows=micro_rows[self.process_index], num_rows=num_rows,
+                                         length=length, segments=segments, pad_id=self.pad_id))
         return stack_micro_batches(micro_batches)
 
 
@@ -276,4 +294,6 @@ def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int, r
         process_count=jax.process_count(),
         kl_pairs=config.method == "kto",
         max_length=data.max_length,
+        # The reward model reads each row's last token, so its sequences keep one row each.
+        pack=data.packing and config.method != "reward_model",
     )

@@ -27,12 +27,22 @@ from alignax.train import checkpoint as ckpt_lib
 from alignax.train import feed as feed_lib
 from alignax.train import metrics as metrics_lib
 from alignax.train import modeling
+from alignax.train import rundir
 from alignax.train import validate
 from alignax.train.methods import get_method
 from alignax.train.optim import make_optimizer
 from alignax.train.step import TrainState, make_eval_step, make_train_step
 
 BATCH_AXES = ("data", "fsdp")
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training: `step` is the last finished step, `checkpoint_step` the newest
+    checkpoint kept (None if none yet). Rerunning the same command resumes from it."""
+
+    def __init__(self, step: int, checkpoint_step: int | None):
+        super().__init__(f"interrupted after step {step}")
+        self.step, self.checkpoint_step = step, checkpoint_step
 
 
 def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
@@ -82,9 +92,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
-    if is_main:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json(indent=2))
 
     # --- mesh, model, reference -------------------------------------------------------------------
     mesh = modeling.make_mesh(config.mesh)
@@ -135,6 +142,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         print(f"Resumed from {checkpointer.directory}/{start_step} (data position {data_state['train']}).")
     if start_step >= config.total_steps:
         print(f"Already at step {start_step} of {config.total_steps}: nothing to train.")
+    # Only now, with the config valid and the checkpoint restored, does the run touch its files.
+    if is_main:
+        changes = rundir.record_config(workdir, config.to_json(indent=2))
+        if changes and restored is not None:
+            print(f"Resuming with a changed config ({len(changes)} keys; previous in config_history/):")
+            for change in changes:
+                print(f"  {change}")
     writer = metrics_lib.MetricsWriter(workdir, resume_step=start_step, enabled=is_main)
 
     # --- the jitted step -----------------------------------------------------------------------------
@@ -184,32 +198,43 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     progress = metrics_lib.Progress(total=config.total_steps, initial=start_step, enabled=is_main)
     last_metrics: dict = {}
     eval_results: dict = {}
-    for step in range(start_step, config.total_steps):
-        local_batch = next(train_feed)
-        batch = _global_batch(local_batch, mesh, config.grad_accum_steps)
-        state, metrics = step_fn(state, batch, ref_params)
-        done = step + 1
-        # The guard reads one scalar every step (not only on log steps): a non-finite step must
-        # stop the run before anything after it is checkpointed.
-        if float(metrics["nonfinite"]) > 0:
-            values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            bad = [k for k, v in values.items() if not math.isfinite(v)] or ["grad_norm"]
-            message = f"non-finite {', '.join(bad)} at step {done} (loss={values['loss']}, grad_norm={values['grad_norm']})"
-            if config.nan_policy == "stop":
-                checkpointer.close()
-                writer.close()
-                raise FloatingPointError(f"{message}; stopped before updating. The last good checkpoint is "
-                                         f"kept. Set --config.nan_policy=skip to skip such steps.")
-            print(f"WARNING: {message}; update skipped (params and optimizer state unchanged).")
-        if done % config.log_every == 0 or done == config.total_steps:
-            last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            writer.write(done, last_metrics)
-            progress.update(done, last_metrics)
-        if eval_feed is not None and config.eval_every and done % config.eval_every == 0:
-            eval_results = run_eval(done)
-            progress.note(eval_results)
-        if done % config.checkpoint_every == 0 or done == config.total_steps:
-            checkpointer.save(done, state, {"train": train_feed.get_state()})
+    done = start_step
+    last_checkpoint = start_step if restored is not None else None
+    try:
+        for step in range(start_step, config.total_steps):
+            local_batch = next(train_feed)
+            batch = _global_batch(local_batch, mesh, config.grad_accum_steps)
+            state, metrics = step_fn(state, batch, ref_params)
+            done = step + 1
+            # The guard reads one scalar every step (not only on log steps): a non-finite step must
+            # stop the run before anything after it is checkpointed.
+            if float(metrics["nonfinite"]) > 0:
+                values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                bad = [k for k, v in values.items() if not math.isfinite(v)] or ["grad_norm"]
+                message = f"non-finite {', '.join(bad)} at step {done} (loss={values['loss']}, grad_norm={values['grad_norm']})"
+                if config.nan_policy == "stop":
+                    checkpointer.close()
+                    writer.close()
+                    raise FloatingPointError(f"{message}; stopped before updating. The last good checkpoint is "
+                                             f"kept. Set --config.nan_policy=skip to skip such steps.")
+                print(f"WARNING: {message}; update skipped (params and optimizer state unchanged).")
+            if done % config.log_every == 0 or done == config.total_steps:
+                last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                writer.write(done, last_metrics)
+                progress.update(done, last_metrics)
+            if eval_feed is not None and config.eval_every and done % config.eval_every == 0:
+                eval_results = run_eval(done)
+                progress.note(eval_results)
+            if done % config.checkpoint_every == 0 or done == config.total_steps:
+                checkpointer.save(done, state, {"train": train_feed.get_state()})
+                last_checkpoint = done
+    except KeyboardInterrupt:
+        # Ctrl-C: finish or keep the checkpoints already written (an async save completes in
+        # close()), close the logs, and let the entry point print how to resume.
+        progress.close()
+        checkpointer.close()
+        writer.close()
+        raise TrainingInterrupted(done, last_checkpoint) from None
     progress.close()
     checkpointer.close()
     if eval_feed is not None and config.eval_batches and not eval_results:
@@ -227,7 +252,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_main:
         if config.export:
             final_model = nnx.merge(graphdef, export_params, non_trainable)
-            modeling.export_hf(final_model, tokenizer, os.path.join(workdir, "export"))
+            export_dir = os.path.join(workdir, "export")
+            staging = rundir.staging_dir(export_dir)
+            modeling.export_hf(final_model, tokenizer, staging)
+            kept = rundir.swap_in(staging, export_dir)
+            if kept:
+                print(f"The previous export was kept as {kept}.")
         metrics_lib.plot_curves(workdir)
         summary["wall_time_s"] = time.time() - wall_start
         with open(os.path.join(workdir, "summary.json"), "w") as f:

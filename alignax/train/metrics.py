@@ -11,8 +11,10 @@ import tqdm
 class MetricsWriter:
     """Appends one JSON object per logged step to DIR/metrics.jsonl and mirrors it to TensorBoard.
 
-    On resume, lines logged after the restored checkpoint's step are dropped first, so the file of a
-    killed-and-resumed run equals an uninterrupted run's, step by step."""
+    The file is only ever appended to: a run (or a resumed one) first appends a marker
+    `{"event": "resume", "step": s}`, and `read_metrics` replays the log, dropping the records of
+    steps after s that a killed run had logged. So nothing a previous run wrote is lost, and the
+    replayed metrics of a killed-and-resumed run equal an uninterrupted run's, step by step."""
 
     def __init__(self, workdir: str, *, resume_step: int = 0, enabled: bool = True):
         self.enabled = enabled
@@ -20,21 +22,15 @@ class MetricsWriter:
         self._tb = None
         if not enabled:
             return
-        if os.path.exists(self.path):
-            kept = []
-            with open(self.path) as f:
-                for line in f:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        break  # a line cut by a kill: drop it and everything after
-                    if record.get("step", 0) <= resume_step:
-                        kept.append(line if line.endswith("\n") else line + "\n")
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
-                f.writelines(kept)
-            os.replace(tmp, self.path)
+        existed = os.path.exists(self.path) and os.path.getsize(self.path) > 0
         self._file = open(self.path, "a")
+        if existed:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    self._file.write("\n")  # a line cut by a kill stays, unparsed, on its own line
+            self._file.write(json.dumps({"event": "resume", "step": int(resume_step), "time": time.time()}) + "\n")
+            self._file.flush()
         try:
             from tensorboardX import SummaryWriter
 
@@ -58,6 +54,28 @@ class MetricsWriter:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """The step records of DIR/metrics.jsonl as the run's final history: a resume marker at step s
+    drops the records after s logged before it; lines cut by a kill are skipped."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    records: list[dict] = []
+    if not os.path.exists(path):
+        return records
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(record, dict) or "step" not in record:
+                continue
+            if record.get("event") == "resume":
+                records = [r for r in records if r["step"] <= record["step"]]
+            else:
+                records.append(record)
+    return records
 
 
 class Progress:
@@ -94,8 +112,8 @@ CURVES = ("loss", "rewards/margins", "rewards/accuracies", "eval/loss", "eval/re
 
 def plot_curves(workdir: str, keys=CURVES) -> str | None:
     """DIR/curves.png: one panel per metric present in metrics.jsonl."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
+    records = read_metrics(workdir)
+    if not records:
         return None
     import matplotlib
 
@@ -103,12 +121,10 @@ def plot_curves(workdir: str, keys=CURVES) -> str | None:
     import matplotlib.pyplot as plt
 
     series: dict[str, list] = {}
-    with open(path) as f:
-        for line in f:
-            record = json.loads(line)
-            for key in keys:
-                if key in record:
-                    series.setdefault(key, []).append((record["step"], record[key]))
+    for record in records:
+        for key in keys:
+            if key in record:
+                series.setdefault(key, []).append((record["step"], record[key]))
     if not series:
         return None
     fig, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 3.2), squeeze=False)

@@ -1,4 +1,5 @@
-"""Crash-safe JSONL files for long jobs: atomic appends, tolerant reads, atomic rewrites.
+"""Crash-safe files, one helper per job for the whole codebase: atomic JSONL appends, tolerant reads,
+atomic rewrites (`write_atomic`).
 
 A record is one line written by a single `os.write` on an `O_APPEND` descriptor and then
 `fsync`ed, so a killed process leaves either the whole line or a truncated tail without its
