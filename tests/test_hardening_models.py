@@ -211,7 +211,8 @@ TEMPLATE_BOMBS = {
     "method_width": "{{ 'x'.ljust(10**10) }}",
     "format_width": "{{ '%999999999999s' % 'x' }}",
     "join_of_references": "{% set big = 'a' * 1000000 %}{{ ([big] * 100000)|join }}",
-    "exponential_macro": "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+    "exponential_macro": "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+                         "{{ f(60) }}",
     "output_flood": "{% for i in range(100000) %}{{ messages[0].content }}{% endfor %}",
 }
 

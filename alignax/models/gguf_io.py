@@ -135,6 +135,27 @@ def _float32_value(value: float) -> float:
     return float(str(np.float32(value)))
 
 
+def _vocab_size(reader: gguf.GGUFReader, p: str) -> int:
+    """``{arch}.vocab_size``, or the length of the token list when the key is absent."""
+    if field_value(reader, p + "vocab_size") is not None:
+        return _positive_int(reader, p + "vocab_size")
+    tokens = field_value(reader, "tokenizer.ggml.tokens")
+    if not tokens:
+        raise GGUFError(f"{_path(reader)}: neither {p}vocab_size nor tokenizer.ggml.tokens is present")
+    return len(tokens)
+
+
+def _rope_scaling(reader: gguf.GGUFReader, p: str) -> dict[str, Any] | None:
+    """HF's rope_scaling dict for ``{arch}.rope.scaling.*`` (only linear scaling is supported)."""
+    scaling_type = field_value(reader, p + "rope.scaling.type")
+    if scaling_type in (None, "none"):
+        return None
+    if scaling_type != "linear":
+        raise GGUFError(f"{_path(reader)}: unsupported {p}rope.scaling.type {scaling_type!r}")
+    _required(reader, p + "rope.scaling.factor")
+    return {"rope_type": "linear", "factor": _positive_float(reader, p + "rope.scaling.factor", 1.0)}
+
+
 def hf_config_from_gguf(reader: gguf.GGUFReader) -> dict[str, Any]:
     """The HF ``config.json`` dict of a llama-architecture GGUF.
 
@@ -157,25 +178,13 @@ def hf_config_from_gguf(reader: gguf.GGUFReader) -> dict[str, Any]:
         raise GGUFError(f"{path}: tensor 'rope_freqs.weight' (llama3 rope scaling) is not supported; "
                         "load the Hugging Face checkpoint folder instead")
     heads = _positive_int(reader, p + "attention.head_count")
-    tokens = field_value(reader, "tokenizer.ggml.tokens")
-    if field_value(reader, p + "vocab_size") is None:
-        if not tokens:
-            raise GGUFError(f"{path}: neither {p}vocab_size nor tokenizer.ggml.tokens is present")
-        vocab_size = len(tokens)
-    else:
-        vocab_size = _positive_int(reader, p + "vocab_size")
+    vocab_size = _vocab_size(reader, p)
     key_length = field_value(reader, p + "attention.key_length")
     if key_length is not None:
         key_length = _positive_int(reader, p + "attention.key_length")
     block_count = _positive_int(reader, p + "block_count")
     _check_block_count(reader, p + "block_count", block_count)
-    rope_scaling = None
-    scaling_type = field_value(reader, p + "rope.scaling.type")
-    if scaling_type not in (None, "none"):
-        if scaling_type != "linear":
-            raise GGUFError(f"{path}: unsupported {p}rope.scaling.type {scaling_type!r}")
-        _required(reader, p + "rope.scaling.factor")
-        rope_scaling = {"rope_type": "linear", "factor": _positive_float(reader, p + "rope.scaling.factor", 1.0)}
+    rope_scaling = _rope_scaling(reader, p)
     sliding_window = field_value(reader, p + "attention.sliding_window")
     if sliding_window is not None:
         sliding_window = _positive_int(reader, p + "attention.sliding_window")
