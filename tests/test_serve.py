@@ -272,10 +272,53 @@ def test_a_request_joins_a_running_batch(client, server):
     assert arrivals[-1][0] > short_done  # no one-request-at-a-time loop: the long one was still running
 
 
+def test_engine_compaction_keeps_rows_exact(model, tok):
+    """Rows that start at different columns, a freed row, then compaction: every row's greedy tokens
+    still equal generate()'s (the engine API directly, same shapes as the server's)."""
+    graphdef, state = nnx.split(model)
+    slots = engine.init_slots(model, MAX_BATCH, MAX_CONTEXT)
+    prompts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True) for p in PROMPTS]
+    tokens = {0: [], 1: []}
+
+    def admit(slots, slot, prompt, segment):
+        bucket = engine.prefill_bucket(len(prompt) - 1, MAX_CONTEXT)
+        ids = np.zeros((1, bucket), np.int32)
+        ids[0, :len(prompt) - 1] = prompt[:-1]
+        targets = np.full((MAX_BATCH,), MAX_BATCH, np.int32)
+        targets[0] = slot
+        segments = np.zeros((MAX_BATCH,), np.int32)
+        segments[0] = segment
+        return engine.prefill_into_slots(graphdef, state, slots, ids, np.int32(len(prompt) - 1), targets, segments,
+                                         np.int32(1), np.int32(prompt[-1]), np.zeros((MAX_BATCH, 2), np.uint32),
+                                         np.float32(0.0), np.float32(1.0))
+
+    def run(slots, active, steps):
+        for _ in range(steps):
+            slots, out = engine.decode_step(graphdef, state, slots, active, top_n=20)
+            for slot in tokens:
+                if active[slot]:
+                    tokens[slot].append(int(out.tokens[slot]))
+        return slots
+
+    slots = admit(slots, 0, prompts[1], segment=1)
+    slots = run(slots, np.array([True, False, False, False]), 30)
+    slots = admit(slots, 1, prompts[0], segment=2)
+    slots = run(slots, np.array([True, True, False, False]), 30)
+    only_row_1 = np.array([False, True, False, False])
+    assert int(slots.cache["index"]) == len(prompts[1]) - 1 + 60
+    slots = engine.compact(slots, only_row_1)  # row 0 finished; row 1 moves to the front
+    assert int(slots.cache["index"]) == len(prompts[0]) - 1 + 30
+    slots = run(slots, only_row_1, 20)
+    ref = generate(model, tok, PROMPTS[:2], max_new_tokens=60, temperature=0.0, eos_token_ids=[], batch_size=2)
+    assert tokens[0] == ref[1].token_ids[:60]
+    assert tokens[1] == ref[0].token_ids[:50]
+
+
 def test_few_compiled_programs(server):
     metrics = server.batcher.metrics.to_json()
     assert set(metrics["prefill_buckets"]) <= {16, 32, 64, 128}
     assert engine.decode_step._cache_size() == 1  # one decode program for every mix of requests
+    assert engine.compact._cache_size() <= 1
     assert engine.prefill_into_slots._cache_size() == len(metrics["prefill_buckets"])
 
 

@@ -6,6 +6,11 @@ Each loop turn of the engine thread:
      choices needs n slots; its one prefill is copied into all of them);
   3. runs ONE decode step for all slots (`engine.decode_step`) and hands each active slot's token to
      its choice, which may finish (EOS, a stop string, max_tokens) and free the slot.
+All slots write the same cache column per step (see engine.py). Admission keeps the invariant that
+every running row can write all its remaining tokens before that column reaches the context:
+max(column, prompt) + max(remaining tokens of the new and the running rows) <= max_context. When a
+request does not fit, the rows are compacted to the front (`engine.compact`) if that makes it fit,
+else it waits for rows to finish; with no row running the column simply restarts at 0.
 A request that arrives while others decode therefore joins at the next step, and a slot freed at
 step t is reused at step t + 1. When nothing is active the thread sleeps on a condition variable.
 There is no per-request loop: the only loop is over decode steps of the whole slot batch.
@@ -20,6 +25,7 @@ import time
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -36,11 +42,13 @@ class Metrics:
     """Counters for /debug/metrics: evidence that requests share decode steps, and what compiled."""
 
     decode_compiled: bool = False
+    compact_compiled: bool = False
     decode_steps: int = 0
     rows_stepped: int = 0
     max_rows_in_step: int = 0
     max_requests_in_step: int = 0
     prefills: int = 0
+    compactions: int = 0
     prefill_buckets: set = dataclasses.field(default_factory=set)
     requests_finished: int = 0
     tokens_generated: int = 0
@@ -51,7 +59,8 @@ class Metrics:
         d = dataclasses.asdict(self)
         d["prefill_buckets"] = sorted(self.prefill_buckets)
         d["compiled_programs"] = {"decode_step": int(self.decode_compiled or self.decode_steps > 0),
-                                  "prefill_into_slots": len(self.prefill_buckets)}
+                                  "prefill_into_slots": len(self.prefill_buckets),
+                                  "compact": int(self.compact_compiled or self.compactions > 0)}
         d["mean_rows_per_step"] = self.rows_stepped / self.decode_steps if self.decode_steps else 0.0
         return d
 
@@ -60,6 +69,11 @@ class Metrics:
 class _Occupant:
     request: Request
     choice: Choice
+    length: int  # cache columns this row holds (prompt[:-1] + tokens fed so far)
+
+    @property
+    def remaining(self) -> int:
+        return self.request.options.max_tokens - self.choice.generated
 
 
 class Batcher:
@@ -74,6 +88,8 @@ class Batcher:
         self._model = model
         self._slots = engine.init_slots(model, self.max_batch, self.max_context)
         self._free = list(range(self.max_batch))
+        self._column = 0  # host copy of the shared cache column (the cache's "index")
+        self._next_segment = 1
         self._occupants: dict[int, _Occupant] = {}
         self._pending: collections.deque = collections.deque()  # (request, prompt index)
         self._wake = threading.Condition()
@@ -114,8 +130,11 @@ class Batcher:
             self._prefill(Request([[0] * length], SamplingOptions(max_tokens=1, temperature=0.0)), 0)
             self._step()
         self._release_all(None)
+        self._slots = engine.compact(self._slots, np.zeros((self.max_batch,), bool))
+        self._column = 0
         # Serving counters start at zero; what compiled stays recorded.
-        self.metrics = Metrics(prefill_buckets=set(self.metrics.prefill_buckets), decode_compiled=True)
+        self.metrics = Metrics(prefill_buckets=set(self.metrics.prefill_buckets), decode_compiled=True,
+                               compact_compiled=True)
 
     # -- the engine thread -------------------------------------------------------------------------
 
@@ -136,6 +155,7 @@ class Batcher:
                 _log.exception("engine step failed")
                 self._release_all(f"engine error: {type(e).__name__}: {e}")
                 self._slots = engine.init_slots(self._model, self.max_batch, self.max_context)
+                self._column = 0
         self._release_all("server is shutting down")
 
     def _drop_cancelled(self) -> None:
@@ -150,8 +170,32 @@ class Batcher:
             with self._wake:
                 if not self._pending or len(self._free) < self._pending[0][0].options.n:
                     return
-                request, prompt_index = self._pending.popleft()
+                request, prompt_index = self._pending[0]
+                if not self._make_room(len(request.prompts[prompt_index]) - 1, request.options.max_tokens):
+                    return
+                self._pending.popleft()
             self._prefill(request, prompt_index)
+
+    def _fits(self, column: int, prefix_len: int, max_tokens: int) -> bool:
+        need = max([max_tokens] + [o.remaining for o in self._occupants.values()])
+        return max(column, prefix_len) + need <= self.max_context
+
+    def _make_room(self, prefix_len: int, max_tokens: int) -> bool:
+        """Whether a prompt can be admitted now (compacting the cache if that is what it takes)."""
+        if not self._occupants:
+            if self._column:  # nothing runs: restart at column 0 (old segments stay invisible)
+                self._slots = self._slots._replace(cache=dict(self._slots.cache, index=jnp.zeros((), jnp.int32)))
+                self._column = 0
+            return True
+        if self._fits(self._column, prefix_len, max_tokens):
+            return True
+        compacted = max(o.length for o in self._occupants.values())
+        if compacted >= self._column or not self._fits(compacted, prefix_len, max_tokens):
+            return False
+        self._slots = engine.compact(self._slots, self._active_mask())
+        self._column = compacted
+        self.metrics.compactions += 1
+        return True
 
     def _prefill(self, request: Request, prompt_index: int) -> None:
         started = time.perf_counter()
@@ -164,33 +208,46 @@ class Batcher:
         slots = [self._free.pop(0) for _ in choices]
         targets = np.full((self.max_batch,), self.max_batch, np.int32)
         targets[:len(slots)] = slots
+        segments = np.zeros((self.max_batch,), np.int32)
+        segments[:len(slots)] = np.arange(self._next_segment, self._next_segment + len(slots))
+        self._next_segment += len(slots)
         keys = np.zeros((self.max_batch, 2), np.uint32)
         keys[:len(slots)] = row_keys_for(request.seed, [prompt_index] * self.max_batch,
                                          list(range(self.max_batch)))[:len(slots)]
         self._slots = engine.prefill_into_slots(
-            self._graphdef, self._state, self._slots, ids, np.int32(len(prefix)), targets, np.int32(len(slots)),
-            np.int32(prompt[-1]), keys, np.float32(options.temperature), np.float32(options.top_p))
+            self._graphdef, self._state, self._slots, ids, np.int32(len(prefix)), targets, segments,
+            np.int32(len(slots)), np.int32(prompt[-1]), keys, np.float32(options.temperature),
+            np.float32(options.top_p))
         for slot, choice in zip(slots, choices):
-            self._occupants[slot] = _Occupant(request, choice)
+            self._occupants[slot] = _Occupant(request, choice, len(prefix))
+        self._column = max(self._column, len(prefix))
         self.metrics.prefills += 1
         self.metrics.prefill_buckets.add(bucket)
         self.metrics.prefill_seconds += time.perf_counter() - started
 
     def _step(self) -> None:
         started = time.perf_counter()
-        active = np.zeros((self.max_batch,), bool)
-        active[list(self._occupants)] = True
+        active = self._active_mask()
         self._slots, out = engine.decode_step(self._graphdef, self._state, self._slots, active, top_n=self.top_n)
+        self._column += 1
+        for occ in self._occupants.values():
+            occ.length += 1
         tokens, logps, top_ids, top_logps = jax.device_get(out)
         m = self.metrics
         m.decode_steps += 1
         m.rows_stepped += int(active.sum())
         m.max_rows_in_step = max(m.max_rows_in_step, int(active.sum()))
-        m.max_requests_in_step = max(m.max_requests_in_step, len({id(o.request) for o in self._occupants.values()}))
+        requests_in_step = len({id(o.request) for o in self._occupants.values()})
+        m.max_requests_in_step = max(m.max_requests_in_step, requests_in_step)
         m.decode_seconds += time.perf_counter() - started
         for slot, occ in list(self._occupants.items()):
             top = tuple(zip(top_ids[slot].tolist(), top_logps[slot].tolist()))
             self._advance(slot, occ, TokenInfo(int(tokens[slot]), float(logps[slot]), top))
+
+    def _active_mask(self) -> np.ndarray:
+        active = np.zeros((self.max_batch,), bool)
+        active[list(self._occupants)] = True
+        return active
 
     def _advance(self, slot: int, occ: _Occupant, info: TokenInfo) -> None:
         """Adds one sampled token to a choice; emits its event; frees the slot when it finishes."""

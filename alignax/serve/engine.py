@@ -1,22 +1,27 @@
 """Step-level KV-cache decoding for continuous batching: a fixed set of slots, each its own sequence.
 
-The offline sampler (`alignax.sample.sampler`) decodes a whole batch in lock step: one shared cache
-write index, every row prefilled together. A server needs rows that start and end at different
-times, so here every slot owns a one-row cache (`model.init_cache(1, max_context)`) with its OWN
-write index, and the model runs on all slots at once under `jax.vmap` over the slot axis. No model
-code changes: under vmap the per-row index just turns the cache's dynamic slices into gathers and
-scatters.
+The offline sampler (`alignax.sample.sampler`) prefills a whole batch together and decodes it in
+lock step. A server needs rows that start and end at different times. Here all slots share the
+model's ordinary batched cache (`model.init_cache(max_batch, max_context)`, one write column `g`
+for every row, so each step is the same in-place one-column update as the sampler's), and rows are
+told apart by SEGMENT IDS: every occupant of a slot gets a fresh segment id, and the model's mask
+lets a query see only cache columns of its own segment at or before its column. Rotary positions
+are passed per row, so a row's tokens need not sit at any particular columns.
 
     slots = init_slots(model, max_batch, max_context)
-    slots = prefill_into_slots(graphdef, state, slots, ids[None, :P], prompt_len, targets, ...)
+    slots = prefill_into_slots(graphdef, state, slots, ids[None, :P], prompt_len, targets, segments, ...)
     slots, out = decode_step(graphdef, state, slots, active, top_n=K)   # one token for every slot
+    slots = compact(slots, active)                                      # when column g runs out
 
-Prefill writes prompt[:-1] (right-padded to a length bucket, pads masked as segment 0) into a fresh
-row cache, sets its index to the real length and copies it into the target slots (n > 1 choices
-share one prefill). The last prompt token becomes the slot's `last_token`: the first decode step
-feeds it and samples token 1, so sampling lives in one place (`decode_step`) and a slot's context
-need only hold prompt + new tokens (no padding). A right-padded prefill leaves pad slots behind
-the real tokens; decode overwrites them in order and the causal mask hides them until then.
+Prefill runs prompt[:-1] (right-padded to a length bucket, pads as segment 0) through a fresh
+P-column cache and copies it into columns [0, P) of each target slot (n > 1 choices share one
+prefill); stale columns of earlier occupants keep their old segment ids and stay invisible. The
+shared column g is raised to at least prompt_len, so the prompt lies before every later write.
+The last prompt token becomes the slot's `last_token`: the first decode step feeds it and samples
+token 1, so sampling lives in one place (`decode_step`). Inactive slots ride along with segment
+id 0 (masked everywhere). When g reaches the context, `compact` moves every active row's columns
+to the front (a stable gather) and sets g to the longest row; the host (batcher.py) decides when,
+and admits a request only if g + its tokens, and every running row's remaining tokens, fit.
 
 Sampling per slot (dynamic arrays, so one compiled step serves any mix of requests):
 temperature 0 -> argmax of the raw logits; otherwise logits / T, then top-p, then a categorical
@@ -24,11 +29,12 @@ draw with key fold_in(row_key, step) — the offline sampler's keys, so a seeded
 `alignax.sample.generate` draws for that prompt (same seed, prompt key, sample index).
 Log-probs are the raw model's (log softmax of the logits at T = 1), as OpenAI reports them.
 
-Compiled programs: `decode_step` once (fixed slots x context), `prefill_into_slots` once per prompt
-bucket used (powers of two from 16, capped at max_context).
+Compiled programs: `decode_step` once (fixed slots x context), `compact` once, and
+`prefill_into_slots` once per prompt bucket used (powers of two from 16, capped at max_context).
 
 From the sampler this module uses only `bucket_length` and `TOP_P_CANDIDATES`; the sampling rules
-are the sampler's, restated here for per-row (dynamic) temperature and top-p.
+are the sampler's, restated here for per-row (dynamic) temperature and top-p. From the model: its
+public call with a cache, `init_cache` and the cache dict's keys (k, v, segment_ids, positions, index).
 """
 from __future__ import annotations
 
@@ -43,9 +49,11 @@ from alignax.sample.sampler import TOP_P_CANDIDATES, bucket_length
 
 
 class Slots(NamedTuple):
-    """Device state of every slot (leading axis = slot)."""
+    """Device state of every slot (axis 0 of each array = slot, except the cache's layout)."""
 
-    cache: Any  # the model's cache dict, each leaf stacked over slots: k [B, L, 1, S, KVH, hd], index [B]
+    cache: Any  # the model's batched cache: k/v [L, B, S, KVH, hd], segment_ids/positions [B, S], index []
+    segment: jax.Array  # [B] int32: the current occupant's segment id (0 = free)
+    position: jax.Array  # [B] int32: rotary position of last_token
     last_token: jax.Array  # [B] int32: the token fed at the next step
     step: jax.Array  # [B] int32: tokens sampled so far (the fold_in counter of the row key)
     row_keys: jax.Array  # [B, 2] uint32
@@ -66,49 +74,61 @@ def prefill_bucket(num_prefill_tokens: int, max_context: int) -> int:
 
 
 def init_slots(model, max_batch: int, max_context: int) -> Slots:
-    """Empty slots: zero caches, greedy, step 0."""
-    row = model.init_cache(1, max_context)
-    cache = jax.tree.map(lambda x: jnp.zeros((max_batch,) + x.shape, x.dtype), row)
-    # Distinct buffers: the steps donate every leaf, and one buffer cannot be donated twice.
-    return Slots(cache=cache, last_token=jnp.zeros((max_batch,), jnp.int32),
-                 step=jnp.zeros((max_batch,), jnp.int32), row_keys=jnp.zeros((max_batch, 2), jnp.uint32),
-                 temperature=jnp.zeros((max_batch,), jnp.float32), top_p=jnp.ones((max_batch,), jnp.float32))
+    """Empty slots: zero cache, all segments 0 (free), greedy."""
+    zeros = lambda dtype=jnp.int32: jnp.zeros((max_batch,), dtype)  # distinct buffers: each is donated
+    return Slots(cache=model.init_cache(max_batch, max_context), segment=zeros(), position=zeros(),
+                 last_token=zeros(), step=zeros(), row_keys=jnp.zeros((max_batch, 2), jnp.uint32),
+                 temperature=zeros(jnp.float32), top_p=jnp.ones((max_batch,), jnp.float32))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("slots",))
-def prefill_into_slots(graphdef, model_state, slots: Slots, prompt_ids, prompt_len, targets, count, last_token,
-                       row_keys, temperature, top_p) -> Slots:
+def prefill_into_slots(graphdef, model_state, slots: Slots, prompt_ids, prompt_len, targets, segments, count,
+                       last_token, row_keys, temperature, top_p) -> Slots:
     """Writes one prompt's cache into slots targets[:count] and resets their sampling state.
 
     prompt_ids [1, P]: prompt[:-1] right-padded (P a bucket); prompt_len: its real length (may be 0).
-    targets [B] int32 (entries past `count` are ignored); row_keys [B, 2] aligned with targets.
+    targets, segments [B] int32 and row_keys [B, 2]: per target (entries past `count` are ignored).
     """
     model = nnx.merge(graphdef, model_state)
-    max_context = slots.cache["segment_ids"].shape[-1]
     length = prompt_ids.shape[1]
-    cache = model.init_cache(1, max_context)
-    index = jnp.arange(length, dtype=jnp.int32)[None]
-    segments = (index < prompt_len).astype(jnp.int32)
-    _, cache = model(prompt_ids, positions=index, segment_ids=segments, cache=cache, last_only=True)
-    cache = dict(cache, index=jnp.asarray(prompt_len, jnp.int32))
+    columns = jnp.arange(length, dtype=jnp.int32)[None]
+    real = columns < prompt_len
+    _, row = model(prompt_ids, positions=columns, segment_ids=real.astype(jnp.int32),
+                   cache=model.init_cache(1, length), last_only=True)
 
     def put(i, s: Slots) -> Slots:
-        slot = targets[i]
+        slot, segment = targets[i], segments[i]
+        cache = dict(s.cache)
+        for name in ("k", "v"):  # [L, 1, P, KVH, hd] into columns [0, P) of row `slot`
+            cache[name] = jax.lax.dynamic_update_slice(cache[name], row[name], (0, slot, 0, 0, 0))
+        cache["segment_ids"] = jax.lax.dynamic_update_slice(
+            cache["segment_ids"], jnp.where(real, segment, 0).astype(jnp.int32), (slot, 0))
+        cache["positions"] = jax.lax.dynamic_update_slice(cache["positions"], columns, (slot, 0))
+        put1 = lambda a, v: a.at[slot].set(jnp.asarray(v, a.dtype))
+        return Slots(cache=cache, segment=put1(s.segment, segment), position=put1(s.position, prompt_len),
+                     last_token=put1(s.last_token, last_token), step=put1(s.step, 0),
+                     row_keys=put1(s.row_keys, row_keys[i]), temperature=put1(s.temperature, temperature),
+                     top_p=put1(s.top_p, top_p))
 
-        def write(stacked, value):
-            value = jnp.asarray(value, stacked.dtype)[None]
-            return jax.lax.dynamic_update_slice(stacked, value, (slot,) + (0,) * (stacked.ndim - 1))
+    slots = jax.lax.fori_loop(0, count, put, slots)
+    index = jnp.maximum(slots.cache["index"], prompt_len).astype(jnp.int32)
+    return slots._replace(cache=dict(slots.cache, index=index))
 
-        return Slots(
-            cache=jax.tree.map(write, s.cache, cache),
-            last_token=write(s.last_token, last_token),
-            step=write(s.step, 0),
-            row_keys=write(s.row_keys, row_keys[i]),
-            temperature=write(s.temperature, temperature),
-            top_p=write(s.top_p, top_p),
-        )
 
-    return jax.lax.fori_loop(0, count, put, slots)
+@functools.partial(jax.jit, donate_argnames=("slots",))
+def compact(slots: Slots, active) -> Slots:
+    """Moves each active row's columns to the front, in order; the shared column becomes the longest row."""
+    cache = slots.cache
+    valid = (cache["segment_ids"] == slots.segment[:, None]) & (slots.segment[:, None] != 0) & active[:, None]
+    order = jnp.argsort(~valid, axis=1, stable=True)  # valid columns first, each group in column order
+    gather_kv = lambda x: jnp.take_along_axis(x, order[None, :, :, None, None], axis=2)
+    counts = jnp.sum(valid, axis=1)
+    kept = jnp.arange(valid.shape[1])[None] < counts[:, None]
+    cache = dict(cache, k=gather_kv(cache["k"]), v=gather_kv(cache["v"]),
+                 segment_ids=jnp.where(kept, jnp.take_along_axis(cache["segment_ids"], order, axis=1), 0),
+                 positions=jnp.take_along_axis(cache["positions"], order, axis=1),
+                 index=jnp.max(counts).astype(jnp.int32))
+    return slots._replace(cache=cache)
 
 
 def top_p_threshold(logits, top_p):
@@ -156,24 +176,17 @@ def sample_per_row(logits, row_keys, step, temperature, top_p):
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "top_n"), donate_argnames=("slots",))
 def decode_step(graphdef, model_state, slots: Slots, active, *, top_n: int) -> tuple[Slots, StepOutput]:
-    """One token for every slot; inactive slots compute too (static shapes) but do not advance."""
-
-    def row_forward(row_cache, token):
-        model = nnx.merge(graphdef, model_state)
-        position = row_cache["index"].reshape(1, 1)
-        logits, row_cache = model(token.reshape(1, 1), positions=position, segment_ids=jnp.ones((1, 1), jnp.int32),
-                                  cache=row_cache)
-        return logits[0, 0], row_cache
-
-    logits, cache = jax.vmap(row_forward)(slots.cache, slots.last_token)
-    cache = dict(cache, index=jnp.where(active, cache["index"], slots.cache["index"]))
+    """One token for every slot, written at the shared column; inactive slots ride along as segment 0."""
+    model = nnx.merge(graphdef, model_state)
+    segments = jnp.where(active, slots.segment, 0)[:, None]
+    logits, cache = model(slots.last_token[:, None], positions=slots.position[:, None], segment_ids=segments,
+                          cache=slots.cache)
+    logits = logits[:, 0].astype(jnp.float32)
     tokens = sample_per_row(logits, slots.row_keys, slots.step, slots.temperature, slots.top_p)
-    logps = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    logps = jax.nn.log_softmax(logits, axis=-1)
     token_logps = jnp.take_along_axis(logps, tokens[:, None], axis=-1)[:, 0]
     top_logps, top_ids = jax.lax.top_k(logps, top_n)
-    slots = slots._replace(
-        cache=cache,
-        last_token=jnp.where(active, tokens, slots.last_token),
-        step=slots.step + active.astype(jnp.int32),
-    )
+    advance = active.astype(jnp.int32)
+    slots = slots._replace(cache=cache, last_token=jnp.where(active, tokens, slots.last_token),
+                           position=slots.position + advance, step=slots.step + advance)
     return slots, StepOutput(tokens, token_logps, top_ids.astype(jnp.int32), top_logps)
