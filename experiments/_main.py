@@ -94,16 +94,17 @@ def run(default_config: str, main_fn=None) -> None:
         if flags.FLAGS.start_over and os.path.isdir(os.path.join(workdir, "checkpoints")):
             workdir = f"{workdir.rstrip('/')}-{time.strftime('%Y%m%d-%H%M%S')}"
             print(f"--start_over: {flags.FLAGS.workdir} holds a run; starting over in {workdir}")
+        moved = workdir if workdir != flags.FLAGS.workdir else None
         try:
             (main_fn or _train)(flags.FLAGS.config, workdir)
         except TrainingInterrupted as stop:
             kept = f"checkpoint step {stop.checkpoint_step}" if stop.checkpoint_step else "no checkpoint yet"
             sys.stderr.write(f"\nInterrupted after step {stop.step} ({kept} kept in {workdir}/checkpoints).\n"
-                             f"Resume with:\n  {_resume_command(workdir)}\n")
+                             f"Resume with:\n  {_resume_command(moved)}\n")
             sys.exit(130)
         except _user_errors() as error:
             sys.stderr.write(f"error: {error}\nNothing finished was lost; fix the input and rerun:\n"
-                             f"  {_resume_command(workdir)}\n")
+                             f"  {_resume_command(moved)}\n")
             sys.exit(2)
 
     try:

@@ -56,9 +56,10 @@ def test_declaration_matches_the_function(name):
     parameters = inspect.signature(entry.fn).parameters
     assert set(entry.inputs) <= set(parameters), (name, set(entry.inputs) - set(parameters))
     required = {k for k, p in parameters.items() if p.default is inspect.Parameter.empty}
-    assert required <= set(entry.inputs), (name, required - set(entry.inputs))
-    defaults = {k: p.default for k, p in parameters.items()
-                if p.default is not inspect.Parameter.empty and k not in entry.inputs and k not in OPTIONAL_ARRAYS}
+    unset = {k for k, v in entry.hparams.items() if isinstance(v, losses.Unset)}
+    assert required <= set(entry.inputs) | unset, (name, required - set(entry.inputs))
+    defaults = {k: (None if p.default is inspect.Parameter.empty else p.default) for k, p in parameters.items()
+                if k not in entry.inputs and k not in OPTIONAL_ARRAYS}
     declared = {k: (None if isinstance(v, losses.Unset) else v) for k, v in entry.hparams.items()}
     assert declared == defaults, name
 
@@ -104,8 +105,8 @@ def test_unset_hyperparameters_take_the_loss_defaults():
     ("logprob_vocab_chunk_size", -1, ["logprob_vocab_chunk_size"]),
 ])
 def test_bad_config_values_name_the_key(key, value, words):
-    config = importlib.import_module("configs.ipo").get_config("tiny")
-    config.update_from_flattened_dict({key: value})
+    config = importlib.import_module("configs.dpo").get_config("tiny")
+    config.update_from_flattened_dict({"loss.name": "ipo", key: value})
     with pytest.raises(validate.ConfigError) as error:
         validate.check_config(config)
     for word in words:
@@ -148,11 +149,12 @@ def test_kto_feed_adds_mismatched_kl_sequences():
     feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=1)
     batch = next(feed)
     size = config.batch_size
-    assert feed.num_sides == 2 and batch["input_ids"].shape[0] == 2 * size
+    assert feed.num_sides == 2 and sorted(batch["sequence_index"][batch["sequence_index"] >= 0]) == list(range(2 * size))
     examples = feed.examples[:size]
 
-    def tokens(row):
-        return batch["input_ids"][row][batch["segment_ids"][row] > 0]
+    def tokens(sequence):
+        row, slot = (int(i[0]) for i in np.nonzero(batch["sequence_index"] == sequence))
+        return batch["input_ids"][row][batch["segment_ids"][row] == slot + 1]
 
     for j in range(size):
         prompt_j, completion_prev = examples[j].sequences[0], examples[j - 1].sequences[0]
@@ -160,6 +162,5 @@ def test_kto_feed_adds_mismatched_kl_sequences():
                                    completion_prev.input_ids[completion_prev.prompt_length:]])
         np.testing.assert_array_equal(tokens(size + j), expected)
         np.testing.assert_array_equal(tokens(j), examples[j].sequences[0].input_ids)
-        assert batch["sequence_index"][size + j, 0] == size + j
-    labels = batch["field/label"][:size, 0]
-    np.testing.assert_array_equal(labels, [float(e.scalars["label"]) for e in examples])
+        row, slot = (int(i[0]) for i in np.nonzero(batch["sequence_index"] == j))
+        assert batch["field/label"][row, slot] == float(examples[j].scalars["label"])

@@ -68,7 +68,7 @@ def test_config_changes_are_listed_and_the_previous_config_kept(tmp_path):
 def test_resume_that_does_not_fit_refuses_and_touches_nothing(finished_run):
     before = snapshot(finished_run)
     config = tiny_dpo(total_steps=3, **{"random_init.hidden_size": 32})
-    with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"does not fit the current config: .*\["):
+    with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"does not fit the current config: 'params\..*the checkpoint has shape"):
         train(config, str(finished_run))
     assert snapshot(finished_run) == before
     assert sorted(os.listdir(finished_run / "checkpoints"), key=int) == ["1", "2"]

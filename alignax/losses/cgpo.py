@@ -31,7 +31,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.registry import register
+from alignax.losses.registry import Unset, register
 from alignax.losses.common import PAIR_INPUTS, REF_INPUTS, ROLLOUTS
 from alignax.losses.common import f32 as _f32, pair_metrics as _pair_metrics
 from alignax.ops import numerics
@@ -47,8 +47,9 @@ def calibrated_reward(*, rewards: chex.Array, baseline_rewards: chex.Array) -> j
 @register(
     "crpg",
     method=None,
-    inputs=("logps", "rewards", "baseline_rewards", "feasible"),
-    hparams={"kl_coef": 0.0},
+    inputs=("logps", "ref_logps", "rewards", "baseline_rewards", "feasible"),
+    hparams={"kl_threshold": Unset(float)},
+    reference=True,
     pending=ROLLOUTS,
 )
 def crpg(
@@ -102,8 +103,8 @@ def crpg(
 @register(
     "codpo",
     method="pairwise",
-    inputs=(*REF_INPUTS, "chosen_logps", "rejected_logps", "chosen_lengths"),
-    hparams={"beta": 0.1, "nll_weight": 1.0},
+    inputs=("chosen_logps", "rejected_logps", *REF_INPUTS, "chosen_lengths"),
+    hparams={"beta": 0.1, "nll_weight": 5.0},
     reference=True,
     config="configs/dpo.py",
 )
@@ -148,8 +149,9 @@ def codpo(
 @register(
     "crraft",
     method="multi_sample",
-    inputs=("logps", "lengths", "rewards", "baseline_rewards", "feasible"),
-    hparams={"length_normalize": True},
+    inputs=("logps", "lengths", "ref_logps", "rewards", "baseline_rewards", "feasible"),
+    hparams={"length_normalize": False, "kl_threshold": Unset(float)},
+    reference=True,
     config="configs/scored_samples.py",
 )
 def crraft(
@@ -165,7 +167,7 @@ def crraft(
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
     """CRRAFT: calibrated-reward-weighted fine-tuning on the selected feasible responses.
 
-    g_i = 1[feasible_i] · 1[KL_i ≤ KL_max]   (the KL gate only when ref_logps and kl_threshold are given)
+    g_i = 1[feasible_i] · 1[KL_i ≤ KL_max]   (the KL gate only when kl_threshold is given; it reads ref_logps)
     L   = − Σ_i g_i · stopgrad(R_calib_i) · log π_w(a_i|s_i) / Σ_i g_i
     on the *summed* log-prob: the paper's Eq. 18 as TRL's CGPO trainer implements it
     (`crraft_optimization`) [3P]. `length_normalize=True` (an alignax option, off by default) uses
@@ -178,12 +180,12 @@ def crraft(
     arrays = [logps, rewards, baseline_rewards, feasible]
     chex.assert_rank(arrays, 1)
     chex.assert_equal_shape(arrays)
-    if (ref_logps is None) != (kl_threshold is None):
-        raise ValueError("crraft: pass both ref_logps and kl_threshold for the KL gate, or neither")
+    if kl_threshold is not None and ref_logps is None:
+        raise ValueError("crraft: the KL gate (kl_threshold) needs ref_logps")
     (lp,) = _f32(logps)
     gate = jnp.asarray(feasible, jnp.float32)
     metrics = {"feasible_fraction": jnp.mean(gate)}
-    if ref_logps is not None:
+    if kl_threshold is not None:
         chex.assert_equal_shape([logps, ref_logps])
         kl = jax.lax.stop_gradient(lp - jnp.asarray(ref_logps, jnp.float32))
         gate = gate * (kl <= kl_threshold).astype(jnp.float32)

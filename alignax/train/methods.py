@@ -230,7 +230,7 @@ def multi_sample_method(model, batch: Batch, *, ref_model=None, loss_name: str, 
 @register_method("reward_model")
 def reward_model_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None,
                         batch_size: int, num_tokens=None, num_sides: int = 2):
-    """Bradley–Terry reward model: `model` is an `alignax.annotate.reward_model.RewardModel` whose
+    """Bradley–Terry reward model: `model` is an `alignax.models.reward_head.RewardModel` whose
     head reads each sequence's last token; rows hold one sequence each (chosen, then rejected)."""
     row_rewards = model(batch["input_ids"], segment_ids=batch["segment_ids"], positions=batch["positions"])
     index = batch["sequence_index"][:, 0]
