@@ -39,6 +39,7 @@ EVENT_TIMEOUT_S = 600.0  # the longest wait for the next token (first compiles i
 class OpenAIServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog: socketserver's default 5 resets bursts of concurrent clients
 
     def __init__(self, address, batcher: Batcher, tokenizer, limits: protocol.ServingLimits, api_key: str | None):
         self.batcher, self.tokenizer, self.limits = batcher, tokenizer, limits
