@@ -12,7 +12,8 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.method = "pairwise"  # how batches become loss inputs: alignax.train.methods (sft, soft, pairwise, kto, ...)
     c.loss = loss_config("configs/dpo.py", "sigmoid")
-    c.reference = "on_the_fly"  # on_the_fly (frozen copy of the start) | none
+    c.reference = "on_the_fly"  # on_the_fly (frozen copy of the start) | precomputed (one pass, cached) | none
+    c.reference_cache_dir = ""  # precomputed reference log-probs; "" = ~/.cache/alignax/reference_logps
 
     c.model = SMOLLM2  # preset name, .gguf file or HF folder
     c.random_init = ml_collections.ConfigDict({
@@ -155,7 +156,9 @@ KEY_HELP = {
               "reward_model",
     "loss.name": "the objective (alignax.losses.names()); it must be one the method trains",
     "loss.hparams.*": "a hyperparameter of the loss; None = the loss's own default (alignax.losses.info)",
-    "reference": "on_the_fly: a frozen copy of the starting model; none: no reference (SimPO, ORPO, SFT)",
+    "reference": "on_the_fly: a frozen copy of the starting model; precomputed: its log-probs in one cached pass "
+                 "before training, no reference in memory (pairwise, multi_sample); none: no reference (SimPO, ORPO)",
+    "reference_cache_dir": "where precomputed reference log-probs are cached ('' = ~/.cache/alignax/reference_logps)",
     "model": "preset name (smollm2-135m-instruct), .gguf file or Hugging Face folder",
     "random_init.enabled": "replace the weights by a tiny random Llama of the sizes below (tests, tiny presets)",
     "random_init.*": "a size of the tiny random model",

@@ -101,7 +101,6 @@ def test_unset_hyperparameters_take_the_loss_defaults():
     ("total_steps", -3, ["config.total_steps", "positive integer"]),
     ("batch_size", 0, ["config.batch_size", "positive integer"]),
     ("optimizer.learning_rate", -1e-5, ["optimizer.learning_rate", ">= 0"]),
-    ("reference", "none", ["config.reference", "on_the_fly"]),
     ("logprob_vocab_chunk_size", -1, ["logprob_vocab_chunk_size"]),
 ])
 def test_bad_config_values_name_the_key(key, value, words):

@@ -241,14 +241,9 @@ def example_fields(example, num_sides: int) -> list[dict]:
     return fields
 
 
-def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int, required_fields=()) -> Feed:
-    """The feed of `config.data.train` or `config.data.eval` for the run's method.
-
-    `rows_multiple`: rows of every local micro-batch are padded to a multiple of it (the number of
-    batch shards, data x fsdp, that this process's devices hold). `required_fields`: the data inputs
-    the loss declares; an example without one is an error naming the field and the file."""
-    import jax
-
+def load_split(config, tokenizer: Tokenizer, *, split: str):
+    """`config.data.train` or `config.data.eval`, read, validated and tokenized for the run's method
+    (an `alignax.data.tokenize.TokenizedDataset`); skipped and truncated counts are reported."""
     task = _TASK_OF_METHOD.get(config.method)
     if task is None:
         raise ValueError(f"no data feed for method {config.method!r}")
@@ -267,11 +262,36 @@ def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int, r
     truncated = {k: v for k, v in tokenized.stats.items() if k != "examples" and v}
     if truncated:
         print(f"data {source}: truncation {truncated}")
+    return tokenized
+
+
+def check_fields(tokenized, required_fields, *, source: str, loss_name: str) -> None:
+    """Every example carries the data inputs its loss declares; else an error naming field and file."""
     for example in tokenized.examples:
         missing = [name for name in required_fields if name not in example.scalars]
         if missing:
+            hint = (" (or set --config.reference=on_the_fly or precomputed to compute reference log-probs)"
+                    if missing[0].startswith("ref_") else "")
             raise ValueError(f"{source}: record {example.index} has no field {missing[0]!r}, which loss "
-                             f"{config.loss.name!r} needs (its data inputs: {', '.join(required_fields)})")
+                             f"{loss_name!r} needs (its data inputs: {', '.join(required_fields)}){hint}")
+
+
+def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int, required_fields=(),
+              tokenized=None) -> Feed:
+    """The feed of `config.data.train` or `config.data.eval` for the run's method.
+
+    `rows_multiple`: rows of every local micro-batch are padded to a multiple of it (the number of
+    batch shards, data x fsdp, that this process's devices hold). `required_fields`: the data inputs
+    the loss declares; an example without one is an error naming the field and the file.
+    `tokenized`: the split from `load_split` when the caller already has it (e.g. with precomputed
+    reference log-probs attached)."""
+    import jax
+
+    data = config.data
+    source = data.train if split == "train" else data.eval
+    if tokenized is None:
+        tokenized = load_split(config, tokenizer, split=split)
+    check_fields(tokenized, required_fields, source=source, loss_name=config.loss.name)
 
     def make_sequences(example):
         fields = example_fields(example, len(example.sequences))

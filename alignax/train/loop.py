@@ -27,6 +27,7 @@ from alignax.train import checkpoint as ckpt_lib
 from alignax.train import feed as feed_lib
 from alignax.train import metrics as metrics_lib
 from alignax.train import modeling
+from alignax.train import reference as reference_lib
 from alignax.train import rundir
 from alignax.train import validate
 from alignax.train.methods import get_method
@@ -85,6 +86,19 @@ def _eval_batch(local_batch, mesh):
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
 
 
+def precompute_reference(config: ml_collections.ConfigDict, model, splits: dict) -> None:
+    """`reference: precomputed`: attach the starting model's log-probs to every split's examples."""
+    if jax.process_count() > 1:
+        raise validate.ConfigError("config.reference: precomputed runs on one process for now; use on_the_fly")
+    for tokenized in splits.values():
+        values = reference_lib.reference_logps(
+            model, tokenized, batch_size=config.eval_batch_size, max_length=config.data.max_length,
+            length_multiple=config.data.length_multiple, chunk_size=config.logprob_chunk_size,
+            vocab_chunk_size=config.logprob_vocab_chunk_size or None,
+            cache_dir=config.reference_cache_dir or reference_lib.default_cache_dir())
+        reference_lib.attach(tokenized, values, config.method)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Run (or resume) one experiment; returns the summary it also writes to DIR/summary.json."""
     wall_start = time.time()
@@ -124,10 +138,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # --- data ------------------------------------------------------------------------------------------
     required_fields = validate.data_inputs(config)
+    splits = {"train": feed_lib.load_split(config, tokenizer, split="train")}
+    if config.data.eval:
+        splits["eval"] = feed_lib.load_split(config, tokenizer, split="eval")
+    if config.reference == "precomputed":
+        # From the STARTING weights (state is not restored yet): a resumed run finds them cached.
+        precompute_reference(config, nnx.merge(graphdef, state.params, non_trainable), splits)
     train_feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=rows_multiple,
-                                    required_fields=required_fields)
+                                    required_fields=required_fields, tokenized=splits["train"])
     eval_feed = (feed_lib.make_feed(config, tokenizer, split="eval", rows_multiple=rows_multiple,
-                                    required_fields=required_fields)
+                                    required_fields=required_fields, tokenized=splits["eval"])
                  if config.data.eval else None)
 
     # --- resume ----------------------------------------------------------------------------------------

@@ -150,10 +150,11 @@ soft_method.token_normalized = True
 def pairwise_method(
     model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int, num_tokens=None
 , num_sides: int = 2):
-    """DPO family, SimPO, ORPO, IPO, ...: chosen and rejected in one packed forward pass.
+    """DPO family, SimPO, ORPO, IPO, SPPO, INPO, DNO, ...: chosen and rejected in one packed forward pass.
 
-    The reference log-probs come from the batch (precomputed cache) when present, else from the
-    frozen reference model, else are omitted (reference-free objectives)."""
+    The reference log-probs come from the data (`reference: precomputed`, or an iteration pipeline's
+    stored values) when present, else from the frozen reference model, else are omitted
+    (reference-free objectives)."""
     logps, lengths = sequence_logps(model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
     arrays = {
         "chosen_logps": logps[:batch_size],
@@ -161,21 +162,23 @@ def pairwise_method(
         "chosen_lengths": lengths[:batch_size],
         "rejected_lengths": lengths[batch_size:],
     }
-    if "ref_chosen_logps" in batch:
-        arrays["ref_chosen_logps"] = batch["ref_chosen_logps"]
-        arrays["ref_rejected_logps"] = batch["ref_rejected_logps"]
-    elif ref_model is not None:
+    model_ref = {}
+    if ref_model is not None:
         ref_logps, _ = sequence_logps(ref_model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
         ref_logps = jax.lax.stop_gradient(ref_logps)
-        arrays["ref_chosen_logps"] = ref_logps[:batch_size]
-        arrays["ref_rejected_logps"] = ref_logps[batch_size:]
-    # Per-example data fields (SPPO's win probabilities, DNO's pair mask, ...) ride on the chosen sequence.
-    arrays.update({name: values[:batch_size] for name, values in data_fields(batch, 2 * batch_size).items()})
-    if "ref_chosen_logps" in arrays:
-        # INPO's previous iterate pi_t: from the data when the iteration pipeline stored it, else the
-        # reference (the first iteration starts from pi_1 = pi_ref).
-        arrays.setdefault("prev_chosen_logps", arrays["ref_chosen_logps"])
-        arrays.setdefault("prev_rejected_logps", arrays["ref_rejected_logps"])
+        model_ref = {"chosen": ref_logps[:batch_size], "rejected": ref_logps[batch_size:]}
+    # Per-example data fields (SPPO's win probabilities, precomputed reference log-probs, ...) ride on
+    # the chosen sequence; a data field wins over the same input computed from a model.
+    fields = {name: values[:batch_size] for name, values in data_fields(batch, 2 * batch_size).items()}
+    for side in ("chosen", "rejected"):
+        # ref: precomputed (data) or the frozen reference model. prev (INPO's previous iterate pi_t):
+        # data, else the run's starting model (the on-the-fly reference), else the reference.
+        ref = fields.get(f"ref_{side}_logps", model_ref.get(side))
+        prev = fields.get(f"prev_{side}_logps", model_ref.get(side, ref))
+        for name, value in ((f"ref_{side}_logps", ref), (f"prev_{side}_logps", prev)):
+            if value is not None:
+                arrays[name] = value
+    arrays.update({name: value for name, value in fields.items() if name not in arrays})
     return call_loss(loss_name, arrays, hparams)
 
 
@@ -221,7 +224,7 @@ def multi_sample_method(model, batch: Batch, *, ref_model=None, loss_name: str, 
     num_sequences = num_sides * batch_size
     logps, lengths = sequence_logps(model, batch, num_sequences, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
     arrays = {"logps": logps, "lengths": lengths, **data_fields(batch, num_sequences)}
-    if ref_model is not None:
+    if ref_model is not None and "ref_logps" not in arrays:  # precomputed (a data field) wins
         arrays["ref_logps"] = jax.lax.stop_gradient(
             sequence_logps(ref_model, batch, num_sequences, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)[0])
     return call_loss(loss_name, arrays, hparams)

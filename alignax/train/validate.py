@@ -18,7 +18,9 @@ import ml_collections
 from alignax import losses
 
 METHODS = ("sft", "soft", "pairwise", "kto", "multi_sample", "reward_model")
-REFERENCES = ("on_the_fly", "none")
+REFERENCES = ("on_the_fly", "precomputed", "none")
+# Methods whose reference log-probs depend only on the example (KTO's KL pairs depend on batch mates).
+PRECOMPUTABLE = ("pairwise", "multi_sample")
 NAN_POLICIES = ("stop", "skip")
 # Hyperparameters that must be positive wherever a loss takes them (a temperature or step size).
 POSITIVE_HPARAMS = ("beta", "eta")
@@ -52,9 +54,9 @@ def check_loss(config: ml_collections.ConfigDict) -> dict[str, Any]:
             f"config.loss.name: loss {entry.name!r} is trained by method {entry.method!r}, but config.method is "
             f"{config.method!r}. Run it with its own config: python -m experiments.{stem} --config "
             f"{entry.config}:tiny --workdir DIR --config.loss.name={entry.name}")
-    if entry.reference and config.reference == "none":
-        raise ConfigError(f"config.reference: loss {entry.name!r} needs a reference model; set "
-                          f"--config.reference=on_the_fly")
+    if config.reference == "precomputed" and config.method not in PRECOMPUTABLE:
+        raise ConfigError(f"config.reference: precomputed is available for methods {PRECOMPUTABLE}; method "
+                          f"{config.method!r} needs on_the_fly (or none)")
     hparams = set_hparams(config)
     for key, value in hparams.items():
         _require(key in entry.hparams, f"loss.hparams.{key}",
@@ -104,8 +106,13 @@ def uses_reference(config: ml_collections.ConfigDict) -> bool:
 
 
 def data_inputs(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-    """The loss's inputs that come from the data records rather than the model (docs/batches.md)."""
+    """The loss's inputs that come from the data records rather than the model (docs/batches.md).
+
+    Without a reference model (`reference: none` or `precomputed`) the reference log-probs are data
+    too: `precomputed` attaches them before training; with `none` the records must carry them."""
     from alignax.train.methods import MODEL_INPUTS
 
-    provided = MODEL_INPUTS[config.method]
+    provided = set(MODEL_INPUTS[config.method])
+    if config.reference != "on_the_fly":
+        provided -= {"ref_chosen_logps", "ref_rejected_logps", "ref_logps"}
     return tuple(name for name in losses.info(config.loss.name).inputs if name not in provided)
