@@ -67,6 +67,7 @@ COMMANDS = {
     "ruler": "alignax.evaluate.ruler",
     "rewardbench": "alignax.evaluate.rewardbench",
     "report": "alignax.evaluate.report",
+    "run": "alignax.evaluate.run.command",
 }
 
 SUMMARIES = {
@@ -78,12 +79,15 @@ SUMMARIES = {
     "ruler": "Ruler Precise / Flexible Match for target-length generation",
     "rewardbench": "RewardBench subset and section accuracies",
     "report": "leaderboard table (Markdown/CSV) and chart (PNG) for several models",
+    "run": "generate a model's answers to a benchmark, judge, score and report (resumable)",
 }
 
 EPILOG = """examples:
   python -m alignax.evaluate alpaca_eval results/*/annotations.json --df-gamed df_gamed.csv
   python -m alignax.evaluate arena_hard battles.jsonl --baseline gpt-4-0314 --num-rounds 100
   python -m alignax.evaluate report results/*/annotations.json --df-gamed df_gamed.csv --out-dir report/
+  python -m alignax.evaluate run --benchmark alpaca_eval --model smollm2-135m-instruct \\
+      --judge local:smollm2-135m-instruct --limit 8 --workdir W
   python -m alignax.evaluate <benchmark> --help     (the options of one benchmark)
 """
 

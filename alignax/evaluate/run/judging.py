@@ -1,0 +1,171 @@
+"""The judge of an evaluation run: `--judge local:<model>` or `--judge http:<base_url>,model=<name>`.
+
+A judge here is a chat backend (`complete(messages, **params)` and `complete_many(batch, **params)`
+returning objects with `.text` and `.top_logprobs`, as `alignax.evaluate.judges.http.ChatCompletion`):
+
+- http: `alignax.evaluate.judges.http.OpenAIChatClient` against any OpenAI-compatible server
+  (concurrent, cached on disk under the workdir, retried with backoff). Options after the URL:
+  `model=<name>` (required), `api_key_env=<VAR>` (default OPENAI_API_KEY), `concurrency=<n>`.
+  A loopback server without a key (e.g. `python -m alignax.serve`) gets the placeholder key
+  "EMPTY" when the variable is unset, as vLLM's clients do.
+- local: `LocalChatBackend`, the KV-cache sampler (alignax/sample/sampler.py) over a local model,
+  batched. Verdict-probability judging (AlpacaEval's weighted judge) uses
+  `alignax.evaluate.judges.local.LocalModelJudge` on the same model instead.
+
+`judge_to_jsonl` runs judge calls in chunks and appends each chunk's verdicts to a JSONL file keyed
+by item id, so a killed run resumes where it stopped, losing and duplicating nothing.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import re
+import sys
+import urllib.parse
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from alignax import files
+
+LOCAL_PLACEHOLDER_KEY_ENV = "ALIGNAX_LOCAL_JUDGE_KEY"
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeSpec:
+    """A parsed `--judge` value."""
+    kind: str  # "local" | "http"
+    model: str  # local: a preset, .gguf or HF folder; http: the served model name
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+
+    @property
+    def name(self) -> str:
+        """A file-name-safe judge name (the model's base name)."""
+        return safe_name(self.model)
+
+
+def safe_name(source: str) -> str:
+    """A model name usable in file names: the base name of a path, [A-Za-z0-9._-] only."""
+    text = os.path.basename(os.path.normpath(source)) or source
+    if text == "export":  # a training run's export/: name it after the run directory
+        text = os.path.basename(os.path.dirname(os.path.normpath(os.path.abspath(source)))) + "-export"
+    text = re.sub(r"\.gguf$", "", text)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "model"
+
+
+def parse_judge(text: str) -> JudgeSpec:
+    """`local:<model>` or `http:<base_url>,model=<name>[,api_key_env=VAR][,concurrency=N]`."""
+    kind, _, rest = text.partition(":")
+    if kind == "local" and rest:
+        return JudgeSpec("local", rest)
+    if kind != "http" or not rest:
+        raise ValueError(f"--judge {text!r}: expected local:<model> or http:<base_url>,model=<name>")
+    base_url, *options = rest.split(",")
+    fields: dict[str, str] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or key not in ("model", "api_key_env", "concurrency"):
+            raise ValueError(f"--judge {text!r}: unknown option {option!r} (model=, api_key_env=, concurrency=)")
+        fields[key] = value
+    if not fields.get("model"):
+        raise ValueError(f"--judge {text!r}: an http judge needs model=<name>")
+    concurrency = int(fields.get("concurrency", 8))
+    if concurrency < 1:
+        raise ValueError(f"--judge {text!r}: concurrency must be >= 1")
+    return JudgeSpec("http", fields["model"], base_url=base_url,
+                     api_key_env=fields.get("api_key_env", "OPENAI_API_KEY"), concurrency=concurrency)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalCompletion:
+    """What the prompt-based judges read from a completion (as http.ChatCompletion)."""
+    text: str
+    top_logprobs: list = dataclasses.field(default_factory=list)
+    cached: bool = False
+
+
+class LocalChatBackend:
+    """A chat backend over a local model: greedy or sampled text from the KV-cache sampler.
+
+    `complete_many` renders every conversation with the model's chat template and generates them
+    in batches of `batch_size` (alignax.sample.sampler.generate); params follow the OpenAI names
+    (`max_tokens`, `temperature`, `top_p`); logprob requests are ignored (no top-k list here).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, seed: int = 0):
+        self.model, self.tokenizer, self.batch_size, self.seed = model, tokenizer, batch_size, seed
+
+    def complete_many(self, batch: Sequence[Sequence[dict[str, str]]], **params: Any) -> list[LocalCompletion]:
+        from alignax.sample.sampler import generate
+
+        if not batch:
+            return []
+        gens = generate(self.model, self.tokenizer, [list(m) for m in batch],
+                        max_new_tokens=int(params.get("max_tokens", 1024)),
+                        temperature=float(params.get("temperature", 0.0)), top_p=float(params.get("top_p", 1.0)),
+                        batch_size=self.batch_size, seed=self.seed)
+        return [LocalCompletion(g.text) for g in gens]
+
+    def complete(self, messages: Sequence[dict[str, str]], **params: Any) -> LocalCompletion:
+        return self.complete_many([messages], **params)[0]
+
+
+def make_http_backend(spec: JudgeSpec, cache_dir: os.PathLike | str):
+    """The OpenAI-compatible client of an http judge, caching under `cache_dir`."""
+    from alignax.evaluate.judges.http import OpenAIChatClient, _is_loopback
+
+    api_key_env = spec.api_key_env
+    host = urllib.parse.urlsplit(spec.base_url).hostname or ""
+    if not os.environ.get(api_key_env) and _is_loopback(host):
+        os.environ.setdefault(LOCAL_PLACEHOLDER_KEY_ENV, "EMPTY")
+        api_key_env = LOCAL_PLACEHOLDER_KEY_ENV
+    return OpenAIChatClient(base_url=spec.base_url, model=spec.model, api_key_env=api_key_env,
+                            cache_dir=cache_dir, max_concurrency=spec.concurrency)
+
+
+def judge_backend(ctx: Any):
+    """The chat backend of a run's judge (`ctx`: a RunContext): local sampler or HTTP client."""
+    if ctx.judge.kind == "local":
+        model, tokenizer = ctx.load(ctx.judge.model)
+        return LocalChatBackend(model, tokenizer, batch_size=ctx.batch_size, seed=ctx.seed)
+    return make_http_backend(ctx.judge, ctx.directory("judge_cache"))
+
+
+def chunk_size(ctx: Any) -> int:
+    """Items judged between two appends: a batch locally, enough to fill the HTTP concurrency."""
+    return ctx.batch_size if ctx.judge.kind == "local" else max(ctx.batch_size, ctx.judge.concurrency)
+
+
+def run_concurrently(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int) -> list[Any]:
+    """[fn(item) for item in items], `workers` at a time (a thread pool), in order."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def judge_to_jsonl(items: Sequence[dict[str, Any]], path: os.PathLike | str,
+                   judge_chunk: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], *,
+                   chunk_size: int, label: str = "judge") -> list[dict[str, Any]]:
+    """Judges items {"id", ...} not yet in `path`, `chunk_size` at a time, appending each chunk.
+
+    `judge_chunk(items)` returns one record per item (each with the item's "id"). Returns every
+    record of the file for `items`, in the order of `items`.
+    """
+    ids = [str(item["id"]) for item in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: duplicate judge item ids")
+    files.repair_tail(path)
+    done = {str(r["id"]): r for r in files.read_jsonl(path)}
+    todo = [item for item in items if str(item["id"]) not in done]
+    for start in range(0, len(todo), max(1, chunk_size)):
+        chunk = todo[start:start + chunk_size]
+        records = judge_chunk(chunk)
+        if [str(r["id"]) for r in records] != [str(i["id"]) for i in chunk]:
+            raise RuntimeError(f"{label}: the judge returned records for other items than asked")
+        files.append_jsonl(path, records)
+        done.update({str(r["id"]): r for r in records})
+        print(f"{label}: {len(items) - len(todo) + start + len(chunk)}/{len(items)}", file=sys.stderr, flush=True)
+    return [done[i] for i in ids]
