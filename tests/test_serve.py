@@ -58,7 +58,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def model():
-    return Llama(LlamaConfig.tiny(), rngs=nnx.Rngs(0))
+    return Llama(LlamaConfig.tiny(scan_layers=True), rngs=nnx.Rngs(0))  # as the server loads models
 
 
 @pytest.fixture(scope="module")

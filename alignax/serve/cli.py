@@ -26,10 +26,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from alignax.models import load
+    from alignax.serve.loading import load_for_serving
     from alignax.serve.server import make_server
 
-    model, tokenizer = load(args.model, dtype=args.dtype)
+    model, tokenizer = load_for_serving(args.model, dtype=args.dtype)
     if tokenizer is None:
         raise SystemExit(f"{args.model} has no tokenizer; the server needs one")
     name = args.served_model_name or os.path.basename(os.path.normpath(args.model))

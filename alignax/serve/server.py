@@ -240,8 +240,12 @@ def make_server(model, tokenizer, *, model_name: str, host: str = "127.0.0.1", p
     """A bound server whose engine thread is running; call serve_forever (any thread), then close().
 
     max_context: tokens per slot (prompt + completion); default the model's max_position_embeddings
-    capped at 2048. port 0 picks a free port (see `server.url`).
+    capped at 2048. port 0 picks a free port (see `server.url`). Give a model with
+    cfg.scan_layers=True (`alignax.serve.loading.load_for_serving`): see loading.py for why.
     """
+    if not model.cfg.scan_layers:
+        _log.warning("model.cfg.scan_layers is False: every decode step copies the whole KV cache per layer "
+                     "(load with alignax.serve.loading.load_for_serving)")
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     max_context = int(max_context or min(model.cfg.max_position_embeddings, 2048))
