@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo bench clean
+.PHONY: venv test test-fast lint format demo bench clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,15 @@ $(STAMP): setup.py
 # The whole suite, slow tests (real SmolLM2 parity) included.
 test: venv
 	$(BIN)/python -m pytest -q tests
+
+# One formatter and linter (ruff.toml): CI fails on any finding or unformatted file.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # Skip the tests marked slow (for quick iteration).
 test-fast: venv

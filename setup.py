@@ -43,6 +43,8 @@ TEST_REQUIRES = [
     "setuptools<81",  # alpaca-eval imports pkg_resources
     "datasets>=2.19",
     "patsy",
+    "ruff==0.17.6",  # `make lint`: the one formatter and linter (ruff.toml)
+    "openai>=1.40",  # the official client, against alignax.serve in tests
 ]
 
 setup(

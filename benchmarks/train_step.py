@@ -1,24 +1,30 @@
-"""Train-step throughput and peak memory: alignax's one jitted step beside TRL 0.19.1's trainers.
+"""Train-step throughput and peak memory on real data: alignax's engine beside TRL 0.19.1's trainers.
 
-    python -m benchmarks.train_step [--batch 4 --seq 128 --iters 3 --methods sft,dpo,simpo]
+    python -m benchmarks.train_step [--batch 8 --iters 3 --methods sft,dpo,simpo]
 
-Model: SmolLM2-135M-Instruct, float32, from the same Q4_1 GGUF on both sides
-(`alignax.models.load("smollm2-135m-instruct")` / transformers `from_pretrained(dir, gguf_file=...)`).
-Batch: `--batch` examples of `--seq` tokens — SFT: batch sequences; DPO and SimPO: batch pairs, i.e.
-2 x batch sequences, each a `seq/2`-token prompt + a `seq/2`-token response (random token ids, the
-same on both sides). A step = loss + gradient + global-norm clip 1.0 + AdamW update; DPO also runs
-the frozen reference forward (on the fly: no precomputed log-probs on either side).
+Model: SmolLM2-135M-Instruct, float32 on both sides, from the same GGUF. Data: the built-in sets,
+whose prompt and response lengths are real and uneven — builtin:sft/train for SFT,
+builtin:arith_pairs/train for DPO and SimPO — the same first `batch * (iters + 1)` examples, in
+order, through each side's OWN data path with the chat template:
 
-  alignax: `alignax.train.step.make_train_step` (the engine's step: chunked log-probs, donation)
-           with each experiment's cpu-preset loss hyperparameters, jitted; one compiling warm-up.
-  TRL:     SFTTrainer / DPOTrainer (loss_type="sigmoid") / CPOTrainer (loss_type="simpo"):
-           `trainer.training_step(model, batch)` (forward, loss, backward through accelerate),
-           `clip_grad_norm_`, the trainer's AdamW `step()` and `zero_grad()`; one warm-up step.
+  alignax: the engine's feed (`alignax.train.feed`: packed rows) and its jitted step
+           (`alignax.train.step.make_train_step`); DPO with `reference: precomputed` (the cached
+           starting-model log-probs are data: no reference forward in the step).
+  TRL:     SFTTrainer / DPOTrainer (sigmoid) / CPOTrainer (simpo) with their own tokenization and
+           padding collators; `trainer.training_step` + `clip_grad_norm_(1.0)` + AdamW `step()`.
+           DPO twice: the default (reference forward every step) and `precompute_ref_log_probs`
+           (the step reads `ref_*_logps` from the batch, as TRL's precomputed path does).
 
-Each (side, method) runs in its own subprocess, so peak RSS (`ru_maxrss`: loading, compilation and
-the steps) is its own. tokens/s = sequences x seq / median step time. Prints a table, then one
-JSON line with every figure.
+A step = loss + gradient + clip + AdamW update over `--batch` examples. tokens/s counts the REAL
+(non-padding) tokens of the step's sequences, the same on both sides, over the median step time;
+padded tokens processed are reported beside. The useful FLOP rate is 6 x params x real tokens
+(+ 2 x params x tokens for a reference forward) per second, against the float32 matmul peak this
+script measures (a 2048^3 jitted matmul). Each (side, method) runs in its own subprocess, so peak RSS
+(`ru_maxrss`: loading, compilation and the steps) is its own. Prints `uptime`, a table, then one
+JSON line: `dpo_ratio`, `simpo_ratio`, `sft_ratio` (alignax tokens/s over TRL's default),
+`dpo_ratio_vs_precomputed`, `dpo_rss_ratio`, `simpo_rss_ratio`, and every figure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,97 +38,140 @@ import time
 
 PRESET = "smollm2-135m-instruct"
 METHODS = ("sft", "dpo", "simpo")
+DATA = {"sft": "builtin:sft/train", "dpo": "builtin:arith_pairs/train", "simpo": "builtin:arith_pairs/train"}
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _token_ids(args, vocab_size: int):
-    """[sequences, seq] ids: rows [0, B) chosen (or SFT), [B, 2B) rejected, sharing each pair's prompt."""
-    import numpy as np
+def _records(method: str, count: int) -> list[dict]:
+    from alignax.data.builtin import builtin_path
 
-    rng = np.random.default_rng(args.seed)
-    half = args.seq // 2
-    prompts = rng.integers(0, vocab_size, size=(args.batch, half))
-    chosen = rng.integers(0, vocab_size, size=(args.batch, args.seq - half))
-    rejected = rng.integers(0, vocab_size, size=(args.batch, args.seq - half))
-    return prompts.astype(np.int32), chosen.astype(np.int32), rejected.astype(np.int32)
+    with open(builtin_path(DATA[method][len("builtin:"):])) as f:
+        return [json.loads(line) for line in f][:count]
 
 
-def _time_steps(step, iters: int) -> tuple[float, list[float]]:
+def _time_steps(steps, iters: int) -> tuple[float, list[float]]:
     start = time.perf_counter()
-    step()  # warm-up: compiles (alignax) / allocates optimizer state (torch)
+    steps(0)  # warm-up: compiles (alignax) / allocates optimizer state (torch)
     warmup_s = time.perf_counter() - start
     times = []
-    for _ in range(iters):
+    for i in range(1, iters + 1):
         start = time.perf_counter()
-        step()
+        steps(i)
         times.append(time.perf_counter() - start)
     return warmup_s, times
+
+
+def matmul_peak_gflops() -> float:
+    """float32 matmul peak of this machine: a jitted 2048^3 matmul, best of 5."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((2048, 2048), jnp.float32)
+    matmul = jax.jit(lambda x, y: x @ y)
+    matmul(a, a).block_until_ready()
+    best = min(_timed(lambda: matmul(a, a).block_until_ready()) for _ in range(5))
+    return 2 * 2048**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def run_alignax(args) -> dict:
     import importlib
 
     import jax
-    import jax.numpy as jnp
-    import numpy as np
     from flax import nnx
 
-    import alignax.models as models
+    from alignax.train import feed as feed_lib
+    from alignax.train import loop, modeling, validate
     from alignax.train.methods import get_method
     from alignax.train.optim import make_optimizer
     from alignax.train.step import TrainState, make_train_step
 
     config = importlib.import_module(f"configs.{args.method}").get_config("cpu")
+    path = os.path.join(args.tmpdir, f"{args.method}.jsonl")
+    os.makedirs(args.tmpdir, exist_ok=True)
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in _records(args.method, args.batch * (args.iters + 1)))
+    config.update_from_flattened_dict({"data.train": path, "data.eval": "", "data.shuffle": False,
+                                       "batch_size": args.batch, "mesh.num_devices": 1,
+                                       "reference": "precomputed" if args.method == "dpo" else config.reference,
+                                       "reference_cache_dir": os.path.join(args.tmpdir, "refcache")})
+    hparams = validate.check_config(config)
     start = time.perf_counter()
-    model, _ = models.load(PRESET)
+    mesh = modeling.make_mesh(config.mesh)
+    model, tokenizer = modeling.build_model(config, mesh)
     load_s = time.perf_counter() - start
-    prompts, chosen, rejected = _token_ids(args, model.cfg.vocab_size)
-    responses = [chosen] if args.method == "sft" else [chosen, rejected]
-    ids = np.concatenate([np.concatenate([prompts, r], axis=1) for r in responses])
-    rows, length = ids.shape
-    loss_mask = np.zeros_like(ids)
-    loss_mask[:, prompts.shape[1]:] = 1
-    batch = {  # the engine's layout, one micro-batch: [1, rows, ...]
-        "input_ids": ids, "segment_ids": np.ones_like(ids), "positions": np.tile(np.arange(length), (rows, 1)),
-        "loss_mask": loss_mask, "sequence_index": np.arange(rows)[:, None],
-    }
-    batch = {k: jnp.asarray(v[None], jnp.int32) for k, v in batch.items()}
-
-    ref_graphdef, ref_params = None, None
-    if config.reference == "on_the_fly":
-        ref_graphdef, ref_params = nnx.split(model)
-        ref_params = jax.tree.map(jnp.copy, ref_params)
     graphdef, params, non_trainable = nnx.split(model, nnx.Param, ...)
+    splits = {"train": feed_lib.load_split(config, tokenizer, split="train")}
+    if config.reference == "precomputed":
+        loop.precompute_reference(config, model, splits)
+    feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=1,
+                              required_fields=validate.data_inputs(config), tokenized=splits["train"])
+    batches = [loop._global_batch(next(feed), mesh, 1) for _ in range(args.iters + 1)]
     optimizer, schedule = make_optimizer(config.optimizer, 1000)
-    step_fn = make_train_step(
+    step_fn = jax.jit(make_train_step(
         graphdef=graphdef, non_trainable=non_trainable, method_fn=get_method(config.method),
-        method_kwargs=dict(loss_name=config.loss.name, hparams=config.loss.hparams.to_dict(),
-                           chunk_size=config.logprob_chunk_size,
-                           vocab_chunk_size=config.logprob_vocab_chunk_size or None, batch_size=args.batch),
-        optimizer=optimizer, schedule=schedule, grad_accum_steps=1, ref_graphdef=ref_graphdef)
-    step_fn = jax.jit(step_fn, donate_argnums=(0,))
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=jax.jit(optimizer.init)(params),
-                       rng=jax.random.key_data(jax.random.PRNGKey(0)))
+        method_kwargs=dict(loss_name=config.loss.name, hparams=hparams, chunk_size=config.logprob_chunk_size,
+                           vocab_chunk_size=config.logprob_vocab_chunk_size or None, batch_size=args.batch,
+                           num_sides=feed.num_sides),
+        optimizer=optimizer, schedule=schedule, grad_accum_steps=1), donate_argnums=(0,))
+    state = TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
+                       opt_state=jax.jit(optimizer.init)(params), rng=jax.random.key_data(jax.random.PRNGKey(0)))
     del model, params
 
-    def step():
+    def steps(i):
         nonlocal state
-        state, metrics = step_fn(state, batch, ref_params)
+        state, metrics = step_fn(state, batches[i], None)
         jax.block_until_ready(metrics["loss"])
 
-    warmup_s, times = _time_steps(step, args.iters)
-    return {"side": "alignax", "backend": f"jax {jax.__version__}", "rows": rows, "load_s": load_s,
-            "warmup_s": warmup_s, "times_s": times}
+    warmup_s, times = _time_steps(steps, args.iters)
+    real = [int((b["segment_ids"] > 0).sum()) for b in batches[1:]]
+    padded = [int(b["segment_ids"].size) for b in batches[1:]]
+    return {"side": "alignax", "backend": f"jax {jax.__version__}", "load_s": load_s, "warmup_s": warmup_s,
+            "times_s": times, "real_tokens": real, "padded_tokens": padded, "reference_forward": False,
+            "params": int(sum(x.size for x in jax.tree.leaves(state.params)))}
+
+
+def _trl_trainer(args, model, tokenizer, records):
+    import datasets
+    import trl
+
+    common = dict(output_dir=os.path.join(args.tmpdir, args.method), per_device_train_batch_size=args.batch,
+                  learning_rate=1e-5, max_grad_norm=1.0, report_to=[], logging_steps=1000, save_strategy="no",
+                  bf16=False, fp16=False, use_cpu=True)
+    if args.method == "sft":
+        data = datasets.Dataset.from_list([{"messages": r["messages"]} for r in records])
+        return trl.SFTTrainer(model=model, args=trl.SFTConfig(max_length=96, assistant_only_loss=False, **common),
+                              train_dataset=data, processing_class=tokenizer)
+    data = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}],
+                                        "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                                        "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in records])
+    if args.method == "dpo":
+        config = trl.DPOConfig(beta=0.1, loss_type="sigmoid", max_length=96, max_prompt_length=64,
+                               precompute_ref_log_probs=args.precomputed, **common)
+        return trl.DPOTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
+    config = trl.CPOConfig(loss_type="simpo", cpo_alpha=0.0, beta=2.0, simpo_gamma=0.5, max_length=96,
+                           max_prompt_length=64, **common)
+    return trl.CPOTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
+
+
+def _real_tokens(batch) -> tuple[int, int]:
+    masks = [v for k, v in batch.items() if k.endswith("attention_mask")]
+    return int(sum(m.sum() for m in masks)), int(sum(m.numel() for m in masks))
 
 
 def run_peer(args) -> dict:
-    import datasets
     import torch
     import transformers
     import trl
+    from torch.utils.data import DataLoader
 
     import alignax.models.presets as presets
 
@@ -135,60 +184,35 @@ def run_peer(args) -> dict:
     load_s = time.perf_counter() - start
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    prompts, chosen, rejected = (torch.from_numpy(a.astype("int64")) for a in _token_ids(args, model.config.vocab_size))
-    ones = torch.ones_like
-    common = dict(output_dir=os.path.join(args.tmpdir, args.method), per_device_train_batch_size=args.batch,
-                  learning_rate=1e-5, max_grad_norm=1.0, report_to=[], logging_steps=1000, save_strategy="no",
-                  bf16=False, fp16=False, use_cpu=True)
-    tiny_text = datasets.Dataset.from_dict({"prompt": ["a", "b"], "chosen": ["c", "d"], "rejected": ["e", "f"]})
-    if args.method == "sft":
-        trainer = trl.SFTTrainer(model=model, args=trl.SFTConfig(max_length=args.seq, **common),
-                                 train_dataset=datasets.Dataset.from_dict({"text": ["a b", "c d"]}),
-                                 processing_class=tokenizer)
-        ids = torch.cat([prompts, chosen], dim=1)
-        labels = ids.clone()
-        labels[:, : prompts.shape[1]] = -100  # loss on the response only, as alignax's mask
-        inputs = {"input_ids": ids, "attention_mask": ones(ids), "labels": labels}
-        rows = ids.shape[0]
-    elif args.method == "dpo":
-        trainer = trl.DPOTrainer(model=model, args=trl.DPOConfig(beta=0.1, loss_type="sigmoid", max_length=args.seq,
-                                                                 max_prompt_length=args.seq // 2, **common),
-                                 train_dataset=tiny_text, processing_class=tokenizer)
-        inputs = {"prompt_input_ids": prompts, "prompt_attention_mask": ones(prompts),
-                  "chosen_input_ids": chosen, "chosen_attention_mask": ones(chosen),
-                  "rejected_input_ids": rejected, "rejected_attention_mask": ones(rejected)}
-        rows = 2 * args.batch
-    else:
-        trainer = trl.CPOTrainer(model=model, args=trl.CPOConfig(loss_type="simpo", cpo_alpha=0.0, beta=2.0,
-                                                                 simpo_gamma=0.5, max_length=args.seq,
-                                                                 max_prompt_length=args.seq // 2, **common),
-                                 train_dataset=tiny_text, processing_class=tokenizer)
-        inputs = {}
-        for side, response in (("chosen", chosen), ("rejected", rejected)):
-            ids = torch.cat([prompts, response], dim=1)
-            labels = ids.clone()
-            labels[:, : prompts.shape[1]] = -100
-            inputs.update({f"{side}_input_ids": ids, f"{side}_attention_mask": ones(ids), f"{side}_labels": labels})
-        rows = 2 * args.batch
+    trainer = _trl_trainer(args, model, tokenizer, _records(args.method, args.batch * (args.iters + 1)))
+    loader = DataLoader(trainer.train_dataset, batch_size=args.batch, shuffle=False, collate_fn=trainer.data_collator)
+    batches = [trainer._prepare_inputs(b) if hasattr(trainer, "_prepare_inputs") else b for b in loader]
+    if args.precomputed:  # TRL's precomputed path reads these from the batch (values do not change the cost)
+        for b in batches:
+            b["ref_chosen_logps"] = torch.zeros(args.batch)
+            b["ref_rejected_logps"] = torch.zeros(args.batch)
     trainer.create_optimizer()
     model = trainer.model
     model.train()
 
-    def step():
-        trainer.training_step(model, inputs)
+    def steps(i):
+        trainer.training_step(model, batches[i])
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         trainer.optimizer.step()
         trainer.optimizer.zero_grad()
 
-    warmup_s, times = _time_steps(step, args.iters)
+    warmup_s, times = _time_steps(steps, args.iters)
+    counts = [_real_tokens(b) for b in batches[1:args.iters + 1]]
     return {"side": "trl", "backend": f"trl {trl.__version__}, torch {torch.__version__} ({torch.get_num_threads()} thr)",
-            "rows": rows, "load_s": load_s, "warmup_s": warmup_s, "times_s": times}
+            "load_s": load_s, "warmup_s": warmup_s, "times_s": times, "real_tokens": [c[0] for c in counts],
+            "padded_tokens": [c[1] for c in counts], "reference_forward": args.method == "dpo" and not args.precomputed,
+            "params": int(sum(p.numel() for p in model.parameters()))}
 
 
-def _run_child(side: str, method: str, args) -> dict:
+def _run_child(side: str, method: str, args, precomputed: bool = False) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.train_step", "--side", side, "--methods", method, "--batch",
-           str(args.batch), "--seq", str(args.seq), "--iters", str(args.iters), "--seed", str(args.seed),
-           "--tmpdir", args.tmpdir]
+           str(args.batch), "--iters", str(args.iters), "--seed", str(args.seed), "--tmpdir", args.tmpdir]
+    cmd += ["--precomputed"] if precomputed else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -196,15 +220,26 @@ def _run_child(side: str, method: str, args) -> dict:
     return json.loads(lines[-1])
 
 
+def _summarize(row: dict, peak_gflops: float) -> dict:
+    row["median_s"] = statistics.median(row["times_s"])
+    real = statistics.mean(row["real_tokens"])
+    row["tokens_per_s"] = real / row["median_s"]
+    flops = (6 + (2 if row["reference_forward"] else 0)) * row["params"] * real
+    row["useful_gflops"] = flops / row["median_s"] / 1e9
+    row["fraction_of_peak"] = row["useful_gflops"] / peak_gflops
+    row["padding_fraction"] = 1 - real / statistics.mean(row["padded_tokens"])
+    return row
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=4, help="SFT sequences / DPO, SimPO pairs per step")
-    parser.add_argument("--seq", type=int, default=128, help="tokens per sequence (half prompt, half response)")
+    parser.add_argument("--batch", type=int, default=8, help="SFT conversations / DPO, SimPO pairs per step")
     parser.add_argument("--iters", type=int, default=3, help="timed steps after one warm-up step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--tmpdir", default="/tmp/alignax_bench_train_step")
     parser.add_argument("--side", choices=["alignax", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--precomputed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
 
@@ -215,24 +250,30 @@ def main(argv=None) -> dict:
         print(json.dumps(result), flush=True)
         return result
 
-    print(f"SmolLM2-135M-Instruct train step, float32, batch {args.batch} x {args.seq} tokens "
-          f"(DPO/SimPO: {args.batch} pairs), median of {args.iters} steps after a warm-up; {os.cpu_count()} CPUs")
-    header = (f"{'method':<6} {'side':<8} {'backend':<38} {'load s':>7} {'warm-up s':>10} {'step s':>7} "
-              f"{'tokens/s':>9} {'peak RSS MB':>12}")
-    print(header)
-    print("-" * len(header))
-    summary: dict = {"batch": args.batch, "seq": args.seq}
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    peak = matmul_peak_gflops()
+    print(f"uptime: {uptime}\nfloat32 matmul peak (jitted 2048^3): {peak:.0f} GFLOP/s; {os.cpu_count()} CPUs")
+    print(f"SmolLM2-135M-Instruct train step, float32, batch {args.batch} built-in examples, median of {args.iters} "
+          f"steps after a warm-up")
+    header = (f"{'method':<6} {'side':<16} {'step s':>7} {'tokens/s':>9} {'pad %':>6} {'GFLOP/s':>8} {'% peak':>7} "
+              f"{'warm-up s':>10} {'peak RSS MB':>12}")
+    print(header + "\n" + "-" * len(header))
+    summary: dict = {"batch": args.batch, "iters": args.iters, "matmul_peak_gflops": round(peak, 1), "uptime": uptime}
     for method in methods:
-        for side in ("alignax", "trl"):
-            row = _run_child(side, method, args)
-            row["median_s"] = statistics.median(row["times_s"])
-            row["tokens_per_s"] = row["rows"] * args.seq / row["median_s"]
-            print(f"{method:<6} {side:<8} {row['backend']:<38} {row['load_s']:>7.1f} {row['warmup_s']:>10.1f} "
-                  f"{row['median_s']:>7.2f} {row['tokens_per_s']:>9.0f} {row['peak_rss_mb']:>12.0f}", flush=True)
-            prefix = "alignax" if side == "alignax" else "peer"
-            summary[f"{method}_{prefix}_tokens_per_s"] = round(row["tokens_per_s"], 1)
-            summary[f"{method}_{prefix}_peak_rss_mb"] = round(row["peak_rss_mb"], 1)
+        sides = [("alignax", "alignax", False), ("trl", "peer", False)]
+        sides += [("trl", "peer_precomputed", True)] if method == "dpo" else []
+        for side, label, precomputed in sides:
+            row = _summarize(_run_child(side, method, args, precomputed), peak)
+            print(f"{method:<6} {label:<16} {row['median_s']:>7.2f} {row['tokens_per_s']:>9.0f} "
+                  f"{100 * row['padding_fraction']:>5.0f}% {row['useful_gflops']:>8.1f} {100 * row['fraction_of_peak']:>6.0f}% "
+                  f"{row['warmup_s']:>10.1f} {row['peak_rss_mb']:>12.0f}", flush=True)
+            for key in ("tokens_per_s", "peak_rss_mb", "useful_gflops", "median_s", "warmup_s"):
+                summary[f"{method}_{label}_{key}"] = round(row[key], 3)
         summary[f"{method}_ratio"] = round(summary[f"{method}_alignax_tokens_per_s"] / summary[f"{method}_peer_tokens_per_s"], 3)
+        summary[f"{method}_rss_ratio"] = round(summary[f"{method}_alignax_peak_rss_mb"] / summary[f"{method}_peer_peak_rss_mb"], 3)
+    if "dpo" in methods:
+        summary["dpo_ratio_vs_precomputed"] = round(
+            summary["dpo_alignax_tokens_per_s"] / summary["dpo_peer_precomputed_tokens_per_s"], 3)
     print(json.dumps(summary))
     return summary
 

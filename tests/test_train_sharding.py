@@ -135,3 +135,77 @@ def test_two_processes_match_single_device(single_device, tmp_path):
     np.testing.assert_allclose(losses, reference, rtol=0, atol=1e-5)
     # Only process 0 writes the run's files; the checkpoint (collective) holds the final step.
     assert sorted(os.listdir(workdir / "checkpoints")) == [str(STEPS)]
+
+
+# One plain-SGD step, no clipping: the updated parameters are params - lr * grad, so comparing them
+# (and grad_norm) compares the gradient itself; with AdamW + clipping a gradient wrong by a constant
+# factor would still pass a loss comparison.
+SGD = {"total_steps": 1, "export": False, "data.eval": "", "data.length_multiple": 64, "checkpoint_every": 1,
+       "optimizer.name": "sgd", "optimizer.learning_rate": 0.5, "optimizer.grad_clip_norm": 0.0,
+       "optimizer.warmup_ratio": 0.0, "optimizer.schedule": "constant", "async_checkpointing": False}
+
+
+def params_after_one_step(workdir) -> dict:
+    import orbax.checkpoint as ocp
+
+    restored = ocp.StandardCheckpointer().restore(pathlib.Path(workdir) / "checkpoints" / "1" / "state")
+    return {jax.tree_util.keystr(path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(restored["params"])[0]}
+
+
+@pytest.fixture(scope="module")
+def single_device_sgd(tmp_path_factory):
+    out = {}
+    for name in ("dpo", "sft"):
+        workdir = tmp_path_factory.mktemp(f"{name}_sgd_1dev")
+        train(tiny_config(name, dict(SGD, **{"mesh.num_devices": 1})), str(workdir))
+        out[name] = (read_metrics(workdir)[0], params_after_one_step(workdir))
+    return out
+
+
+def assert_same_step(actual_dir, reference) -> None:
+    reference_record, reference_params = reference
+    record, params = read_metrics(actual_dir)[0], params_after_one_step(actual_dir)
+    np.testing.assert_allclose(record["grad_norm"], reference_record["grad_norm"], rtol=1e-5)
+    assert record["grad_norm"] > 0
+    assert params.keys() == reference_params.keys()
+    for key in params:
+        np.testing.assert_allclose(params[key], reference_params[key], rtol=0, atol=2e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("name,mesh", [
+    pytest.param("dpo", dict(data=8), id="dpo-data8"),
+    pytest.param("dpo", dict(data=2, fsdp=2, tensor=2), id="dpo-data2-fsdp2-tensor2"),
+    pytest.param("sft", dict(data=1, fsdp=8), id="sft-fsdp8"),
+])
+def test_sgd_step_gradient_matches_single_device(single_device_sgd, tmp_path, name, mesh):
+    train(tiny_config(name, dict(SGD, **{f"mesh.{k}": v for k, v in mesh.items()})), str(tmp_path))
+    assert_same_step(tmp_path, single_device_sgd[name])
+
+
+@pytest.mark.slow
+def test_sgd_step_on_two_processes_matches_single_device(single_device_sgd, tmp_path):
+    port = _free_port()
+    workdir = tmp_path / "run"
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    overrides = [f"--config.{k}={v}" for k, v in SGD.items() if k != "data.eval"] + ["--config.data.eval="]
+    procs = []
+    for process_id in range(2):
+        command = [sys.executable, "-m", "experiments.dpo", "--config", "configs/dpo.py:tiny", "--workdir",
+                   str(workdir), *overrides, "--config.mesh.data=2", "--config.mesh.fsdp=2",
+                   "--config.distributed.num_processes=2", f"--config.distributed.process_id={process_id}",
+                   f"--config.distributed.coordinator_address=127.0.0.1:{port}"]
+        log = open(tmp_path / f"process{process_id}.log", "w")
+        procs.append((subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    try:
+        for proc, _ in procs:
+            proc.wait(timeout=420)
+    finally:
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    for i, (proc, _) in enumerate(procs):
+        assert proc.returncode == 0, (tmp_path / f"process{i}.log").read_text()[-3000:]
+    assert_same_step(workdir, single_device_sgd["dpo"])
