@@ -8,7 +8,8 @@ are never written to `config.json`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+import math
+from typing import Any, ClassVar, Mapping
 
 ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
 _MODEL_TYPES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral"}
@@ -33,6 +34,12 @@ class LlamaConfig:
   `sliding_window` (Mistral) limits each query to the `sliding_window` most recent keys, itself
   included (transformers: `kv_idx > q_idx - sliding_window`).
   """
+
+  # Per family (a subclass overrides them): the HF architectures this config describes, their
+  # `model_type`s, and the HF keys supported only at one value.
+  ARCHITECTURES: ClassVar[tuple[str, ...]] = ARCHITECTURES
+  MODEL_TYPES: ClassVar[Mapping[str, str]] = _MODEL_TYPES
+  UNSUPPORTED_IF_SET: ClassVar[Mapping[str, Any]] = _UNSUPPORTED_IF_SET
 
   vocab_size: int = 32000
   hidden_size: int = 4096
@@ -78,8 +85,10 @@ class LlamaConfig:
         raise ValueError(f"rope_scaling.rope_type={rope_type!r} is not supported; expected one of {ROPE_TYPES}")
       # A tuple of items keeps the frozen dataclass hashable (jit static args need that).
       object.__setattr__(self, "rope_scaling", _FrozenDict(scaling))
-    if self.architecture not in ARCHITECTURES:
-      raise ValueError(f"architecture {self.architecture!r} is not supported; expected one of {ARCHITECTURES}")
+    if self.architecture not in self.ARCHITECTURES:
+      raise ValueError(
+          f"architecture {self.architecture!r} is not supported by {type(self).__name__}; "
+          f"expected one of {self.ARCHITECTURES}")
     if self.num_attention_heads % self.num_key_value_heads:
       raise ValueError(
           f"num_attention_heads={self.num_attention_heads} is not a multiple of "
@@ -91,39 +100,84 @@ class LlamaConfig:
   def rope_type(self) -> str:
     return "default" if self.rope_scaling is None else self.rope_scaling.get("rope_type", "default")
 
+  # --- what the shared decoder (llama.py) reads; a family's config overrides these -----------------
+
+  @property
+  def layer_windows(self) -> tuple[int | None, ...]:
+    """Each layer's sliding window (None = global attention); Mistral: one window for all."""
+    return (self.sliding_window,) * self.num_hidden_layers
+
+  @property
+  def attention_qkv_bias(self) -> bool:
+    """q/k/v projections carry biases (Qwen2)."""
+    return False
+
+  @property
+  def attention_scale(self) -> float:
+    """The factor on q.k: 1/sqrt(head_dim) (Gemma-2: query_pre_attn_scalar^-1/2)."""
+    return 1.0 / math.sqrt(self.head_dim)
+
+  @property
+  def attention_logit_softcap(self) -> float | None:
+    """Scores become cap * tanh(scores / cap) before masking (Gemma-2); None = off."""
+    return None
+
+  @property
+  def final_logit_softcap(self) -> float | None:
+    """Logits become cap * tanh(logits / cap) (Gemma-2); None = off."""
+    return None
+
+  @property
+  def mlp_activation(self) -> str:
+    """The gate activation of the gated MLP (HF ACT2FN name)."""
+    return "silu"
+
+  # --- config.json ------------------------------------------------------------------------------
+
   @classmethod
-  def from_hf(cls, config: Mapping[str, Any], **overrides) -> "LlamaConfig":
-    """Builds a config from a Hugging Face `config.json` dict; `overrides` set alignax fields."""
+  def architecture_from_hf(cls, config: Mapping[str, Any]) -> str | None:
+    """`architectures[0]`, or the architecture of `model_type` when `architectures` is absent."""
     if not isinstance(config, Mapping):
       raise TypeError(f"config must be a JSON object, got {type(config).__name__}")
     architectures = config.get("architectures") or []
     if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
       raise TypeError(f"architectures must be a list of strings, got {architectures!r}")
     if architectures:
-      architecture = architectures[0]
-    else:
-      architecture = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM"}.get(
-          config.get("model_type"), None)
-    if architecture not in ARCHITECTURES:
+      return architectures[0]
+    by_model_type = {model_type: arch for arch, model_type in cls.MODEL_TYPES.items()}
+    return by_model_type.get(config.get("model_type"))
+
+  @classmethod
+  def from_hf(cls, config: Mapping[str, Any], **overrides) -> "LlamaConfig":
+    """Builds a config from a Hugging Face `config.json` dict; `overrides` set alignax fields."""
+    architecture = cls.architecture_from_hf(config)
+    if architecture not in cls.ARCHITECTURES:
       raise ValueError(
-          f"config.json: unknown architecture {architecture!r} (architectures={architectures!r}, "
-          f"model_type={config.get('model_type')!r}); alignax supports {ARCHITECTURES}")
-    for key, default in _UNSUPPORTED_IF_SET.items():
+          f"config.json: unknown architecture {architecture!r} (architectures={config.get('architectures')!r}, "
+          f"model_type={config.get('model_type')!r}); {cls.__name__} supports {cls.ARCHITECTURES}")
+    for key, default in cls.UNSUPPORTED_IF_SET.items():
       if config.get(key, default) != default:
         raise ValueError(f"config.json: {key}={config[key]!r} is not supported (only {default!r})")
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: v for k, v in config.items() if k in names and k not in ("dtype", "param_dtype")}
-    if architecture == "MistralForCausalLM":
-      kwargs.setdefault("sliding_window", 4096)  # MistralConfig's default when the key is absent
+    kwargs = cls._family_kwargs_from_hf(config, architecture, kwargs)
     kwargs["architecture"] = architecture
     kwargs.update(overrides)
     return cls(**kwargs)
 
-  def to_hf(self) -> dict[str, Any]:
-    """The `config.json` dict transformers reads back into an equivalent model."""
-    out = {
+  @classmethod
+  def _family_kwargs_from_hf(cls, config: Mapping[str, Any], architecture: str,
+                             kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Family-specific defaults and renames of `from_hf` (a subclass overrides it)."""
+    if architecture == "MistralForCausalLM":
+      kwargs.setdefault("sliding_window", 4096)  # MistralConfig's default when the key is absent
+    return kwargs
+
+  def _common_hf(self) -> dict[str, Any]:
+    """The config.json keys every family writes the same way."""
+    return {
         "architectures": [self.architecture],
-        "model_type": _MODEL_TYPES[self.architecture],
+        "model_type": self.MODEL_TYPES[self.architecture],
         "vocab_size": self.vocab_size,
         "hidden_size": self.hidden_size,
         "intermediate_size": self.intermediate_size,
@@ -131,7 +185,6 @@ class LlamaConfig:
         "num_attention_heads": self.num_attention_heads,
         "num_key_value_heads": self.num_key_value_heads,
         "head_dim": self.head_dim,
-        "hidden_act": "silu",
         "rms_norm_eps": self.rms_norm_eps,
         "rope_theta": self.rope_theta,
         "max_position_embeddings": self.max_position_embeddings,
@@ -141,6 +194,11 @@ class LlamaConfig:
         "pad_token_id": self.pad_token_id,
         "torch_dtype": self.param_dtype,
     }
+
+  def to_hf(self) -> dict[str, Any]:
+    """The `config.json` dict transformers reads back into an equivalent model."""
+    out = self._common_hf()
+    out["hidden_act"] = "silu"
     if self.architecture == "MistralForCausalLM":
       out["sliding_window"] = self.sliding_window
       if self.rope_scaling is not None:

@@ -30,6 +30,8 @@ import safetensors
 import safetensors.numpy
 from flax import nnx
 
+from alignax.models import llama as llama_lib
+from alignax.models import registry
 from alignax.models import sharding as sharding_lib
 from alignax.models.config import LlamaConfig
 from alignax.models.llama import Llama
@@ -42,18 +44,8 @@ GENERATION_CONFIG_NAME = "generation_config.json"
 # Tensors some checkpoints carry that the model recomputes (older Llama exports).
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 
-_LAYER_PARAMS = (
-    # (path inside a DecoderLayer, HF name suffix, transposed)
-    (("input_layernorm", "weight"), "input_layernorm.weight", False),
-    (("post_attention_layernorm", "weight"), "post_attention_layernorm.weight", False),
-    (("self_attn", "q_proj", "kernel"), "self_attn.q_proj.weight", True),
-    (("self_attn", "k_proj", "kernel"), "self_attn.k_proj.weight", True),
-    (("self_attn", "v_proj", "kernel"), "self_attn.v_proj.weight", True),
-    (("self_attn", "o_proj", "kernel"), "self_attn.o_proj.weight", True),
-    (("mlp", "gate_proj", "kernel"), "mlp.gate_proj.weight", True),
-    (("mlp", "up_proj", "kernel"), "mlp.up_proj.weight", True),
-    (("mlp", "down_proj", "kernel"), "mlp.down_proj.weight", True),
-)
+# Llama's per-layer key map (kept under its old name); each family's map lives beside its model.
+_LAYER_PARAMS = llama_lib.HF_LAYER_PARAMS
 
 
 class CheckpointError(ValueError):
@@ -78,7 +70,7 @@ def param_table(cfg: LlamaConfig) -> list[ParamSpec]:
   table = [ParamSpec(("model", "embed_tokens", "embedding"), ("model.embed_tokens.weight",), False, False),
            ParamSpec(("model", "norm", "weight"), ("model.norm.weight",), False, False)]
   layers = range(cfg.num_hidden_layers)
-  for sub_path, suffix, transpose in _LAYER_PARAMS:
+  for sub_path, suffix, transpose in registry.family_of(cfg).hf_layer_params:
     if cfg.scan_layers:
       names = tuple(f"model.layers.{i}.{suffix}" for i in layers)
       table.append(ParamSpec(("model", "layers", *sub_path), names, transpose, True))
@@ -233,10 +225,11 @@ def read_config_dict(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_config(folder: str | os.PathLike, **overrides) -> LlamaConfig:
-  """LlamaConfig from `folder/config.json`; `overrides` set alignax fields (dtype, scan_layers...)."""
+  """The config of `folder/config.json`, of the family its `architectures` name (registry.py);
+  `overrides` set alignax fields (dtype, scan_layers...)."""
   config = read_config_dict(folder)
   try:
-    return LlamaConfig.from_hf(config, **overrides)
+    return registry.config_from_hf(config, **overrides)
   except (ValueError, TypeError) as e:
     raise CheckpointError(f"{pathlib.Path(folder) / CONFIG_NAME}: {e}") from e
 
@@ -282,9 +275,9 @@ def _read_block(spec: ParamSpec, tensors: Mapping[str, Any], index: tuple[slice,
 def _check_layer_count(cfg: LlamaConfig, tensors: Mapping[str, Any]) -> None:
   """Fails fast when the config declares more layers than the tensors hold (e.g. a million layers
   over a 2 MB file): building even the abstract model for such a config takes minutes."""
-  per_layer = len(_LAYER_PARAMS)
-  needed = per_layer * cfg.num_hidden_layers + 2
-  last = f"model.layers.{cfg.num_hidden_layers - 1}.{_LAYER_PARAMS[0][1]}"
+  layer_params = registry.family_of(cfg).hf_layer_params
+  needed = len(layer_params) * cfg.num_hidden_layers + 2
+  last = f"model.layers.{cfg.num_hidden_layers - 1}.{layer_params[0][1]}"
   if len(tensors) < needed or last not in tensors:
     source = next((getattr(t, "path", None) for t in tensors.values() if getattr(t, "path", None)), None)
     where = f" ({source})" if source else ""
@@ -295,7 +288,8 @@ def _check_layer_count(cfg: LlamaConfig, tensors: Mapping[str, Any]) -> None:
 
 def model_from_state_dict(cfg: LlamaConfig, tensors: Mapping[str, Any], *, mesh=None, rules=None,
                           strict: bool = True) -> Llama:
-  """A Llama whose parameters are the HF-named `tensors` (numpy arrays or lazy loaders).
+  """The model of cfg's family (a Llama, Qwen2, Gemma2...) whose parameters are the HF-named
+  `tensors` (numpy arrays or lazy loaders).
 
   Lazy loaders are objects with `.shape` and numpy-style slicing (e.g. `SafetensorsTensor`), or
   zero-argument callables returning an array. With a `mesh`, each parameter is created directly
@@ -306,7 +300,8 @@ def model_from_state_dict(cfg: LlamaConfig, tensors: Mapping[str, Any], *, mesh=
   tensors = {name: _resolve(t) for name, t in tensors.items()}
   _check_layer_count(cfg, tensors)
   table = param_table(cfg)
-  abstract = nnx.eval_shape(lambda: Llama(cfg, rngs=nnx.Rngs(0)))
+  model_class = registry.family_of(cfg).model_class
+  abstract = nnx.eval_shape(lambda: model_class(cfg, rngs=nnx.Rngs(0)))
   graphdef, state = nnx.split(abstract)
   flat = dict(nnx.to_flat_state(state))
   param_dtype = jnp.dtype(cfg.param_dtype)

@@ -29,8 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from alignax.models.config import LlamaConfig
-
-Cache = dict[str, jax.Array]
+from alignax.models.contract import Cache, Family
 _NEG_INF = float(jnp.finfo(jnp.float32).min)  # finite, so a fully masked (padding) row stays finite
 
 
@@ -54,16 +53,24 @@ def _normal(stddev):
 
 
 class Dense(nnx.Module):
-  """y = x @ kernel, kernel [in, out] (HF stores weight = kernel^T [out, in]); no bias (Llama)."""
+  """y = x @ kernel (+ bias), kernel [in, out] (HF stores weight = kernel^T [out, in]).
+
+  Llama has no biases; Qwen2's q/k/v projections have one (`use_bias`, HF `*.bias` [out]).
+  """
 
   def __init__(self, in_features: int, out_features: int, logical_axes: tuple[str, str], *,
-               cfg: LlamaConfig, rngs: nnx.Rngs):
+               cfg: LlamaConfig, rngs: nnx.Rngs, use_bias: bool = False):
     self.kernel = _param(rngs, _normal(0.02), (in_features, out_features), logical_axes,
+                         jnp.dtype(cfg.param_dtype))
+    self.use_bias = use_bias
+    if use_bias:
+      self.bias = _param(rngs, nnx.initializers.zeros, (out_features,), logical_axes[1:],
                          jnp.dtype(cfg.param_dtype))
     self.compute_dtype = jnp.dtype(cfg.dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return jnp.einsum("...i,io->...o", x, self.kernel[...].astype(self.compute_dtype))
+    y = jnp.einsum("...i,io->...o", x, self.kernel[...].astype(self.compute_dtype))
+    return y + self.bias[...].astype(self.compute_dtype) if self.use_bias else y
 
 
 class RMSNorm(nnx.Module):
@@ -191,16 +198,21 @@ class Attention(nnx.Module):
 
   def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
     d, h, kvh, hd = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-    self.q_proj = Dense(d, h * hd, ("embed", "heads"), cfg=cfg, rngs=rngs)
-    self.k_proj = Dense(d, kvh * hd, ("embed", "kv_heads"), cfg=cfg, rngs=rngs)
-    self.v_proj = Dense(d, kvh * hd, ("embed", "kv_heads"), cfg=cfg, rngs=rngs)
+    bias = cfg.attention_qkv_bias
+    self.q_proj = Dense(d, h * hd, ("embed", "heads"), cfg=cfg, rngs=rngs, use_bias=bias)
+    self.k_proj = Dense(d, kvh * hd, ("embed", "kv_heads"), cfg=cfg, rngs=rngs, use_bias=bias)
+    self.v_proj = Dense(d, kvh * hd, ("embed", "kv_heads"), cfg=cfg, rngs=rngs, use_bias=bias)
     self.o_proj = Dense(h * hd, d, ("heads", "embed"), cfg=cfg, rngs=rngs)
     self.num_heads, self.num_kv_heads, self.head_dim = h, kvh, hd
+    self.scale = cfg.attention_scale
+    self.logit_softcap = cfg.attention_logit_softcap
 
   def __call__(self, x, *, cos, sin, mask, kv=None, write_index=None):
     """x [B,T,D]; mask [B,T,S]; kv = this layer's cache (k, v) [B,S,KVH,hd] before this call.
 
-    softmax(q k^T / sqrt(hd) + mask) v with scores and softmax in float32. Returns the output
+    softmax(softcap(q k^T * scale) + mask) v with scores and softmax in float32; scale is
+    1/sqrt(hd) but for Gemma-2, and softcap(s) = cap * tanh(s / cap) only with Gemma-2's
+    attn_logit_softcapping (transformers `eager_attention_forward`). Returns the output
     [B,T,D] and this call's new keys/values [B,T,KVH,hd] (the caller writes them into the cache at
     `write_index`). With a cache the keys are the cached slots plus the new tokens, attended
     without first writing the new tokens into a copy of the cache: decoding touches the cache
@@ -213,10 +225,12 @@ class Attention(nnx.Module):
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     groups = self.num_heads // self.num_kv_heads
     q = q.reshape(batch, length, self.num_kv_heads, groups, self.head_dim).astype(jnp.float32)
-    scale = 1.0 / math.sqrt(self.head_dim)
+    scale = self.scale
 
     def scores_against(keys, key_mask):
       scores = jnp.einsum("btkgd,bskd->bkgts", q, keys.astype(jnp.float32)) * scale
+      if self.logit_softcap is not None:
+        scores = softcap(scores, self.logit_softcap)
       return jnp.where(key_mask[:, None, None, :, :], scores, _NEG_INF)
 
     if kv is None:
@@ -243,17 +257,30 @@ class Attention(nnx.Module):
     return self.o_proj(out), new_kv
 
 
+# HF ACT2FN names -> functions; gelu_pytorch_tanh is GELU's tanh approximation (Gemma's GeGLU).
+ACTIVATIONS = {
+    "silu": jax.nn.silu,
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+}
+
+
+def softcap(x: jax.Array, cap: float) -> jax.Array:
+  """cap * tanh(x / cap) (Gemma 2 report, section 2; transformers Gemma2 soft-capping)."""
+  return jnp.tanh(x / cap) * cap
+
+
 class MLP(nnx.Module):
-  """SwiGLU: down_proj(silu(gate_proj(x)) * up_proj(x))."""
+  """Gated MLP: down_proj(act(gate_proj(x)) * up_proj(x)); SwiGLU (silu) or GeGLU (Gemma)."""
 
   def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
     d, f = cfg.hidden_size, cfg.intermediate_size
     self.gate_proj = Dense(d, f, ("embed", "mlp"), cfg=cfg, rngs=rngs)
     self.up_proj = Dense(d, f, ("embed", "mlp"), cfg=cfg, rngs=rngs)
     self.down_proj = Dense(f, d, ("mlp", "embed"), cfg=cfg, rngs=rngs)
+    self.activation = cfg.mlp_activation
 
   def __call__(self, x):
-    return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+    return self.down_proj(ACTIVATIONS[self.activation](self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nnx.Module):
@@ -278,27 +305,37 @@ class LlamaModel(nnx.Module):
 
   With `cfg.scan_layers`, `layers` is ONE DecoderLayer whose parameters carry a leading axis of
   size num_hidden_layers (logical name "layers"); otherwise an nnx.List of DecoderLayers.
+  `layer_class` / `norm_class`: a family's block and norm (Gemma-2's sandwich block, (1 + w) norm).
   """
 
-  def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs, layer_class=None, norm_class=None):
+    layer_class = layer_class or DecoderLayer
+    norm_class = norm_class or RMSNorm
     self.embed_tokens = Embed(cfg, rngs=rngs)
     if cfg.scan_layers:
       @nnx.split_rngs(splits=cfg.num_hidden_layers)
       @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
       def make_stacked(layer_rngs):
-        return DecoderLayer(cfg, rngs=layer_rngs)
+        return layer_class(cfg, rngs=layer_rngs)
       self.layers = make_stacked(rngs)
     else:
-      self.layers = nnx.List([DecoderLayer(cfg, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
-    self.norm = RMSNorm(cfg.hidden_size, cfg=cfg, rngs=rngs)
+      self.layers = nnx.List([layer_class(cfg, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
+    self.norm = norm_class(cfg.hidden_size, cfg=cfg, rngs=rngs)
 
 
 class Llama(nnx.Module):
-  """Llama-family causal LM. See the module docstring for the computation and conventions."""
+  """Llama-family causal LM. See the module docstring for the computation and conventions.
+
+  Other families (qwen2.py, gemma2.py) subclass it, setting `layer_class` / `norm_class` and
+  overriding `embed`; everything else (masks, cache, remat, scan) is shared.
+  """
+
+  layer_class = DecoderLayer
+  norm_class = RMSNorm
 
   def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.model = LlamaModel(cfg, rngs=rngs)
+    self.model = LlamaModel(cfg, rngs=rngs, layer_class=self.layer_class, norm_class=self.norm_class)
     if not cfg.tie_word_embeddings:
       self.lm_head = Dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), cfg=cfg, rngs=rngs)
 
@@ -310,10 +347,22 @@ class Llama(nnx.Module):
       return self.model.embed_tokens.embedding[...].T
     return self.lm_head.kernel[...]
 
+  @property
+  def final_logit_softcap(self) -> float | None:
+    """Logits = cap * tanh((h @ W_head) / cap) when set (Gemma-2); whoever computes logits from
+    `hidden_states` and `lm_head_weight` must apply it."""
+    return self.cfg.final_logit_softcap
+
   def logits_from_hidden(self, hidden: jax.Array) -> jax.Array:
     """float32 logits h @ W_head, multiplied in the compute dtype and accumulated in float32."""
     weight = self.lm_head_weight().astype(hidden.dtype)
-    return jnp.einsum("...d,dv->...v", hidden, weight, preferred_element_type=jnp.float32)
+    logits = jnp.einsum("...d,dv->...v", hidden, weight, preferred_element_type=jnp.float32)
+    cap = self.final_logit_softcap
+    return logits if cap is None else softcap(logits, cap)
+
+  def embed(self, input_ids: jax.Array) -> jax.Array:
+    """h_0: the token embeddings (Gemma-2 scales them by sqrt(hidden_size))."""
+    return self.model.embed_tokens(input_ids)
 
   # --- forward ------------------------------------------------------------------------------------
 
@@ -379,8 +428,8 @@ class Llama(nnx.Module):
     if cache is None:
       if positions is None:
         positions = positions_from_segments(segment_ids)
-      mask = attention_mask(q_segment_ids=segment_ids, kv_segment_ids=segment_ids,
-                            q_slots=q_slots, kv_slots=q_slots, sliding_window=cfg.sliding_window)
+      masks = self._layer_masks(q_segment_ids=segment_ids, kv_segment_ids=segment_ids,
+                                q_slots=q_slots, kv_slots=q_slots)
       write_index = None
     else:
       write_index = cache["index"]
@@ -394,20 +443,27 @@ class Llama(nnx.Module):
       kv_segment_ids = jax.lax.dynamic_update_slice(cache["segment_ids"], segment_ids, (0, write_index))
       kv_positions = jax.lax.dynamic_update_slice(
           cache["positions"], positions.astype(jnp.int32), (0, write_index))
-      mask = attention_mask(q_segment_ids=segment_ids, kv_segment_ids=kv_segment_ids,
-                            q_slots=write_index + q_slots,
-                            kv_slots=jnp.arange(max_length, dtype=jnp.int32),
-                            sliding_window=cfg.sliding_window)
+      masks = self._layer_masks(q_segment_ids=segment_ids, kv_segment_ids=kv_segment_ids,
+                                q_slots=write_index + q_slots,
+                                kv_slots=jnp.arange(max_length, dtype=jnp.int32))
     chex.assert_shape(positions, (batch, length))
     cos, sin = rope_cos_sin(cfg, positions)
-    x = self.model.embed_tokens(input_ids)
+    x = self.embed(input_ids)
     kv_in = None if cache is None else (cache["k"], cache["v"])
-    x, per_layer, kv_out = self._run_layers(x, cos=cos, sin=sin, mask=mask, kv=kv_in,
+    x, per_layer, kv_out = self._run_layers(x, cos=cos, sin=sin, masks=masks, kv=kv_in,
                                             write_index=write_index, exit_layers=exit_layers)
     if cache is not None:
       cache = {"k": kv_out[0], "v": kv_out[1], "segment_ids": kv_segment_ids,
                "positions": kv_positions, "index": write_index + length}
     return x, per_layer, cache
+
+  def _layer_masks(self, **mask_inputs) -> tuple[tuple[jax.Array, ...], tuple[int, ...]]:
+    """(one [B, T, S] mask per distinct sliding window in `cfg.layer_windows`, each layer's index
+    in that tuple): one mask for Llama/Mistral, global + local for Gemma-2's alternating layers."""
+    windows = self.cfg.layer_windows
+    distinct = tuple(dict.fromkeys(windows))
+    masks = tuple(attention_mask(**mask_inputs, sliding_window=w) for w in distinct)
+    return masks, tuple(distinct.index(w) for w in windows)
 
   @staticmethod
   def _continued_positions(cache: Cache, segment_ids: jax.Array) -> jax.Array:
@@ -417,9 +473,10 @@ class Llama(nnx.Module):
     offset = jnp.max(jnp.where(same, cache["positions"][:, None, :] + 1, 0), axis=-1)
     return offset + positions_from_segments(segment_ids)
 
-  def _run_layers(self, x, *, cos, sin, mask, kv, write_index, exit_layers):
+  def _run_layers(self, x, *, cos, sin, masks, kv, write_index, exit_layers):
     """Runs the blocks (a Python loop, or lax.scan over stacked parameters), remat optional.
 
+    `masks` = (mask per distinct window, each layer's row in it), from `_layer_masks`.
     Returns (h_L, {l: h_l for l in exit_layers}, the updated stacked (k, v) cache or None): each
     layer's new keys/values are written into the stacked cache with one T-token update.
     """
@@ -427,16 +484,19 @@ class Llama(nnx.Module):
     layers = self.model.layers
     if cfg.scan_layers:
       graphdef, stacked_state = nnx.split(layers)
+      mask_table = jnp.stack(masks[0])
+      mask_rows = jnp.asarray(masks[1], jnp.int32)
 
       def body(carry, xs):
-        layer_state, layer_kv = xs
+        layer_state, layer_kv, mask_row = xs
         layer = nnx.merge(graphdef, layer_state)
-        out, new_kv = layer(carry, cos=cos, sin=sin, mask=mask, kv=layer_kv, write_index=write_index)
+        out, new_kv = layer(carry, cos=cos, sin=sin, mask=mask_table[mask_row], kv=layer_kv,
+                            write_index=write_index)
         return out, (new_kv if layer_kv is not None else None, out if exit_layers else None)
 
       if cfg.remat:
         body = jax.checkpoint(body)
-      x, (new_kv, all_hidden) = jax.lax.scan(body, x, (stacked_state, kv))
+      x, (new_kv, all_hidden) = jax.lax.scan(body, x, (stacked_state, kv, mask_rows))
       per_layer = {layer: all_hidden[layer - 1] for layer in exit_layers}
       if kv is None:
         return x, per_layer, None
@@ -444,7 +504,7 @@ class Llama(nnx.Module):
       return x, per_layer, (jax.lax.dynamic_update_slice(kv[0], new_kv[0], start),
                             jax.lax.dynamic_update_slice(kv[1], new_kv[1], start))
 
-    def run_layer(layer, h, layer_kv):
+    def run_layer(layer, h, layer_kv, mask):
       if not cfg.remat:
         return layer(h, cos=cos, sin=sin, mask=mask, kv=layer_kv, write_index=write_index)
       # jax.checkpoint of a pure function of the layer's state (not nnx.remat of the module):
@@ -452,16 +512,16 @@ class Llama(nnx.Module):
       # levels and raises TraceContextError.
       layer_graphdef, layer_state = nnx.split(layer)
 
-      def pure_layer(state, h, layer_kv):
+      def pure_layer(state, h, layer_kv, mask):
         return nnx.merge(layer_graphdef, state)(h, cos=cos, sin=sin, mask=mask, kv=layer_kv,
                                                 write_index=write_index)
 
-      return jax.checkpoint(pure_layer)(layer_state, h, layer_kv)
+      return jax.checkpoint(pure_layer)(layer_state, h, layer_kv, mask)
     per_layer = {}
     cache_k, cache_v = (None, None) if kv is None else kv
     for index, layer in enumerate(layers):
       layer_kv = None if kv is None else (cache_k[index], cache_v[index])
-      x, (new_k, new_v) = run_layer(layer, x, layer_kv)
+      x, (new_k, new_v) = run_layer(layer, x, layer_kv, masks[0][masks[1][index]])
       if kv is not None:  # in place inside the decode loop: only the T new tokens are written
         start = (index, 0, write_index, 0, 0)
         cache_k = jax.lax.dynamic_update_slice(cache_k, new_k[None], start)
@@ -475,3 +535,20 @@ def param_count(model: nnx.Module) -> int:
   """Number of parameters (the tied embedding counted once)."""
   return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
+
+
+# The HF key map of one decoder layer (hf_io.param_table adds the embedding, final norm and head):
+# (path inside a DecoderLayer, HF name suffix after `model.layers.{i}.`, transposed).
+HF_LAYER_PARAMS = (
+    (("input_layernorm", "weight"), "input_layernorm.weight", False),
+    (("post_attention_layernorm", "weight"), "post_attention_layernorm.weight", False),
+    (("self_attn", "q_proj", "kernel"), "self_attn.q_proj.weight", True),
+    (("self_attn", "k_proj", "kernel"), "self_attn.k_proj.weight", True),
+    (("self_attn", "v_proj", "kernel"), "self_attn.v_proj.weight", True),
+    (("self_attn", "o_proj", "kernel"), "self_attn.o_proj.weight", True),
+    (("mlp", "gate_proj", "kernel"), "mlp.gate_proj.weight", True),
+    (("mlp", "up_proj", "kernel"), "mlp.up_proj.weight", True),
+    (("mlp", "down_proj", "kernel"), "mlp.down_proj.weight", True),
+)
+
+FAMILY = Family(name="llama", config_class=LlamaConfig, model_class=Llama, hf_layer_params=HF_LAYER_PARAMS)
