@@ -22,9 +22,11 @@ class GenerationSettings:
     temperature: float
     top_p: float = 1.0
     source: str = ""
+    decoding: str = ""  # a description that replaces "greedy" / "temperature T" (per-prompt settings)
 
     def describe(self) -> str:
         decoding = "greedy" if self.temperature == 0 else f"temperature {self.temperature}, top_p {self.top_p}"
+        decoding = self.decoding or decoding
         return f"chat template of the model, {decoding}, max {self.max_new_tokens} new tokens"
 
 

@@ -102,8 +102,9 @@ def write(ctx: RunContext, bench: Benchmark, result: Result) -> dict[str, pathli
     plot(result, paths["chart"], title=f"{bench.title}: {ctx.model_name}")
     if bench.name == "alpaca_eval":
         from alignax.evaluate import report as leaderboard
-        paths.update(leaderboard.write_report({ctx.model_name: _leaderboard_metrics(result.details["metrics"])},
-                                              ctx.directory("leaderboard"), title="AlpacaEval 2"))
+        written = leaderboard.write_report({ctx.model_name: _leaderboard_metrics(result.details["metrics"])},
+                                           ctx.directory("leaderboard"), title="AlpacaEval 2")
+        paths.update({f"leaderboard_{kind}": path for kind, path in written.items()})
     return paths
 
 

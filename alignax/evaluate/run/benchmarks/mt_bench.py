@@ -27,10 +27,9 @@ from alignax.evaluate.run.context import RunContext
 DATA = ("mt_bench", "fastchat", "llm_judge", "data")
 TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
                "reasoning": 0.0, "stem": 0.1, "humanities": 0.1}
-SETTINGS = generation.GenerationSettings(max_new_tokens=1024, temperature=0.7,
-                                         source="FastChat llm_judge gen_model_answer.py + common.py temperature_config "
-                                                "(temperature per category: 0.7 writing/roleplay, 0.1 stem/humanities, "
-                                                "0 otherwise)")
+SETTINGS = generation.GenerationSettings(
+    max_new_tokens=1024, temperature=0.7, source="FastChat llm_judge gen_model_answer.py, common.py temperature_config",
+    decoding="temperature of the category (0.7 writing/roleplay, 0.1 stem/humanities, otherwise greedy)")
 JUDGE_MAX_TOKENS = 2048
 
 
@@ -150,8 +149,8 @@ def score(ctx: RunContext) -> base.Result:
     path = ctx.path("model_judgment", f"{ctx.judge.name}_single.jsonl")
     records = base.read_jsonl(path)
     categories = {q["question_id"]: q["category"] for q in questions(ctx)}
-    with_naming = metric.single_scores(records, categories=categories)
-    entry = with_naming.get(ctx.model_name, {"score": float("nan"), "turn_1": float("nan"),
+    per_model = metric.single_scores(records, categories=categories)
+    entry = per_model.get(ctx.model_name, {"score": float("nan"), "turn_1": float("nan"),
                                              "turn_2": float("nan"), "n_rows": 0, "n_unparsable": 0})
     by_question: dict[Any, list[float]] = {}
     for r in records:
