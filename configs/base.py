@@ -21,6 +21,14 @@ def base_config() -> ml_collections.ConfigDict:
         "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2,
     })
+    # LoRA adapters (alignax/models/lora.py; Hu et al., 2021, PEFT's layout): rank 0 = off (full
+    # fine-tuning). With rank > 0 only the adapters train and DPO's reference is the base model.
+    c.lora = ml_collections.ConfigDict({
+        "rank": 0, "alpha": 16.0, "dropout": 0.0,
+        "target": "q_proj|v_proj",  # regex searched in module paths, e.g. model.layers.0.self_attn.q_proj
+        "init": "kaiming",  # kaiming (PEFT's default: A ~ kaiming-uniform, B = 0) | gaussian
+        "use_rslora": False,  # scale alpha / sqrt(rank) instead of alpha / rank
+    })
     c.dtype = "float32"  # compute dtype: float32 on CPU, bfloat16 on accelerators
     c.remat = False
     c.scan_layers = False
@@ -162,6 +170,12 @@ KEY_HELP = {
     "model": "preset name (smollm2-135m-instruct), .gguf file or Hugging Face folder",
     "random_init.enabled": "replace the weights by a tiny random Llama of the sizes below (tests, tiny presets)",
     "random_init.*": "a size of the tiny random model",
+    "lora.rank": "LoRA adapter rank (0 = off: full fine-tuning); with rank > 0 only the adapters train",
+    "lora.alpha": "LoRA alpha: the adapter output is scaled by alpha / rank (alpha / sqrt(rank) with use_rslora)",
+    "lora.dropout": "dropout on the adapter's input while training (PEFT's lora_dropout)",
+    "lora.target": "regex searched in projection paths (model.layers.0.self_attn.q_proj): which get adapters",
+    "lora.init": "kaiming (A ~ kaiming-uniform, B = 0; PEFT's default) or gaussian (A ~ N(0, 1/rank))",
+    "lora.use_rslora": "rank-stabilised scaling alpha / sqrt(rank)",
     "dtype": "compute dtype: float32 on CPU, bfloat16 on accelerators",
     "remat": "recompute activations in the backward pass (less memory, more FLOPs)",
     "scan_layers": "run the layers under jax.lax.scan (faster compiles for deep models)",

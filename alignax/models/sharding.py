@@ -1,7 +1,7 @@
 """Mesh construction and the ONE rule table from logical parameter axes to mesh axes.
 
 Modules name their parameter axes logically ("vocab", "embed", "heads", "kv_heads", "mlp", "norm",
-"layers"; see llama.py); a rule table maps each logical name to a mesh axis (or None =
+"layers"; see llama.py; "lora_rank" for LoRA adapters, lora.py); a rule table maps each logical name to a mesh axis (or None =
 replicated). The mesh axes are ("data", "fsdp", "tensor").
 
 FSDP_RULES (default): the "embed" axis of every weight is split over "fsdp" (ZeRO-3 style: each
@@ -32,6 +32,7 @@ FSDP_RULES: Rules = {
     "mlp": None,
     "norm": None,
     "layers": None,
+    "lora_rank": None,  # LoRA adapters (lora.py): the rank axis is small, kept whole on every device
 }
 
 TENSOR_PARALLEL_RULES: Rules = {

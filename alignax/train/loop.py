@@ -5,7 +5,8 @@
   checkpoint -> ... -> export to a Hugging Face folder and plot the curves.
 
 Files a run writes (DESIGN.md): DIR/metrics.jsonl, DIR/tensorboard/, DIR/checkpoints/<step>/,
-DIR/export/ (HF folder), DIR/curves.png, DIR/config.json, DIR/summary.json.
+DIR/export/ (HF folder; with LoRA the adapters merged in, and DIR/export_adapter/ the PEFT
+adapter folder), DIR/curves.png, DIR/config.json, DIR/summary.json.
 Running again with the same DIR resumes where it stopped (data position and RNG included).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from alignax.models import lora
 from alignax.train import checkpoint as ckpt_lib
 from alignax.train import feed as feed_lib
 from alignax.train import metrics as metrics_lib
@@ -99,6 +101,26 @@ def precompute_reference(config: ml_collections.ConfigDict, model, splits: dict)
         reference_lib.attach(tokenized, values, config.method)
 
 
+def _swap_in_export(write, out_dir: str) -> None:
+    staging = rundir.staging_dir(out_dir)
+    write(staging)
+    kept = rundir.swap_in(staging, out_dir)
+    if kept:
+        print(f"The previous export was kept as {kept}.")
+
+
+def export_run(config: ml_collections.ConfigDict, model, tokenizer, workdir: str, lora_spec) -> None:
+    """DIR/export: the final model as an HF folder (with LoRA: W + s A B folded into the kernels);
+    with LoRA also DIR/export_adapter: the adapters as a PEFT folder (alignax/models/lora.py)."""
+    if lora_spec is None:
+        _swap_in_export(lambda out: modeling.export_hf(model, tokenizer, out), os.path.join(workdir, "export"))
+        return
+    merged = lora.merge_adapters(model)
+    _swap_in_export(lambda out: modeling.export_hf(merged, tokenizer, out), os.path.join(workdir, "export"))
+    _swap_in_export(lambda out: lora.save_peft_adapter(model, out, lora_spec, base_model_name_or_path=config.model),
+                    os.path.join(workdir, "export_adapter"))
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Run (or resume) one experiment; returns the summary it also writes to DIR/summary.json."""
     wall_start = time.time()
@@ -116,12 +138,17 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f"mesh {dict(mesh.shape)}")
     model, tokenizer = modeling.build_model(config, mesh)
     method_fn = get_method(config.method)
+    lora_spec = lora.spec_from_config(config.get("lora"))
     ref_graphdef, ref_params = None, None
-    if validate.uses_reference(config):
+    # With LoRA the reference is the base model under the adapters (switched off in the step).
+    base_reference = lora_spec is not None and validate.uses_reference(config)
+    if validate.uses_reference(config) and not base_reference:
         # The frozen reference is the starting policy: a copy of its weights, never updated.
         ref_graphdef, ref_params = nnx.split(model)
         ref_params = jax.tree.map(jnp.copy, ref_params)
-    graphdef, params, non_trainable = nnx.split(model, nnx.Param, ...)
+    # Trainable: every parameter, or with LoRA only the adapters (the base weights are `frozen`).
+    trainable = lora.TRAINABLE if lora_spec is not None else nnx.Param
+    graphdef, params, non_trainable = nnx.split(model, trainable, ...)
 
     # --- optimizer and sharded state ----------------------------------------------------------------
     optimizer, schedule = make_optimizer(config.optimizer, config.total_steps)
@@ -190,6 +217,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         grad_accum_steps=config.grad_accum_steps,
         nan_policy=config.nan_policy,
         ref_graphdef=ref_graphdef,
+        base_reference=base_reference,
     )
     step_fn = jax.jit(step_fn, donate_argnums=(0,), out_shardings=(state_shardings, NamedSharding(mesh, P())))
     eval_step = jax.jit(
@@ -199,6 +227,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             method_fn=method_fn,
             method_kwargs=dict(method_kwargs, batch_size=config.eval_batch_size),
             ref_graphdef=ref_graphdef,
+            base_reference=base_reference,
         )
     )
 
@@ -207,7 +236,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         totals: dict[str, list] = {}
         for _ in range(config.eval_batches):
             local = next(eval_feed)
-            metrics = jax.device_get(eval_step(state.params, _eval_batch(local, mesh), ref_params))
+            metrics = jax.device_get(eval_step(state.params, _eval_batch(local, mesh), ref_params, non_trainable))
             for key, value in metrics.items():
                 totals.setdefault(key, []).append(float(value))
         result = {f"eval/{k}": float(np.mean(v)) for k, v in totals.items()}
@@ -224,7 +253,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         for step in range(start_step, config.total_steps):
             local_batch = next(train_feed)
             batch = _global_batch(local_batch, mesh, config.grad_accum_steps)
-            state, metrics = step_fn(state, batch, ref_params)
+            state, metrics = step_fn(state, batch, ref_params, non_trainable)
             done = step + 1
             # The guard reads one scalar every step (not only on log steps): a non-finite step must
             # stop the run before anything after it is checkpointed.
@@ -269,15 +298,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         from jax.experimental import multihost_utils
 
         export_params = multihost_utils.process_allgather(state.params, tiled=True)
+        if lora_spec is not None:  # the base weights are sharded too
+            non_trainable = multihost_utils.process_allgather(non_trainable, tiled=True)
     if is_main:
         if config.export:
             final_model = nnx.merge(graphdef, export_params, non_trainable)
-            export_dir = os.path.join(workdir, "export")
-            staging = rundir.staging_dir(export_dir)
-            modeling.export_hf(final_model, tokenizer, staging)
-            kept = rundir.swap_in(staging, export_dir)
-            if kept:
-                print(f"The previous export was kept as {kept}.")
+            export_run(config, final_model, tokenizer, workdir, lora_spec)
         metrics_lib.plot_curves(workdir)
         summary["wall_time_s"] = time.time() - wall_start
         with open(os.path.join(workdir, "summary.json"), "w") as f:

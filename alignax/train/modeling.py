@@ -68,7 +68,7 @@ def build_model(config: ml_collections.ConfigDict, mesh) -> tuple[Llama, Tokeniz
             **overrides,
         )
         model = sharding.shard_model(Llama(cfg, rngs=nnx.Rngs(config.seed)), mesh)
-        return _wrap_for_method(config, model, mesh), tokenizer
+        return _wrap_for_method(config, _add_lora(config, model, mesh), mesh), tokenizer
     from alignax.models import load
 
     model, tokenizer = load(config.model, dtype=config.dtype, mesh=mesh)
@@ -76,7 +76,21 @@ def build_model(config: ml_collections.ConfigDict, mesh) -> tuple[Llama, Tokeniz
         raise ValueError("scan_layers=True is only supported for random_init models for now (stacked parameters)")
     if model.cfg.remat != config.remat:  # remat changes how the backward pass runs, not the params
         model.cfg = dataclasses.replace(model.cfg, remat=config.remat)
-    return _wrap_for_method(config, model, mesh), tokenizer
+    return _wrap_for_method(config, _add_lora(config, model, mesh), mesh), tokenizer
+
+
+def _add_lora(config, model: Llama, mesh) -> Llama:
+    """`config.lora.rank > 0`: adapters on the projections `config.lora.target` selects
+    (alignax/models/lora.py), placed on the mesh by the rule table; rank 0 leaves the model as is."""
+    from alignax.models import lora
+
+    spec = lora.spec_from_config(config.get("lora"))
+    if spec is None:
+        return model
+    names = lora.apply_lora(model, spec, nnx.Rngs(config.seed + 2))
+    print(f"LoRA r={spec.rank} alpha={spec.alpha:g} dropout={spec.dropout:g} on {len(names)} projections "
+          f"(target {spec.target!r})")
+    return sharding.shard_model(model, mesh)
 
 
 def _wrap_for_method(config, model: Llama, mesh):

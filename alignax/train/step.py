@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from alignax.models import lora
+
 Batch = dict[str, jax.Array]
 
 
@@ -48,34 +50,45 @@ def make_train_step(
     grad_accum_steps: int,
     nan_policy: str = "stop",
     ref_graphdef: nnx.GraphDef | None = None,
+    base_reference: bool = False,
 ):
-    """Build `train_step(state, batch, ref_params) -> (state, metrics)` (pure; jit it with shardings).
+    """Build `train_step(state, batch, ref_params, frozen) -> (state, metrics)` (pure; jit it with
+    shardings).
 
     `batch` leaves are [grad_accum_steps, micro_rows, ...]. `ref_params` is the frozen reference's
-    full nnx.State (or None). `non_trainable` holds the model's non-Param variables (constant)."""
+    full nnx.State (or None). `non_trainable` holds the model's other variables; pass them as
+    `frozen` (a jit argument, not a constant baked into the program: with LoRA they are the whole
+    base model). `base_reference` (LoRA): the reference is the policy with its adapters switched off
+    (`alignax.models.lora.without_adapters`), no second copy of the weights. Adapter dropout draws
+    its keys from fold_in(state.rng, micro-batch)."""
     if nan_policy not in ("stop", "skip"):
         raise ValueError(f"nan_policy={nan_policy!r}; expected 'stop' or 'skip'")
     token_normalized = getattr(method_fn, "token_normalized", False)
 
-    def loss_fn(params, micro_batch, ref_params, num_tokens):
-        model = nnx.merge(graphdef, params, non_trainable)
-        ref_model = nnx.merge(ref_graphdef, ref_params) if ref_params is not None else None
+    def loss_fn(params, micro_batch, ref_params, num_tokens, frozen, rng):
+        model = nnx.merge(graphdef, params, frozen)
+        ref_model = reference_model(model, ref_graphdef, ref_params, base_reference)
+        lora.train_mode(model, rng)
         loss, metrics = method_fn(model, micro_batch, ref_model=ref_model, num_tokens=num_tokens, **method_kwargs)
         return loss, metrics
 
-    def train_step(state: TrainState, batch: Batch, ref_params=None):
+    def train_step(state: TrainState, batch: Batch, ref_params=None, frozen=None):
+        frozen = non_trainable if frozen is None else frozen
         num_tokens = count_target_tokens(batch)
         loss_scale = 1.0 if token_normalized else 1.0 / grad_accum_steps
 
-        def accumulate(grad_sum, micro_batch):
+        def accumulate(grad_sum, micro):
+            micro_batch, index = micro
+            rng = jax.random.fold_in(state.rng, index)
             (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                state.params, micro_batch, ref_params, num_tokens
+                state.params, micro_batch, ref_params, num_tokens, frozen, rng
             )
             grad_sum = jax.tree.map(lambda acc, g: acc + g * loss_scale, grad_sum, grads)
             return grad_sum, (loss * loss_scale, metrics)
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        grads, (micro_losses, micro_metrics) = jax.lax.scan(accumulate, zeros, batch)
+        micro_index = jnp.arange(grad_accum_steps, dtype=jnp.uint32)
+        grads, (micro_losses, micro_metrics) = jax.lax.scan(accumulate, zeros, (batch, micro_index))
         loss = jnp.sum(micro_losses)
         metrics = jax.tree.map(lambda m: jnp.mean(m.astype(jnp.float32)), micro_metrics)
 
@@ -105,12 +118,21 @@ def make_train_step(
     return train_step
 
 
-def make_eval_step(*, graphdef, non_trainable, method_fn: Callable, method_kwargs: dict, ref_graphdef=None):
-    """`eval_step(params, batch, ref_params) -> metrics` on one [rows, ...] batch, no gradients."""
+def reference_model(model, ref_graphdef, ref_params, base_reference: bool):
+    """The reference policy: the base model under the adapters (LoRA), the frozen copy, or None."""
+    if base_reference:
+        return lora.without_adapters(model)
+    return nnx.merge(ref_graphdef, ref_params) if ref_params is not None else None
 
-    def eval_step(params, batch, ref_params=None):
-        model = nnx.merge(graphdef, params, non_trainable)
-        ref_model = nnx.merge(ref_graphdef, ref_params) if ref_params is not None else None
+
+def make_eval_step(*, graphdef, non_trainable, method_fn: Callable, method_kwargs: dict, ref_graphdef=None,
+                   base_reference: bool = False):
+    """`eval_step(params, batch, ref_params, frozen) -> metrics` on one [rows, ...] batch, no
+    gradients, no dropout."""
+
+    def eval_step(params, batch, ref_params=None, frozen=None):
+        model = nnx.merge(graphdef, params, non_trainable if frozen is None else frozen)
+        ref_model = reference_model(model, ref_graphdef, ref_params, base_reference)
         loss, metrics = method_fn(
             model, batch, ref_model=ref_model, num_tokens=count_target_tokens(batch), **method_kwargs
         )

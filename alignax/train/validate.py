@@ -17,7 +17,7 @@ import ml_collections
 
 from alignax import losses
 
-METHODS = ("sft", "soft", "pairwise", "kto", "multi_sample", "reward_model")
+METHODS = ("sft", "soft", "pairwise", "kto", "multi_sample", "reward_model", "cut")
 REFERENCES = ("on_the_fly", "precomputed", "none")
 # Methods whose reference log-probs depend only on the example (KTO's KL pairs depend on batch mates).
 PRECOMPUTABLE = ("pairwise", "multi_sample")
@@ -90,6 +90,33 @@ def check_numbers(config: ml_collections.ConfigDict) -> None:
     _require(data.length_multiple >= 1, "data.length_multiple", f"must be >= 1, got {data.length_multiple}")
 
 
+def check_lora(config: ml_collections.ConfigDict) -> None:
+    """The `lora` block: rank >= 0 (0 = off), alpha > 0, dropout in [0, 1), a valid target regex."""
+    import re
+
+    from alignax.models.lora import INITS
+
+    lora = config.get("lora")
+    if lora is None:  # a config built without configs/base.py: no adapters
+        return
+    _require(isinstance(lora.rank, int) and not isinstance(lora.rank, bool) and lora.rank >= 0, "lora.rank",
+             f"must be an integer >= 0 (0 = no adapters), got {lora.rank!r}")
+    if not lora.rank:
+        return
+    _require(isinstance(lora.alpha, (int, float)) and math.isfinite(lora.alpha) and lora.alpha > 0, "lora.alpha",
+             f"must be a positive number, got {lora.alpha!r}")
+    _require(isinstance(lora.dropout, (int, float)) and 0 <= lora.dropout < 1, "lora.dropout",
+             f"must lie in [0, 1), got {lora.dropout!r}")
+    _require(lora.init in INITS, "lora.init", f"{lora.init!r} is not one of {', '.join(INITS)}")
+    try:
+        re.compile(lora.target)
+    except (re.error, TypeError) as error:
+        raise ConfigError(f"config.lora.target: {lora.target!r} is not a regular expression ({error})") from None
+    _require(bool(lora.target), "lora.target", "is empty; give the projections to adapt, e.g. q_proj|v_proj")
+    _require(config.method != "reward_model", "lora.rank",
+             "LoRA is not available for the reward model (its new head must train); set lora.rank=0")
+
+
 def check_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Check everything that can be checked without data or devices; return the loss's hyperparameters."""
     _require(config.method in METHODS, "method", f"unknown method {config.method!r}; known: {', '.join(METHODS)}")
@@ -97,6 +124,7 @@ def check_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
              f"{config.reference!r} is not one of {', '.join(REFERENCES)}")
     _require(config.nan_policy in NAN_POLICIES, "nan_policy", f"{config.nan_policy!r} is not one of {NAN_POLICIES}")
     check_numbers(config)
+    check_lora(config)
     return check_loss(config)
 
 
