@@ -10,9 +10,11 @@ nothing half-read. Whole-file outputs (summaries, pair files) go through `write_
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
+import tempfile
 from typing import Any, Iterable
 
 
@@ -72,16 +74,31 @@ def append_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> 
         os.close(fd)
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Replaces `path` with `text` atomically (readers see the old or the new file, never half)."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yields a unique temporary path beside `path` to write to; on success it replaces `path`
+    atomically (readers see the old or the new file, never half), on error it is removed. For any
+    writer that takes a path: np.savez, safetensors, a JSON dump."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replaces `path` with `text` atomically (unique temporary name: safe for concurrent writers)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:

@@ -18,6 +18,7 @@ import json
 import os
 from typing import Iterator, Sequence
 
+from alignax import files
 from alignax.data import schemas
 from alignax.data.errors import DataError, SkipReport, check_policy, handle
 
@@ -185,10 +186,5 @@ def load_dataset(sources: str | Sequence[str], *, task: str, on_error: str = "er
 
 def write_jsonl(records, path: str) -> None:
     """Write records (dicts or example dataclasses) as JSONL, atomically."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            if dataclasses.is_dataclass(record):
-                record = schemas.example_to_record(record)
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    records = [schemas.example_to_record(r) if dataclasses.is_dataclass(r) else r for r in records]
+    files.write_jsonl_atomic(path, records)

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from alignax import files
 from alignax.data.packing import BatchLayout, build_batch
 
 
@@ -52,19 +53,9 @@ class CacheStats:
 
 
 def _atomic_save(path: str, **arrays) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with files.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
 
 def compute_reference_logps(dataset, logps_fn: Callable[[dict], dict], *, cache_dir: str, model_id: str,
@@ -84,7 +75,7 @@ def compute_reference_logps(dataset, logps_fn: Callable[[dict], dict], *, cache_
         if saved != meta:
             raise ValueError(f"{meta_path} describes a different cache ({saved}); expected {meta}: remove the directory")
     else:
-        _atomic_write_text(meta_path, json.dumps(meta, indent=1, sort_keys=True))
+        files.write_atomic(meta_path, json.dumps(meta, indent=1, sort_keys=True))
 
     num_sides, num = len(dataset.side_names), len(dataset.examples)
     out = np.zeros((num_sides, num), np.float32)

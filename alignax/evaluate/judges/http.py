@@ -48,12 +48,13 @@ import os
 import pathlib
 import random
 import socket
-import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from alignax import files
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20  # a chat completion with logprobs is kilobytes
@@ -342,13 +343,9 @@ class OpenAIChatClient:
     def _write_cache(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
         if self.cache_dir is None:
             return
-        path = self._cache_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Atomic replace: concurrent writers of the same key never leave a torn file.
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp",
-                                         encoding="utf-8") as f:
-            json.dump({"request": request, "response": response}, f, ensure_ascii=False)
-        os.replace(f.name, path)
+        files.write_atomic(self._cache_path(key), json.dumps({"request": request, "response": response},
+                                                              ensure_ascii=False))
 
     # ------------------------------------------------------------------------------- requests
     def _read_capped(self, response: http.client.HTTPResponse, limit: int) -> bytes:
