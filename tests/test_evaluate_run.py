@@ -137,6 +137,24 @@ def test_arena_hard_end_to_end(tiny_model, evaldata_dir, tmp_path):
     assert (tmp_path / "report.md").exists() and (tmp_path / "report.png").exists()
 
 
+@pytest.mark.parametrize("outcomes", [["model_b"] * 6, ["model_b"] * 5 + ["model_a", "tie"] * 3])
+def test_arena_hard_score_is_bt_or_empirical_when_one_sided(tmp_path, outcomes):
+    import pandas as pd
+
+    from alignax.evaluate import arena_hard as metric
+    from alignax.evaluate.run.benchmarks.arena_hard import _bt_score
+    from alignax.evaluate.run.context import RunContext
+
+    ctx = RunContext(benchmark="arena_hard", model_source="m", workdir=tmp_path, evaldata=tmp_path, num_rounds=20)
+    battles = pd.DataFrame({"model_a": "gpt-4-0314", "model_b": "m", "winner": outcomes})
+    notes = []
+    score = _bt_score(ctx, battles, {}, notes)
+    empirical = metric.weighted_empirical_win_rate(battles, baseline="gpt-4-0314")["m"]
+    assert score.value == pytest.approx(empirical, abs=1e-3)
+    assert score.lower <= score.value <= score.upper
+    assert bool(notes) == (len(set(outcomes)) == 1)
+
+
 def test_mt_bench_end_to_end_two_turns(tiny_model, evaldata_dir, tmp_path):
     assert local_run("mt_bench", tiny_model, tmp_path, evaldata_dir, 2) == 0
     answers = read_jsonl(tmp_path / "model_answer" / "tiny-policy.jsonl")

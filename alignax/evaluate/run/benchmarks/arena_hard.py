@@ -23,6 +23,8 @@ import time
 import uuid
 from typing import Any
 
+import pandas as pd
+
 from alignax.evaluate.run import base, generation, judging
 from alignax.evaluate.run.context import RunContext
 
@@ -150,17 +152,45 @@ def score(ctx: RunContext) -> base.Result:
         details["n_unparsable"] = n_games
         value = base.Metric("score vs gpt-4-0314 (%)", float("nan"))
     else:
-        board = metric.leaderboard(battles, baseline=BASELINE, num_rounds=ctx.num_rounds, seed=ctx.seed)
-        row = board[board["model"] == ctx.model_name].iloc[0]
-        details.update(n_unparsable=n_unparsable, n_battles=len(battles), leaderboard=board.to_dict("records"))
-        value = base.Metric("score vs gpt-4-0314 (%)", float(row["score"]), float(row["lower"]), float(row["upper"]),
-                            interval=f"2.5-97.5 percentiles over {ctx.num_rounds} bootstrap rounds of battles")
+        details.update(n_unparsable=n_unparsable, n_battles=len(battles))
+        value = _bt_score(ctx, battles, details, notes)
         if n_unparsable:
             notes.append(f"{n_unparsable} of {n_games} judge verdicts could not be parsed (no battle)")
     answers = base.read_jsonl(answer_path(ctx))
     details["avg_tokens"] = sum(a["metadata"]["token_len"] for a in answers) / max(1, len(answers))
     return base.Result(metrics=[value], n_items=len(records), n_benchmark=500, details=details, notes=notes,
                        files={"model_answer": str(answer_path(ctx)), "model_judgment": str(path)})
+
+
+def _bt_score(ctx: RunContext, battles, details: dict, notes: list) -> base.Metric:
+    """The v0.1 Bradley-Terry score and bootstrap interval; when the battles (or a bootstrap
+    resample) are one-sided the fit has no finite optimum, and the score is the weighted empirical
+    win rate, which the BT score equals when every battle is against the baseline (arena_hard.py)."""
+    from alignax.evaluate import arena_hard as metric
+
+    name = "score vs gpt-4-0314 (%)"
+    try:
+        board = metric.leaderboard(battles, baseline=BASELINE, num_rounds=ctx.num_rounds, seed=ctx.seed)
+    except ValueError as error:  # scikit-learn: "needs samples of at least 2 classes"
+        if "class" not in str(error):
+            raise
+    else:
+        row = board[board["model"] == ctx.model_name].iloc[0]
+        details["leaderboard"] = board.to_dict("records")
+        return base.Metric(name, float(row["score"]), float(row["lower"]), float(row["upper"]),
+                           interval=f"2.5-97.5 percentiles over {ctx.num_rounds} bootstrap rounds of battles")
+    rows = battles.to_dict("records")
+
+    def win_rate(sample) -> float:
+        frame = pd.DataFrame.from_records(sample)
+        return float(metric.weighted_empirical_win_rate(frame, baseline=BASELINE)[ctx.model_name])
+
+    low, high = base.bootstrap_interval(rows, win_rate, rounds=ctx.num_rounds, seed=ctx.seed)
+    notes.append("one-sided battles (in the data or a bootstrap resample): the Bradley-Terry fit has no finite "
+                 "optimum, so the score is the weighted empirical win rate (equal to the BT score when every "
+                 "battle is against the baseline)")
+    return base.Metric(name, win_rate(rows), low, high,
+                       interval=f"2.5-97.5 percentiles over {ctx.num_rounds} bootstrap rounds of battles (empirical)")
 
 
 BENCHMARK = base.Benchmark(
