@@ -95,8 +95,10 @@ runpy.run_module("experiments.sppo", run_name="__main__")
 """
 
 
-def _run(workdir, kill=None):
+def _run(workdir, kill=None, log_compiles=False):
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", PYTHONPATH=REPO)
+    if log_compiles:
+        env["JAX_LOG_COMPILES"] = "1"
     args = ["--config", os.path.join(REPO, "configs/sppo.py:tiny"), "--workdir", str(workdir)]
     if kill:
         env.update(KILL_STAGE=kill[0], KILL_ITER=str(kill[1]))
@@ -111,10 +113,26 @@ def _metrics(workdir):
         return [(r["iteration"], r["metrics"], r.get("num_records")) for r in json.load(f)["iterations"]]
 
 
-def test_sigkill_in_each_stage_then_resume(tmp_path):
-    clean, killed = tmp_path / "clean", tmp_path / "killed"
-    done = _run(clean)
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    """The uninterrupted tiny SPPO run (2 iterations), with JAX's compile log."""
+    clean = tmp_path_factory.mktemp("iterate") / "clean"
+    done = _run(clean, log_compiles=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    return clean, done.stderr
+
+
+def test_sampler_compiles_are_reused_across_iterations(clean_run):
+    """Iteration 2 samples and evaluates without compiling the sampler again."""
+    _, stderr = clean_run
+    first, later = stderr.split("iter 2 sample", 1)
+    assert "jit(_prefill)" in first and "jit(_decode)" in first
+    assert "jit(_prefill)" not in later and "jit(_decode)" not in later
+
+
+def test_sigkill_in_each_stage_then_resume(clean_run, tmp_path):
+    clean, _ = clean_run
+    killed = tmp_path / "killed"
     for stage, iteration in (("sample", 1), ("score", 1), ("train", 2)):
         result = _run(killed, kill=(stage, iteration))
         assert result.returncode == -signal.SIGKILL, (stage, result.returncode, result.stderr[-3000:])

@@ -8,9 +8,8 @@ with {metric: [mean, standard error]} over prompts. Metrics, by name:
                    prompts; `ifeval_prompt` the fraction of prompts whose instructions all hold.
   heldout_density_ratio  the CDR density ratio of the STARTING model under a contrast the training
                    never used (no customization, a rambling weak persona; experiments/cdr_simpo.py).
-  length           response tokens.
-oracle_winrate_vs_iter0: P(y_k ≻ y_0 | x) by the training oracle, y_0 the starting model's response
-(½ at iteration 0 by definition).
+Always reported: `length` (response tokens) and `oracle_winrate_vs_iter0`, P(y_k ≻ y_0 | x) by
+the training oracle, y_0 the starting model's response (½ at iteration 0 by definition).
 """
 from __future__ import annotations
 
@@ -63,11 +62,6 @@ def _heldout_density_ratio(prompts, responses, context):
                                    domain="chat", customization=Customization(mode="none"),
                                    weak_instruction=EVAL_WEAK_INSTRUCTION)
     return {"heldout_density_ratio": mean_se(result.rewards)}
-
-
-@register("length")
-def _length(prompts, responses, context):
-    return {}  # filled from the sampler's token counts in evaluate_stage
 
 
 def generate_heldout(policy, tokenizer, prompts, directory, *, options, iteration) -> list[dict]:
