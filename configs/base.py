@@ -176,6 +176,7 @@ KEY_HELP = {
     "lora.target": "regex searched in projection paths (model.layers.0.self_attn.q_proj): which get adapters",
     "lora.init": "kaiming (A ~ kaiming-uniform, B = 0; PEFT's default) or gaussian (A ~ N(0, 1/rank))",
     "lora.use_rslora": "rank-stabilised scaling alpha / sqrt(rank)",
+    "judgment.positive_score": "CUT (configs/cut.py): a judged record with score >= this is positive (plain MLE)",
     "dtype": "compute dtype: float32 on CPU, bfloat16 on accelerators",
     "remat": "recompute activations in the backward pass (less memory, more FLOPs)",
     "scan_layers": "run the layers under jax.lax.scan (faster compiles for deep models)",

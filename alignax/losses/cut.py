@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 
 from alignax.losses.registry import register
-from alignax.losses.common import JUDGMENTS
 from alignax.ops import numerics
 
 _ZERO_PROBABILITY_FLOOR = 1e-5  # the official code adds 1e-5 to probabilities that are exactly 0
@@ -64,10 +63,10 @@ def _log_floored(probability: jnp.ndarray) -> jnp.ndarray:
 
 @register(
     "cut",
-    method=None,
+    method="cut",
     inputs=("aligned_logps", "aligned_mask", "unjudged_logps", "is_negative"),
     hparams={"threshold": 1.1, "unlikelihood_weight": 1.0},
-    pending=JUDGMENTS,
+    config="configs/cut.py",
 )
 def cut(
     *,

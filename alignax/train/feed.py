@@ -15,12 +15,16 @@ import dataclasses
 import numpy as np
 
 from alignax.data import readers
+from alignax.data.errors import DataError, SkipReport, handle
 from alignax.data.packing import first_fit_decreasing
 from alignax.data.tokenize import TokenizedSequence, TruncationConfig, tokenize_dataset
 from alignax.models.tokenizer import Tokenizer
 
 _TASK_OF_METHOD = {"sft": "sft", "soft": "sft", "pairwise": "preference", "reward_model": "preference",
-                   "kto": "unpaired", "multi_sample": "multi_sample"}
+                   "kto": "unpaired", "multi_sample": "multi_sample", "cut": "judgment"}
+# CUT (METHODS.md section 7): a judged example with score >= 7 is positive (its judgment is dropped:
+# plain MLE); one below 7, or without a score, is negative (its judgment names a fault).
+CUT_POSITIVE_SCORE = 7.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,6 +266,53 @@ def load_split(config, tokenizer: Tokenizer, *, split: str):
     truncated = {k: v for k, v in tokenized.stats.items() if k != "examples" and v}
     if truncated:
         print(f"data {source}: truncation {truncated}")
+    if task == "judgment":
+        judgment = config.get("judgment")
+        positive_score = CUT_POSITIVE_SCORE if judgment is None else float(judgment.positive_score)
+        tokenized = prepare_judgments(tokenized, positive_score=positive_score, on_error=data.on_error, source=source)
+    return tokenized
+
+
+def _common_response(plain: TokenizedSequence, judged: TokenizedSequence, where: str):
+    """Both sequences cut to the response tokens they share (the judgment prompt is longer, so
+    max_length may cut its response sooner); a response tokenized differently is bad input."""
+    n = min(plain.response_length, judged.response_length)
+    plain_response = plain.input_ids[plain.prompt_length:plain.prompt_length + n]
+    judged_response = judged.input_ids[judged.prompt_length:judged.prompt_length + n]
+    if not np.array_equal(plain_response, judged_response):
+        raise DataError("judgment_response_mismatch", "the response tokenizes differently under the plain and "
+                        "the judgment prompt (the chat template merges it with the prompt)", where)
+
+    def cut(seq):
+        end = seq.prompt_length + n
+        return TokenizedSequence(input_ids=seq.input_ids[:end], loss_mask=seq.loss_mask[:end],
+                                 prompt_length=seq.prompt_length)
+
+    return cut(plain), cut(judged)
+
+
+def prepare_judgments(tokenized, *, positive_score: float, on_error: str, source: str):
+    """CUT's judgment examples for the feed: the two sequences (plain prompt, judgment prompt) share
+    their response tokens exactly (`_common_response`), and the per-example field `is_negative` is
+    1 unless the score is >= `positive_score` (no score: negative). Bad rows follow `on_error`."""
+    report = SkipReport()
+    examples = []
+    for example in tokenized.examples:
+        where = f"{source} record {example.index}"
+        try:
+            sequences = _common_response(*example.sequences, where)
+        except DataError as error:
+            handle(error, on_error=on_error, report=report)
+            continue
+        score = float(example.scalars.get("score", np.nan))
+        is_negative = not (np.isfinite(score) and score >= positive_score)
+        examples.append(dataclasses.replace(example, sequences=sequences,
+                                            scalars={"is_negative": np.float32(is_negative)}))
+    if report.total:
+        print(f"data {source}: skipped at judgment preparation {report.summary()}")
+    if not examples:
+        raise DataError("no_examples", "no judgment example left", source)
+    tokenized.examples = examples
     return tokenized
 
 

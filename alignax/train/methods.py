@@ -36,6 +36,7 @@ MODEL_INPUTS = {
     "kto": ("logps", "ref_logps", "desirable", "kl_baseline"),
     "multi_sample": ("logps", "lengths", "ref_logps"),
     "reward_model": ("chosen_rewards", "rejected_rewards"),
+    "cut": ("aligned_logps", "aligned_mask", "unjudged_logps"),
 }
 
 
@@ -239,4 +240,55 @@ def reward_model_method(model, batch: Batch, *, ref_model=None, loss_name: str, 
     index = batch["sequence_index"][:, 0]
     rewards = jax.ops.segment_sum(row_rewards, jnp.where(index >= 0, index, 2 * batch_size), num_segments=2 * batch_size + 1)
     arrays = {"chosen_rewards": rewards[:batch_size], "rejected_rewards": rewards[batch_size:2 * batch_size]}
+    return call_loss(loss_name, arrays, hparams)
+
+
+def response_token_table(values: jax.Array, batch: Batch, num_sequences: int) -> tuple[jax.Array, jax.Array]:
+    """Per-label-position `values` [R, L-1] laid out per sequence and response token: ([N, L-1]
+    values, [N, L-1] mask), entry [n, t] being the t-th response token of sequence n.
+
+    The ordinal of a response token is the count of response tokens before it in its segment, so
+    the same response under two prompts of different lengths lands at the same [., t] (CUT
+    compares p(y_t | x, j, y_<t) with p(y_t | x, y_<t) token by token)."""
+    mask = _target_mask(batch)
+    seg = batch["segment_ids"][:, 1:]
+    seq_of_token = jnp.take_along_axis(batch["sequence_index"], jnp.maximum(seg - 1, 0), axis=1)
+    keep = (mask > 0) & (seg > 0) & (seq_of_token >= 0)
+    before = jnp.cumsum(mask, axis=1) - mask  # response tokens earlier in the row
+    starts = jnp.concatenate([jnp.ones_like(seg[:, :1], bool), seg[:, 1:] != seg[:, :-1]], axis=1)
+    segment_offset = jax.lax.cummax(jnp.where(starts, before, 0.0), axis=1)
+    ordinal = (before - segment_offset).astype(jnp.int32)
+    width = values.shape[1]
+    rows = jnp.where(keep, seq_of_token, num_sequences)  # masked tokens go to a dropped row
+    table = jnp.zeros((num_sequences + 1, width), values.dtype).at[rows, ordinal].add(jnp.where(keep, values, 0.0))
+    table_mask = jnp.zeros((num_sequences + 1, width), jnp.float32).at[rows, ordinal].add(keep.astype(jnp.float32))
+    return table[:num_sequences], table_mask[:num_sequences]
+
+
+@register_method("cut")
+def cut_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int,
+               vocab_chunk_size: int | None = None, batch_size: int, num_tokens=None, num_sides: int = 2):
+    """CUT (Xu et al., 2024; METHODS.md section 7): every example is two sequences of the same
+    response y, [0, B) under the plain prompt x and [B, 2B) under the judgment prompt (x, j)
+    (`alignax.data.tokenize.cut_judgment_prompt`), in one forward pass of one model.
+
+    aligned   = log p(y_t | x, y_<t) for positive examples (Align-P), log p(y_t | x, j, y_<t) for
+                negative ones (Align-N);  unjudged = log p(y_t | x, y_<t) (Misalign);
+    the loss (`alignax.losses.cut`) flags token t of a negative example when
+    p(y_t | x, j, y_<t) / p(y_t | x, y_<t) > threshold and applies unlikelihood there. The feed
+    trims both sequences to the same response tokens and sets `is_negative` from the score."""
+    hidden = model.hidden_states(batch["input_ids"], positions=batch["positions"], segment_ids=batch["segment_ids"])
+    token_logps = token_logps_from_hidden(hidden, model.lm_head_weight(), batch, chunk_size=chunk_size,
+                                          vocab_chunk_size=vocab_chunk_size)
+    table, mask = response_token_table(token_logps, batch, 2 * batch_size)
+    plain, judged = table[:batch_size], table[batch_size:]
+    plain_mask, judged_mask = mask[:batch_size], mask[batch_size:]
+    fields = data_fields(batch, 2 * batch_size)
+    negative = fields["is_negative"][:batch_size] > 0.5
+    arrays = {
+        "aligned_logps": jnp.where(negative[:, None], judged, plain),
+        "aligned_mask": jnp.where(negative[:, None], judged_mask * plain_mask, plain_mask),
+        "unjudged_logps": plain,
+        "is_negative": negative,
+    }
     return call_loss(loss_name, arrays, hparams)

@@ -14,6 +14,10 @@ Deterministic (seeded `random.Random`), written by the project, no downloads:
 - arith_samples/train: K = 3 scored responses per question (right, wrong, a refusal) with the
   oracle's `rewards`, `win_probs`, CGPO's `feasible` and `baseline_rewards` (task "multi_sample").
 - sft/train: a small SFT set of short conversations (task "sft").
+- judgment/train, judgment/eval: CUT's (instruction, response, judgment, score) records (task
+  "judgment") on fresh arithmetic questions (own seed: the sets above are unchanged). A response
+  is right and plain (score 9), right but closed by a filler sign-off (score 3), or wrong (score
+  2); the judgment names the fault in words, so the held-out check can count both faults.
 """
 from __future__ import annotations
 
@@ -174,6 +178,34 @@ def make_samples(arith: list[tuple[str, str, str]], seed: int) -> list[dict]:
     return records
 
 
+FILLER = "I hope this helps! Let me know if you have any other questions."
+JUDGMENT_KINDS = (("right", 0.35), ("filler", 0.45), ("wrong", 0.20))
+
+
+def make_judgment(question: str, right: str, wrong: str, kind: str) -> tuple[str, str, float]:
+    """(response, judgment, score) of one kind: a right plain answer, a right one closed by the
+    filler sign-off, or a wrong one; the judgment says what is wrong in words."""
+    if kind == "right":
+        return right, "The answer is correct and concise.", 9.0
+    if kind == "filler":
+        return (f"{right} {FILLER}", f"The answer is correct, but the closing '{FILLER}' is unnecessary filler; "
+                "the response should end right after the answer.", 3.0)
+    return wrong, f"The answer is wrong. The correct answer is: {right}", 2.0
+
+
+def make_judgments(seed: int, n: int) -> list[dict]:
+    """CUT judgment records on `n` fresh arithmetic questions (their own seeded generator)."""
+    rng = random.Random(seed)
+    kinds, weights = zip(*JUDGMENT_KINDS)
+    records = []
+    for i, (question, right, wrong) in enumerate(make_arith(rng, n)):
+        kind = rng.choices(kinds, weights)[0]
+        response, judgment, score = make_judgment(question, right, wrong, kind)
+        records.append({"id": f"judgment-{i}", "prompt": question, "response": response, "judgment": judgment,
+                        "score": score, "kind": kind})
+    return records
+
+
 def build() -> dict[str, tuple[str, list[dict]]]:
     """{name: (task, records)} for every built-in dataset."""
     rng = random.Random(SEED)
@@ -195,7 +227,14 @@ def build() -> dict[str, tuple[str, list[dict]]]:
         "arith_unpaired/train": ("unpaired", unpaired),
         "arith_samples/train": ("multi_sample", make_samples(arith[:240], SEED + 1)),
         "sft/train": ("sft", make_sft(rng, prompts, 80)),
+        # Appended last with their own seed: the datasets above do not change.
+        **_judgment_sets(),
     }
+
+
+def _judgment_sets() -> dict[str, tuple[str, list[dict]]]:
+    records = make_judgments(SEED + 2, 400)
+    return {"judgment/train": ("judgment", records[:340]), "judgment/eval": ("judgment", records[340:])}
 
 
 def main(argv=None) -> None:
