@@ -333,7 +333,8 @@ def test_kill_mid_generation_and_mid_judging_then_rerun(tiny_model, evaldata_dir
     command = [sys.executable, "-m", "alignax.evaluate", "run", "--benchmark", "alpaca_eval", "--model",
                str(tiny_model), "--judge", f"local:{tiny_model}", "--limit", str(n), "--workdir", str(tmp_path),
                "--evaldata", str(evaldata_dir), "--batch-size", "1", "--max-new-tokens", "48"]
-    answers, judgments = tmp_path / "generations" / "answers.jsonl", tmp_path / "judgments" / "alpaca_eval-tiny-policy.jsonl"
+    answers = tmp_path / "generations" / "answers.jsonl"
+    judgments = tmp_path / "judgments" / "alpaca_eval-tiny-policy.jsonl"
     at_kill = kill_when(command, answers)
     assert 1 <= at_kill < n, "killed mid-generation"
     kept = read_jsonl(answers)

@@ -46,8 +46,12 @@ def markdown(ctx: RunContext, bench: Benchmark, result: Result) -> str:
                           f"{bench.settings.max_new_tokens})")
     if ctx.judge_max_tokens is not None and bench.needs_judge:
         deviations.append(f"judge max_tokens set to {ctx.judge_max_tokens} (--judge-max-tokens)")
-    judge = "none (verified by code)" if not bench.needs_judge else \
-        (f"local model {ctx.judge.model}" if ctx.judge.kind == "local" else f"{ctx.judge.model} at {ctx.judge.base_url}")
+    if not bench.needs_judge:
+        judge = "none (verified by code)"
+    elif ctx.judge.kind == "local":
+        judge = f"local model {ctx.judge.model}"
+    else:
+        judge = f"{ctx.judge.model} at {ctx.judge.base_url}"
     parts = [f"# {bench.title}: {ctx.model_name}\n",
              metrics_table(result),
              "\n" + limit_caveat(result) + "\n",

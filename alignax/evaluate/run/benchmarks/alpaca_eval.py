@@ -21,6 +21,7 @@
 """
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -79,7 +80,6 @@ def generate(ctx: RunContext) -> dict[str, str]:
 def _read_outputs(ctx: RunContext) -> dict[str, str]:
     path = ctx.path("model_outputs.json")
     with naming_file(path):
-        import json
         rows = json.loads(path.read_text(encoding="utf-8"))
         for k, row in enumerate(rows):
             base.require(row, ("instruction", "output"), f"{path}: row {k}")

@@ -59,7 +59,8 @@ def _instruction_accuracy(mode: str):
 
 
 def score(ctx: RunContext) -> base.Result:
-    from alignax.evaluate.ifeval import follow_list, score as ifeval_score
+    from alignax.evaluate.ifeval import follow_list
+    from alignax.evaluate.ifeval import score as ifeval_score
 
     path = ctx.path("input_response_data.jsonl")
     responses = {r["prompt"]: r["response"] for r in base.read_jsonl(path)}
