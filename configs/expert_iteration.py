@@ -38,7 +38,14 @@ def _cpu(c):
     return c
 
 
-PRESETS = {"tiny": lambda c: iterate_config.tiny(base.tiny(c)), "cpu": lambda c: _cpu(base.cpu(c)),
+def _tiny(c):
+    c = iterate_config.tiny(base.tiny(c))
+    # SFT keeps the whole prompt (chat template + IFEval instructions, ~100 tokens): room for both.
+    c.data.max_length, c.data.max_prompt_length = 160, 128
+    return c
+
+
+PRESETS = {"tiny": _tiny, "cpu": lambda c: _cpu(base.cpu(c)),
            "alpacafarm": _alpacafarm}
 
 
