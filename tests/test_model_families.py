@@ -19,7 +19,7 @@ transformers = pytest.importorskip("transformers")
 
 import alignax.models as models  # noqa: E402
 from alignax.models import hf_io, registry  # noqa: E402
-from alignax.models.contract import CausalLM  # noqa: E402
+from alignax.models.contract import CausalLM, ModelConfig  # noqa: E402
 from alignax.models.gemma2 import Gemma2, Gemma2Config  # noqa: E402
 from alignax.models.llama import Llama  # noqa: E402
 from alignax.models.qwen2 import Qwen2, Qwen2Config  # noqa: E402
@@ -156,6 +156,22 @@ def test_gemma2_scan_layers_alternating_windows(checkpoints, tokens):
   assert err < TOL
 
 
+def test_qwen2_tensor_parallel_loading(checkpoints, tokens):
+  """The q/k/v biases carry logical axes: over tensor=4 they are split like their kernels."""
+  from jax.sharding import NamedSharding, PartitionSpec as P
+
+  from alignax.models import sharding
+
+  folder, torch_model, _ = checkpoints("qwen2")
+  mesh = sharding.make_mesh({"fsdp": 2, "tensor": 4})
+  model = hf_io.load_hf_model(folder, mesh=mesh, rules=sharding.TENSOR_PARALLEL_RULES)
+  attn = model.model.layers[0].self_attn
+  assert attn.q_proj.bias[...].sharding == NamedSharding(mesh, P("tensor"))
+  assert attn.q_proj.kernel[...].sharding == NamedSharding(mesh, P("fsdp", "tensor"))
+  logits = nnx.jit(lambda m, ids: m(ids))(model, jnp.asarray(tokens))
+  assert rel_err(logits, torch_logits(torch_model, tokens)) < TOL
+
+
 @pytest.mark.parametrize("kind", ("qwen2_tied_window", "gemma2_untied"))
 def test_save_hf_round_trip(checkpoints, tokens, tmp_path, kind):
   """HF folder -> alignax -> save_hf -> transformers and alignax read it back unchanged."""
@@ -218,6 +234,7 @@ def test_registry_selects_family_by_architecture():
     assert family.name == name
     cfg = registry.config_from_hf({**COMMON, "architectures": [architecture]})
     assert isinstance(cfg, family.config_class) and cfg.architecture == architecture
+    assert isinstance(cfg, ModelConfig)
     assert registry.family_of(cfg) is family
   # model_type alone (config.json without "architectures") also selects the family
   assert isinstance(registry.config_from_hf({**COMMON, "model_type": "gemma2"}), Gemma2Config)
