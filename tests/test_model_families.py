@@ -158,7 +158,8 @@ def test_gemma2_scan_layers_alternating_windows(checkpoints, tokens):
 
 def test_qwen2_tensor_parallel_loading(checkpoints, tokens):
   """The q/k/v biases carry logical axes: over tensor=4 they are split like their kernels."""
-  from jax.sharding import NamedSharding, PartitionSpec as P
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
 
   from alignax.models import sharding
 

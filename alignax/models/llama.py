@@ -30,6 +30,7 @@ from flax import nnx
 
 from alignax.models.config import LlamaConfig
 from alignax.models.contract import Cache, Family
+
 _NEG_INF = float(jnp.finfo(jnp.float32).min)  # finite, so a fully masked (padding) row stays finite
 
 
