@@ -11,7 +11,7 @@ import pytest
 from alignax.data.builtin import builtin_path
 from alignax.train.loop import train
 
-STEPS = 40
+STEPS = 60
 PRESETS = ["dpo", "ipo", "simpo", "orpo", "kto", "sft", "soft", "reward_model", "scored_samples"]
 
 

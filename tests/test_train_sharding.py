@@ -148,7 +148,14 @@ SGD = {"total_steps": 1, "export": False, "data.eval": "", "data.length_multiple
 def params_after_one_step(workdir) -> dict:
     import orbax.checkpoint as ocp
 
-    restored = ocp.StandardCheckpointer().restore(pathlib.Path(workdir) / "checkpoints" / "1" / "state")
+    path = pathlib.Path(workdir) / "checkpoints" / "1" / "state"
+    checkpointer = ocp.StandardCheckpointer()
+    # Restore onto this process's first device whatever topology saved it (8 devices, 2 processes).
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    metadata = checkpointer.metadata(path)
+    tree = getattr(metadata, "item_metadata", None) or getattr(metadata, "tree", metadata)
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+    restored = checkpointer.restore(path, target)
     return {jax.tree_util.keystr(path): np.asarray(leaf)
             for path, leaf in jax.tree_util.tree_flatten_with_path(restored["params"])[0]}
 
