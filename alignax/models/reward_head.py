@@ -143,8 +143,7 @@ def save_reward_model_hf(rm: RewardModel, tokenizer, out_dir: str | os.PathLike)
 
 def load_reward_model_hf(folder: str | os.PathLike, *, dtype=None):
     """(RewardModel, tokenizer | None) from a folder written by `save_reward_model_hf`."""
-    from alignax.models import hf_io
-    from alignax.models.config import LlamaConfig
+    from alignax.models import hf_io, registry
     from alignax.models.tokenizer import Tokenizer
 
     folder = pathlib.Path(folder)
@@ -152,7 +151,8 @@ def load_reward_model_hf(folder: str | os.PathLike, *, dtype=None):
     architecture = config["architectures"][0].replace("ForSequenceClassification", "ForCausalLM")
     overrides = {} if dtype is None else {"dtype": jnp.dtype(dtype).name}
     try:
-        cfg = LlamaConfig.from_hf({**config, "architectures": [architecture]}, **overrides)
+        # The family (Llama, Qwen2, Gemma-2) from the architecture name, as for causal LMs.
+        cfg = registry.config_from_hf({**config, "architectures": [architecture]}, **overrides)
     except (ValueError, TypeError) as e:
         raise hf_io.CheckpointError(f"{folder / hf_io.CONFIG_NAME}: {e}") from e
     tensors = hf_io.read_checkpoint_tensors(folder)
