@@ -103,12 +103,18 @@ def run_alignax(args) -> dict:
                                        "batch_size": args.batch, "mesh.num_devices": 1,
                                        "reference": "precomputed" if args.method == "dpo" else config.reference,
                                        "reference_cache_dir": os.path.join(args.tmpdir, "refcache")})
+    if args.lora_rank:  # LoRA-DPO's reference is the base model under the adapters: on the fly, no copy
+        config.update_from_flattened_dict({"lora.rank": args.lora_rank, "lora.alpha": float(args.lora_rank),
+                                           "lora.target": "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj",
+                                           "reference": "on_the_fly" if args.method == "dpo" else config.reference})
     hparams = validate.check_config(config)
     start = time.perf_counter()
     mesh = modeling.make_mesh(config.mesh)
     model, tokenizer = modeling.build_model(config, mesh)
     load_s = time.perf_counter() - start
-    graphdef, params, non_trainable = nnx.split(model, nnx.Param, ...)
+    from alignax.models import lora
+
+    graphdef, params, non_trainable = nnx.split(model, lora.TRAINABLE if args.lora_rank else nnx.Param, ...)
     splits = {"train": feed_lib.load_split(config, tokenizer, split="train")}
     if config.reference == "precomputed":
         loop.precompute_reference(config, model, splits)
@@ -121,22 +127,24 @@ def run_alignax(args) -> dict:
         method_kwargs=dict(loss_name=config.loss.name, hparams=hparams, chunk_size=config.logprob_chunk_size,
                            vocab_chunk_size=config.logprob_vocab_chunk_size or None, batch_size=args.batch,
                            num_sides=feed.num_sides),
-        optimizer=optimizer, schedule=schedule, grad_accum_steps=1), donate_argnums=(0,))
+        optimizer=optimizer, schedule=schedule, grad_accum_steps=1,
+        base_reference=bool(args.lora_rank) and validate.uses_reference(config)), donate_argnums=(0,))
     state = TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
                        opt_state=jax.jit(optimizer.init)(params), rng=jax.random.key_data(jax.random.PRNGKey(0)))
     del model, params
 
     def steps(i):
         nonlocal state
-        state, metrics = step_fn(state, batches[i], None)
+        state, metrics = step_fn(state, batches[i], None, non_trainable)
         jax.block_until_ready(metrics["loss"])
 
     warmup_s, times = _time_steps(steps, args.iters)
     real = [int((b["segment_ids"] > 0).sum()) for b in batches[1:]]
     padded = [int(b["segment_ids"].size) for b in batches[1:]]
     return {"side": "alignax", "backend": f"jax {jax.__version__}", "load_s": load_s, "warmup_s": warmup_s,
-            "times_s": times, "real_tokens": real, "padded_tokens": padded, "reference_forward": False,
-            "params": int(sum(x.size for x in jax.tree.leaves(state.params)))}
+            "times_s": times, "real_tokens": real, "padded_tokens": padded,
+            "reference_forward": validate.uses_reference(config),
+            "params": int(sum(x.size for x in jax.tree.leaves((state.params, non_trainable))))}
 
 
 def _trl_trainer(args, model, tokenizer, records):
@@ -209,9 +217,10 @@ def run_peer(args) -> dict:
             "params": int(sum(p.numel() for p in model.parameters()))}
 
 
-def _run_child(side: str, method: str, args, precomputed: bool = False) -> dict:
+def _run_child(side: str, method: str, args, precomputed: bool = False, lora_rank: int = 0) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.train_step", "--side", side, "--methods", method, "--batch",
-           str(args.batch), "--iters", str(args.iters), "--seed", str(args.seed), "--tmpdir", args.tmpdir]
+           str(args.batch), "--iters", str(args.iters), "--seed", str(args.seed), "--tmpdir", args.tmpdir,
+           "--lora-rank", str(lora_rank)]
     cmd += ["--precomputed"] if precomputed else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -240,6 +249,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--tmpdir", default="/tmp/alignax_bench_train_step")
     parser.add_argument("--side", choices=["alignax", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--precomputed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--lora-rank", type=int, default=0,
+                        help="also run alignax with LoRA adapters of this rank on every projection (row alignax_lora; "
+                             "LoRA-DPO's reference: the base model on the fly)")
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
 
@@ -262,8 +274,10 @@ def main(argv=None) -> dict:
     for method in methods:
         sides = [("alignax", "alignax", False), ("trl", "peer", False)]
         sides += [("trl", "peer_precomputed", True)] if method == "dpo" else []
+        sides += [("alignax", "alignax_lora", False)] if args.lora_rank else []
         for side, label, precomputed in sides:
-            row = _summarize(_run_child(side, method, args, precomputed), peak)
+            lora_rank = args.lora_rank if label == "alignax_lora" else 0
+            row = _summarize(_run_child(side, method, args, precomputed, lora_rank), peak)
             print(f"{method:<6} {label:<16} {row['median_s']:>7.2f} {row['tokens_per_s']:>9.0f} "
                   f"{100 * row['padding_fraction']:>5.0f}% {row['useful_gflops']:>8.1f} {100 * row['fraction_of_peak']:>6.0f}% "
                   f"{row['warmup_s']:>10.1f} {row['peak_rss_mb']:>12.0f}", flush=True)
@@ -271,6 +285,9 @@ def main(argv=None) -> dict:
                 summary[f"{method}_{label}_{key}"] = round(row[key], 3)
         summary[f"{method}_ratio"] = round(summary[f"{method}_alignax_tokens_per_s"] / summary[f"{method}_peer_tokens_per_s"], 3)
         summary[f"{method}_rss_ratio"] = round(summary[f"{method}_alignax_peak_rss_mb"] / summary[f"{method}_peer_peak_rss_mb"], 3)
+        if args.lora_rank:  # LoRA against full fine-tuning, both alignax
+            summary[f"{method}_lora_rss_ratio"] = round(
+                summary[f"{method}_alignax_lora_peak_rss_mb"] / summary[f"{method}_alignax_peak_rss_mb"], 3)
     if "dpo" in methods:
         summary["dpo_ratio_vs_precomputed"] = round(
             summary["dpo_alignax_tokens_per_s"] / summary["dpo_peer_precomputed_tokens_per_s"], 3)

@@ -129,3 +129,110 @@ def test_peft_export_loads_in_peft_and_equals_the_merged_export(tmp_path):
     assert np.abs(peft_logits - base_logits).max() > 1e-2  # the adapters were applied
     np.testing.assert_allclose(peft_logits, merged_logits, atol=1e-4)
     np.testing.assert_allclose(peft_logits, np.asarray(model(IDS)), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- the engine with adapters
+
+
+def lora_dpo_config(**overrides):
+    import configs.dpo
+
+    config = configs.dpo.get_config("tiny")
+    config.update_from_flattened_dict({"total_steps": 2, "checkpoint_every": 2, "eval_batches": 1,
+                                       "data.length_multiple": 64, "lora.rank": 4, "lora.alpha": 8.0,
+                                       "lora.target": "q_proj|v_proj|up_proj", **overrides})
+    return config
+
+
+@pytest.fixture(scope="module")
+def dpo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("lora_dpo")
+    config = lora_dpo_config()
+    return workdir, config, train(config, str(workdir))
+
+
+def key_names(path) -> list[str]:
+    return [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+
+
+def checkpointed(tree, path):
+    """The array at a module path + leaf name in a restored Orbax tree (nnx variables end in "value")."""
+    for part in path:
+        tree = tree[str(part)]
+    return np.asarray(tree["value"] if isinstance(tree, dict) else tree)
+
+
+def test_only_adapters_train_and_are_checkpointed(dpo_run):
+    workdir, config, _ = dpo_run
+    restored = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / "2" / "state")
+    paths = [key_names(path) for path, _ in jax.tree_util.tree_flatten_with_path(restored["params"])[0]]
+    assert len(paths) == 2 * 3 * config.random_init.num_hidden_layers
+    assert all({"lora_a", "lora_b"} & set(names) for names in paths), paths[:4]
+    adapter_size = sum(np.size(x) for x in jax.tree.leaves(restored["params"]))
+    # AdamW's two moments cover exactly the adapters (plus scalar counts).
+    moment_size = sum(np.size(x) for x in jax.tree.leaves(restored["opt_state"]) if np.ndim(x) > 0)
+    assert moment_size == 2 * adapter_size
+
+
+def test_dpo_reference_is_the_base_model(dpo_run):
+    """At step 1 B = 0, so the policy equals its reference exactly: every reward is 0; after the
+    first update the rewards move (the reference stays the base, not a moving copy)."""
+    workdir, _, _ = dpo_run
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    first, second = [r for r in records if "loss" in r]
+    assert abs(first["rewards/chosen"]) < 1e-5 and abs(first["rewards/rejected"]) < 1e-5
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert abs(second["rewards/chosen"]) > 1e-6 and math.isfinite(second["loss"])
+
+
+def test_exports_merged_and_peft_folders_of_the_trained_adapters(dpo_run):
+    """export/ holds W + s A B with the checkpointed A, B; export_adapter/ holds A^T, B^T."""
+    from alignax.train import modeling
+
+    workdir, config, _ = dpo_run
+    restored = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / "2" / "state")["params"]
+    model, _ = modeling.build_model(config, modeling.make_mesh(config.mesh))  # the same base weights
+    merged = safetensors.numpy.load_file(str(workdir / "export" / "model.safetensors"))
+    adapter = safetensors.numpy.load_file(str(workdir / "export_adapter" / "adapter_model.safetensors"))
+    for path, module in lora.lora_modules(model):
+        name = lora.module_name(path)
+        a, b = checkpointed(restored, (*path, "lora_a")), checkpointed(restored, (*path, "lora_b"))
+        assert np.abs(b).max() > 0
+        np.testing.assert_allclose(merged[f"{name}.weight"], (np.asarray(module.kernel[...]) + 2.0 * a @ b).T, atol=1e-6)
+        np.testing.assert_array_equal(adapter[f"base_model.model.{name}.lora_A.weight"], a.T)
+        np.testing.assert_array_equal(adapter[f"base_model.model.{name}.lora_B.weight"], b.T)
+    adapter_config = json.loads((workdir / "export_adapter" / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 4 and adapter_config["lora_alpha"] == 8.0 and adapter_config["peft_type"] == "LORA"
+
+
+def test_mesh_gives_the_single_device_numbers(dpo_run, tmp_path):
+    """Adapters sharded by the rule table ("lora_rank" replicated, the other axis by its rule) on a
+    data x fsdp x tensor mesh of 8 devices: the same losses as one device."""
+    workdir, _, _ = dpo_run
+    config = lora_dpo_config(**{"mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2, "export": False})
+    train(config, str(tmp_path))
+    single, mesh = ([json.loads(line)["loss"] for line in (d / "metrics.jsonl").read_text().splitlines()
+                     if '"loss"' in line] for d in (workdir, tmp_path))
+    np.testing.assert_allclose(mesh, single, rtol=2e-4)
+
+
+def test_lora_sft_from_the_cli(tmp_path):
+    subprocess.run([sys.executable, "-m", "experiments.sft", "--config", "configs/sft.py:tiny", "--workdir",
+                    str(tmp_path), "--config.lora.rank=16", "--config.lora.dropout=0.1", "--config.total_steps=2",
+                    "--config.eval_batches=0", "--config.data.length_multiple=64"],
+                   cwd=REPO_ROOT, check=True, capture_output=True, text=True, timeout=900)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert (tmp_path / "export_adapter" / "adapter_model.safetensors").is_file()
+    assert json.loads((tmp_path / "export_adapter" / "adapter_config.json").read_text())["r"] == 16
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("lora.rank", -1, "lora.rank"), ("lora.dropout", 1.0, "lora.dropout"), ("lora.target", "(", "lora.target"),
+    ("lora.alpha", 0.0, "lora.alpha"), ("lora.init", "orthogonal", "lora.init"),
+])
+def test_bad_lora_config_is_an_error_naming_the_key(key, value, match):
+    config = lora_dpo_config()
+    config.update_from_flattened_dict({key: value})
+    with pytest.raises(validate.ConfigError, match=match):
+        validate.check_config(config)
