@@ -157,7 +157,8 @@ def train_mode(model, key) -> None:
             continue
         lead = module.dropout_key.shape[:-1]
         count = int(np.prod(lead)) if lead else 1
-        keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, index), i))(jnp.arange(count))
+        module_key = jax.random.fold_in(key, index)
+        keys = jax.vmap(lambda i, k=module_key: jax.random.fold_in(k, i))(jnp.arange(count))
         # A new variable, not set_value: the merged state's variables belong to an outer trace.
         module.dropout_key = LoRADropoutKey(keys.reshape(*lead, 2).astype(jnp.uint32))
         module.dropout_active = True

@@ -22,16 +22,15 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from alignax.models import lora
 from alignax.train import checkpoint as ckpt_lib
 from alignax.train import feed as feed_lib
 from alignax.train import metrics as metrics_lib
-from alignax.train import modeling
+from alignax.train import modeling, rundir, validate
 from alignax.train import reference as reference_lib
-from alignax.train import rundir
-from alignax.train import validate
 from alignax.train.methods import get_method
 from alignax.train.optim import make_optimizer
 from alignax.train.step import TrainState, make_eval_step, make_train_step
