@@ -85,6 +85,9 @@ def run(default_config: str, main_fn=None) -> None:
     def main(argv):
         del argv
         started.append(True)
+        from alignax.compile_cache import enable_compilation_cache
+
+        enable_compilation_cache()  # a second run of the same command skips compilation
         from absl import logging as absl_logging
 
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every file it writes at INFO
