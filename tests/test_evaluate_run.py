@@ -355,19 +355,3 @@ def test_kill_mid_generation_and_mid_judging_then_rerun(tiny_model, evaldata_dir
     assert len(outputs) == n and len(annotations) == n
     assert [a["output_2"] for a in annotations] == [o["output"] for o in outputs]
     assert (tmp_path / "report.md").exists()
-
-
-# ---------------------------------------------------------------------------------- real SmolLM2
-@pytest.mark.slow
-def test_done_when_smollm2_alpaca_eval(evaldata_dir, tmp_path):
-    """The issue's Done-when command on the real SmolLM2-135M-Instruct (policy and judge)."""
-    from alpaca_eval import utils
-
-    command = [sys.executable, "-m", "alignax.evaluate", "run", "--benchmark", "alpaca_eval", "--model",
-               "smollm2-135m-instruct", "--judge", "local:smollm2-135m-instruct", "--limit", "8",
-               "--workdir", str(tmp_path), "--evaldata", str(evaldata_dir)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=3600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert (tmp_path / "report.md").exists()
-    df = utils.load_or_convert_to_dataframe(str(tmp_path / "model_outputs.json"))
-    assert len(df) == 8 and set(df["generator"]) == {"smollm2-135m-instruct"}
