@@ -313,3 +313,42 @@ def test_greedy_matches_transformers_on_smollm2():
             out = hf.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=None,
                               attention_mask=torch.ones(1, len(ids), dtype=torch.long))
         assert g.token_ids == out[0, len(ids):].tolist()
+
+
+def test_top_p_nucleus_between_the_two_candidate_sets_matches_transformers():
+    # A nucleus larger than the first (small) candidate set but inside TOP_P_CANDIDATES: the second
+    # stage decides; the filter must still equal the warper exactly.
+    from alignax.sample.sampler import TOP_P_CANDIDATES, TOP_P_FIRST_CANDIDATES
+
+    logits = (np.random.default_rng(1).normal(size=(8, 4 * TOP_P_CANDIDATES)) * 2.5).astype(np.float32)
+    kw = dict(temperature=1.0, top_p=0.9)
+    mine = np.asarray(filter_logits(jnp.asarray(logits), SamplingParams(**kw)))
+    allowed = _hf_allowed(logits, **kw)
+    np.testing.assert_array_equal(np.isfinite(mine), allowed)
+    assert TOP_P_FIRST_CANDIDATES < allowed.sum(-1).min() and allowed.sum(-1).max() < TOP_P_CANDIDATES
+
+
+def test_decode_step_holds_no_copy_of_the_stacked_cache(model, tok):
+    # The profile (benchmarks/README.md): with unscanned layers the decode step copied the whole
+    # stacked KV cache per layer. generate decodes the scanned form, whose step copies none.
+    import re
+
+    from flax import nnx
+
+    from alignax.sample import sampler
+
+    graphdef, state = sampler._scanned(model)
+    batch, prompt_len, new = 2, 16, 8
+    ids = np.ones((batch, prompt_len), np.int32)
+    args = (ids, np.ones_like(ids), sampler.row_keys_for(0, [0, 1], [0, 0]), np.zeros((batch,), bool))
+    kw = dict(params=SamplingParams(temperature=0.0), eos_ids=(), pad_id=0)
+    decode_state = sampler._prefill(graphdef, state, *args, max_new_tokens=new, **kw)
+    hlo = sampler._decode.lower(graphdef, state, decode_state, jnp.int32(new), **kw).compile().as_text()
+    cache_shape = ",".join(map(str, decode_state.cache["k"].shape))
+    copies = re.findall(rf"f32\[{cache_shape}\]\S* copy\(", hlo)
+    assert not copies, f"{len(copies)} copies of the stacked cache per step"
+    # ... and it decodes what the model as given decodes.
+    unscanned = sampler._prefill(*nnx.split(model), *args, max_new_tokens=new, **kw)
+    a = sampler._decode(graphdef, state, decode_state, jnp.int32(new), **kw)
+    b = sampler._decode(*nnx.split(model), unscanned, jnp.int32(new), **kw)
+    np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))

@@ -519,17 +519,26 @@ class Llama(nnx.Module):
 
       return jax.checkpoint(pure_layer)(layer_state, h, layer_kv, mask)
     per_layer = {}
-    cache_k, cache_v = (None, None) if kv is None else kv
+    new_ks, new_vs = [], []
     for index, layer in enumerate(layers):
-      layer_kv = None if kv is None else (cache_k[index], cache_v[index])
+      # Every layer reads the cache as it came in (its own slots are stale until the write below;
+      # the attention takes this call's keys from new_kv). Writing layer l's tokens before layer
+      # l+1 reads would make XLA copy the WHOLE stacked cache before each of the 2L writes
+      # (profile in benchmarks/README.md: 60 copies of 71 MB per decode step at batch 16).
+      layer_kv = None if kv is None else (kv[0][index], kv[1][index])
       x, (new_k, new_v) = run_layer(layer, x, layer_kv, masks[0][masks[1][index]])
-      if kv is not None:  # in place inside the decode loop: only the T new tokens are written
-        start = (index, 0, write_index, 0, 0)
-        cache_k = jax.lax.dynamic_update_slice(cache_k, new_k[None], start)
-        cache_v = jax.lax.dynamic_update_slice(cache_v, new_v[None], start)
+      new_ks.append(new_k)
+      new_vs.append(new_v)
       if index + 1 in exit_layers:
         per_layer[index + 1] = x
-    return x, per_layer, (None if kv is None else (cache_k, cache_v))
+    if kv is None:
+      return x, per_layer, None
+    # One T-token write per stacked tensor, after all the reads (as the scanned path). XLA still
+    # copies the stacked cache twice per tensor and step here (against 2 per layer before); the
+    # sampler decodes with scanned layers (sampler._scanned), which copies nothing.
+    start = (0, 0, write_index, 0, 0)
+    return x, per_layer, (jax.lax.dynamic_update_slice(kv[0], jnp.stack(new_ks), start),
+                          jax.lax.dynamic_update_slice(kv[1], jnp.stack(new_vs), start))
 
 
 def param_count(model: nnx.Module) -> int:

@@ -127,32 +127,44 @@ class Generation:
 
 
 TOP_P_CANDIDATES = 1024  # top-p looks at this many best tokens first (a full sort is ~50x slower)
+# ... and before that at this many: on CPU `lax.top_k` of 64 over 49,152 logits costs ~1/30 of a
+# top-1024 (1.6 ms vs 49 ms at batch 16, under load), and a peaked nucleus is usually inside it.
+TOP_P_FIRST_CANDIDATES = 64
 
 
 def _top_p_threshold(logits: jax.Array, top_p: float) -> jax.Array:
     """[B, 1]: the smallest logit in each row's nucleus (the tokens whose higher-ranked mass < p).
 
-    Exact, without sorting the vocabulary in the common case: the probabilities of the top
-    `TOP_P_CANDIDATES` tokens are normalized by the FULL logsumexp; a token outside them has at least
-    their total mass ranked above it, so when that total reaches p in every row the nucleus lies
-    inside the candidates. Otherwise (a very flat distribution) the whole vocabulary is sorted.
+    Exact, without sorting the vocabulary in the common case: the probabilities of the top k
+    candidates are normalized by the FULL logsumexp; a token outside them has at least their
+    total mass ranked above it, so when that total reaches p in every row the nucleus lies inside
+    the candidates. Tried with k = TOP_P_FIRST_CANDIDATES, then TOP_P_CANDIDATES (each only when
+    the smaller set fell short in some row), then the whole vocabulary sorted (a very flat
+    distribution).
     """
+    log_total = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
 
     def threshold_of(sorted_desc):
-        probs = jnp.exp(sorted_desc - jax.nn.logsumexp(logits, axis=-1, keepdims=True))
+        probs = jnp.exp(sorted_desc - log_total)
         mass_above = jnp.cumsum(probs, axis=-1) - probs
         keep = mass_above < top_p
         return jnp.min(jnp.where(keep, sorted_desc, jnp.inf), axis=-1, keepdims=True), jnp.sum(probs, axis=-1)
 
-    if TOP_P_CANDIDATES >= logits.shape[-1]:
+    def full_sort():
         return threshold_of(-jnp.sort(-logits, axis=-1))[0]
-    candidates = jax.lax.top_k(logits, TOP_P_CANDIDATES)[0]
-    threshold, candidate_mass = threshold_of(candidates)
-    return jax.lax.cond(
-        jnp.all(candidate_mass >= top_p),
-        lambda: threshold,
-        lambda: threshold_of(-jnp.sort(-logits, axis=-1))[0],
-    )
+
+    def candidates_first(k, otherwise):
+        def attempt():
+            threshold, candidate_mass = threshold_of(jax.lax.top_k(logits, k)[0])
+            return jax.lax.cond(jnp.all(candidate_mass >= top_p), lambda: threshold, otherwise)
+
+        return attempt
+
+    attempt = full_sort
+    for k in sorted({TOP_P_FIRST_CANDIDATES, TOP_P_CANDIDATES}, reverse=True):
+        if k < logits.shape[-1]:
+            attempt = candidates_first(k, attempt)
+    return attempt()
 
 
 def filter_logits(logits: jax.Array, params: SamplingParams) -> jax.Array:
@@ -261,6 +273,62 @@ def _record(state: DecodeState, tokens, sampling_logps, model_logps, *, eos_ids,
         model_logps=put(state.model_logps, model_logps),
         sampling_logps=put(state.sampling_logps, sampling_logps),
     )
+
+
+def _scanned(model):
+    """(graphdef, state) of `model` with its decoder blocks stacked for `lax.scan`, or None.
+
+    Why: with a Python loop over layers (cfg.scan_layers=False, what `alignax.models.load` gives)
+    XLA copies the whole stacked [L, B, S, KVH, hd] cache inside every decode step (60 copies of
+    71 MB per step for SmolLM2-135M at batch 16 before the llama.py write reordering, 4 after);
+    under `lax.scan` the step writes one column in place and copies nothing (profile in
+    benchmarks/README.md). The stacking is one device copy of the block weights per `generate`
+    call, not cached, so a model whose parameters change between calls is always read fresh.
+    None when the model is not a plain Llama-family model with unscanned layers (LoRA wrappers,
+    heads...): those decode as they are.
+    """
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not dataclasses.is_dataclass(cfg) or getattr(cfg, "scan_layers", True):
+        return None
+    try:
+        scanned_cfg = dataclasses.replace(cfg, scan_layers=True)
+        abstract = nnx.eval_shape(lambda: type(model)(scanned_cfg, rngs=nnx.Rngs(0)))
+        graphdef, abstract_state = nnx.split(abstract)
+        source = dict(nnx.to_flat_state(nnx.state(model)))
+        target = list(nnx.to_flat_state(abstract_state))
+        layers = range(cfg.num_hidden_layers)
+        pieces = []
+        for path, _ in target:
+            if path[:2] == ("model", "layers"):
+                pieces.append([source[path[:2] + (i,) + path[2:]][...] for i in layers])
+            else:
+                pieces.append(source[path][...])
+        expected = len(target) - sum(1 for p, _ in target if p[:2] == ("model", "layers"))
+        expected += cfg.num_hidden_layers * (len(target) - expected)
+        if expected != len(source):  # parameters the scanned model would not carry
+            return None
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+    sources = jax.tree.leaves(pieces)
+    cached = _LAST_SCANNED.get("entry")
+    if cached is not None and len(cached[0]) == len(sources) and all(a is b for a, b in zip(cached[0], sources)):
+        return cached[1]  # the same (immutable) arrays as last call: reuse their stacked copy
+    values = _stack_layers(pieces)
+    flat = [(path, var.replace(value)) for (path, var), value in zip(target, values)]
+    result = (graphdef, nnx.from_flat_state(flat))
+    _LAST_SCANNED["entry"] = (sources, result)
+    return result
+
+
+# One entry: the last model's source arrays (identity) and its scanned (graphdef, state), so
+# repeated `generate` calls on an unchanged model stack its weights once.
+_LAST_SCANNED: dict = {}
+
+
+@jax.jit
+def _stack_layers(pieces):
+    """Per-layer lists -> stacked arrays (one jitted copy); other leaves pass through."""
+    return [jnp.stack(p) if isinstance(p, list) else p for p in pieces]
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "params", "max_new_tokens", "eos_ids", "pad_id"))
@@ -416,7 +484,8 @@ def generate(
     # Longest first: similar lengths share a bucket; the order does not affect any row's draws.
     rows.sort(key=lambda r: -len(encoded[r[0]]))
 
-    graphdef, model_state = nnx.split(model)
+    scanned = _scanned(model) if mesh is None else None
+    graphdef, model_state = scanned if scanned is not None else nnx.split(model)
     model_state, batch_sharding = _place(model_state, mesh, data_axis)
     if batch_sharding is not None:
         n_data = mesh.shape[data_axis]
