@@ -11,6 +11,7 @@ nothing half-read. Whole-file outputs (summaries, pair files) go through `write_
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import pathlib
@@ -103,3 +104,31 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
     write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def read_jsonl_records(path: str | os.PathLike) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a JSONL file (`.gz` too), strictly.
+
+    The one reader of input JSONL files (benchmark answers, judgments, predictions): a line that
+    is not JSON, not an object, not UTF-8, or an unreadable file is a ValueError naming the file
+    and the line. (Append-only logs of long jobs, whose last line may be cut by a kill, use the
+    tolerant `read_jsonl` instead.)
+    """
+    path = pathlib.Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    records = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line_number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{line_number}: invalid JSON ({error})") from None
+                if not isinstance(record, dict):
+                    raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
+                records.append((line_number, record))
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read ({error})") from None
+    return records

@@ -19,12 +19,11 @@ sequence-classification folder that `PairwisePreferenceModel.load` reads back.
 """
 from __future__ import annotations
 
-import json
-import os
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from alignax import files
 from alignax.annotate.reward_model import reward_model_rewards
 
 TEMPLATE = "[Response A]\n{a}\n[Response B]\n{b}\n[Which response is better?]"
@@ -102,5 +101,4 @@ def accuracy(model: PairwisePreferenceModel, preferences: Sequence[dict[str, Any
 
 
 def read_preferences(path: str) -> list[dict[str, Any]]:
-    with open(os.fspath(path)) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [record for _, record in files.read_jsonl_records(path)]

@@ -25,8 +25,6 @@ sigmoid(c_model - c_baseline); median and 5 / 95 % quantiles over bootstrap roun
 """
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import pathlib
 import re
@@ -37,6 +35,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from alignax import files
 from alignax.evaluate.cli import naming_file, positive_int
 
 __all__ = [
@@ -65,25 +64,8 @@ _VERDICT_PATTERNS = (re.compile(r"\[\[([AB<>=]+)\]\]"), re.compile(r"\[([AB<>=]+
 # Reading judgments and battles.
 
 def _read_jsonl_lines(path: PathLike) -> list[tuple[int, dict]]:
-  """(line number, object) per non-blank line; unreadable files and non-object lines are errors."""
-  path = pathlib.Path(path)
-  opener = gzip.open if path.suffix == ".gz" else open
-  rows = []
-  try:
-    with opener(path, "rt", encoding="utf-8") as f:
-      for line_no, line in enumerate(f, 1):
-        if not line.strip():
-          continue
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError as e:
-          raise ValueError(f"{path}:{line_no}: not valid JSON: {e}") from None
-        if not isinstance(row, dict):
-          raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-        rows.append((line_no, row))
-  except (OSError, EOFError, UnicodeDecodeError) as e:
-    raise ValueError(f"{path}: cannot read: {e}") from None
-  return rows
+  """(line number, object) per non-blank line (alignax.files.read_jsonl_records)."""
+  return files.read_jsonl_records(path)
 
 
 def _read_jsonl(path: PathLike) -> list[dict]:

@@ -24,7 +24,6 @@ sentences (nltk punkt) joined by newlines; LEval_score = (R1 x R2 x RL)^(1/3).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import pathlib
@@ -34,6 +33,8 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from alignax import files
 
 MULTIPLE_CHOICE_TASKS = ("coursera", "quality", "tpo")
 PUNCTUATION = set(string.punctuation)
@@ -345,17 +346,7 @@ def score_ngram_task(rows: Sequence[dict[str, Any]], *, metric: str | None = Non
 
 def read_predictions(path: str | pathlib.Path) -> list[dict[str, Any]]:
     """Rows of an L-Eval `*.pred.jsonl` (or `.jsonl.gz`) file; bad lines name file and line."""
-    path = pathlib.Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{line_number}: invalid JSON ({error})") from None
-    return rows
+    return [record for _, record in files.read_jsonl_records(path)]
 
 
 def task_name(path: str | pathlib.Path) -> str:

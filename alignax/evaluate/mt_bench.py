@@ -27,6 +27,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from alignax import files
+
 # FastChat's patterns: an integer or decimal inside double (then single) square brackets.
 ONE_SCORE_PATTERN = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 ONE_SCORE_PATTERN_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
@@ -207,23 +209,8 @@ def pairwise_win_rates(judgments: Sequence[Mapping[str, Any]]) -> dict[str, dict
 
 
 def read_jsonl(path: str | pathlib.Path) -> list[dict]:
-    """One JSON object per non-blank line; bad JSON, bad UTF-8 or a non-object name the line."""
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line_number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{line_number}: invalid JSON ({error})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-                rows.append(row)
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
-    return rows
+    """One JSON object per non-blank line; a bad line names the file and line (alignax.files)."""
+    return [record for _, record in files.read_jsonl_records(path)]
 
 
 def read_categories(question_file: str | pathlib.Path) -> dict[int, str]:

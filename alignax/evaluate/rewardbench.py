@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from alignax import files
+
 EXAMPLE_COUNTS = {
     "alpacaeval-easy": 100,
     "alpacaeval-length": 95,
@@ -145,17 +147,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     chosen, rejected, subsets = [], [], []
-    with open(args.rewards, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            for key in ("chosen_reward", "rejected_reward", "subset"):
-                if key not in row:
-                    raise KeyError(f"{args.rewards}:{line_number}: missing field {key!r}")
-            chosen.append(row["chosen_reward"])
-            rejected.append(row["rejected_reward"])
-            subsets.append(row["subset"])
+    for line_number, row in files.read_jsonl_records(args.rewards):
+        for key in ("chosen_reward", "rejected_reward", "subset"):
+            if key not in row:
+                raise KeyError(f"{args.rewards}:{line_number}: missing field {key!r}")
+        chosen.append(row["chosen_reward"])
+        rejected.append(row["rejected_reward"])
+        subsets.append(row["subset"])
     result = score_pairs(chosen, rejected, subsets)
     sections = section_scores(result["accuracy"], allow_missing=args.allow_missing)
     out = {**result, "sections": sections}

@@ -29,6 +29,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from alignax import files
+
 TARGETS = ("10", "30", "50", "80", "150", "300", "500", "700", ">800")
 # target -> ((PM lo, PM hi), (FM lo, FM hi), level); intervals are (lo, hi].
 INTERVALS = {
@@ -106,16 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     responses, targets = [], []
-    with open(args.generations, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            for key in (args.response_key, args.target_key):
-                if key not in row:
-                    raise KeyError(f"{args.generations}:{line_number}: missing field {key!r}")
-            responses.append(row[args.response_key])
-            targets.append(row[args.target_key])
+    for line_number, row in files.read_jsonl_records(args.generations):
+        for key in (args.response_key, args.target_key):
+            if key not in row:
+                raise KeyError(f"{args.generations}:{line_number}: missing field {key!r}")
+        responses.append(row[args.response_key])
+        targets.append(row[args.target_key])
     result = target_length_scores(responses, targets)
     # Strict JSON: an empty level is null, not NaN.
     print(json.dumps({k: {m: (None if isinstance(v, float) and math.isnan(v) else v) for m, v in d.items()}

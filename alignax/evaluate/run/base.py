@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from alignax import files
 from alignax.evaluate.run.context import RunContext
 from alignax.evaluate.run.generation import GenerationSettings
 
@@ -79,25 +80,10 @@ def normal_interval(value: float, standard_error: float, *, z: float = 1.959964)
 
 def read_jsonl(path) -> list[dict[str, Any]]:
     """The objects of a JSONL file (`.gz` too); a bad line is an error naming the file and line."""
-    import gzip
-
     from alignax.evaluate.cli import naming_file
 
-    rows = []
     with naming_file(path):
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as error:
-                    raise ValueError(f"{path}:{number}: invalid JSON ({error})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-                rows.append(row)
-    return rows
+        return [record for _, record in files.read_jsonl_records(path)]
 
 
 def require(row: dict[str, Any], fields: Sequence[str], where: str) -> None:
