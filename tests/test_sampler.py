@@ -352,3 +352,20 @@ def test_decode_step_holds_no_copy_of_the_stacked_cache(model, tok):
     a = sampler._decode(graphdef, state, decode_state, jnp.int32(new), **kw)
     b = sampler._decode(*nnx.split(model), unscanned, jnp.int32(new), **kw)
     np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+
+
+def test_scanned_weights_are_reused_until_the_parameters_change():
+    # generate stacks the block weights once per model, not per call; new parameter arrays (a
+    # training step) must be stacked afresh, never served from the stale copy.
+    from alignax.sample import sampler
+
+    model = Llama(LlamaConfig.tiny(), rngs=nnx.Rngs(3))
+    first = sampler._scanned(model)
+    assert sampler._scanned(model)[1] is first[1]
+    layer0_q = model.model.layers[0].self_attn.q_proj.kernel
+    layer0_q[...] = layer0_q[...] + 1.0
+    fresh = sampler._scanned(model)
+    assert fresh[1] is not first[1]
+    stacked_q = nnx.to_flat_state(fresh[1])
+    stacked_q = dict(stacked_q)[("model", "layers", "self_attn", "q_proj", "kernel")][...]
+    np.testing.assert_array_equal(np.asarray(stacked_q[0]), np.asarray(layer0_q[...]))

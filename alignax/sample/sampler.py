@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import weakref
 import zlib
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -310,18 +311,20 @@ def _scanned(model):
     except (TypeError, ValueError, KeyError, AttributeError):
         return None
     sources = jax.tree.leaves(pieces)
-    cached = _LAST_SCANNED.get("entry")
-    if cached is not None and len(cached[0]) == len(sources) and all(a is b for a, b in zip(cached[0], sources)):
+    cached = _LAST_SCANNED.pop("entry", None)  # dropped first: never two stacked copies alive
+    if cached is not None and len(cached[0]) == len(sources) and all(r() is a for r, a in zip(cached[0], sources)):
+        _LAST_SCANNED["entry"] = cached
         return cached[1]  # the same (immutable) arrays as last call: reuse their stacked copy
     values = _stack_layers(pieces)
     flat = [(path, var.replace(value)) for (path, var), value in zip(target, values)]
     result = (graphdef, nnx.from_flat_state(flat))
-    _LAST_SCANNED["entry"] = (sources, result)
+    _LAST_SCANNED["entry"] = ([weakref.ref(a) for a in sources], result)
     return result
 
 
-# One entry: the last model's source arrays (identity) and its scanned (graphdef, state), so
-# repeated `generate` calls on an unchanged model stack its weights once.
+# One entry: weak references to the last model's source arrays (identity; the old parameters of
+# a model being trained are not kept alive) and its scanned (graphdef, state), so repeated
+# `generate` calls on an unchanged model stack its weights once.
 _LAST_SCANNED: dict = {}
 
 
