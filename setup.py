@@ -45,6 +45,7 @@ TEST_REQUIRES = [
     "patsy",
     "ruff==0.17.6",  # `make lint`: the one formatter and linter (ruff.toml)
     "openai>=1.40",  # the official client, against alignax.serve in tests
+    "peft==0.17.1",  # LoRA export loaded by the real PEFT in tests (works with transformers 4.53.3)
 ]
 
 setup(
