@@ -6,6 +6,7 @@ second run of the same command loads them from disk and starts in seconds (issue
 ALIGNAX_COMPILATION_CACHE: unset -> ~/.cache/alignax/jax_compilation_cache; "0" (or "off",
 "false", "") -> disabled; any other value -> that directory.
 """
+
 from __future__ import annotations
 
 import os

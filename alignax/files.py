@@ -8,6 +8,7 @@ so a restarted job sees exactly the records that were completely written: nothin
 nothing half-read. Whole-file outputs (summaries, pair files) go through `write_atomic`
 (temporary file in the same directory + `os.replace`).
 """
+
 from __future__ import annotations
 
 import contextlib

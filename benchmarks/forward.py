@@ -9,6 +9,7 @@ Each side runs in its own subprocess so its peak RSS (``getrusage(RUSAGE_SELF).r
 loading and compilation included) is its own. Throughput = batch * seq / median wall time of one
 forward after a warm-up call (which compiles, for alignax). Prints a table, then one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,13 @@ def run_alignax(args) -> dict:
         return nnx.merge(graphdef, state)(ids)
 
     warmup_s, times = _time_calls(lambda: forward(state, ids).block_until_ready(), args.iters)
-    return {"side": "alignax", "backend": f"jax {jax.__version__} ({jax.default_backend()})",
-            "load_s": load_s, "warmup_s": warmup_s, "times_s": times}
+    return {
+        "side": "alignax",
+        "backend": f"jax {jax.__version__} ({jax.default_backend()})",
+        "load_s": load_s,
+        "warmup_s": warmup_s,
+        "times_s": times,
+    }
 
 
 def run_peer(args) -> dict:
@@ -76,7 +82,8 @@ def run_peer(args) -> dict:
     path = presets.resolve(PRESET)
     start = time.perf_counter()
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        os.path.dirname(path), gguf_file=os.path.basename(path), torch_dtype=torch.float32)
+        os.path.dirname(path), gguf_file=os.path.basename(path), torch_dtype=torch.float32
+    )
     model.eval()
     load_s = time.perf_counter() - start
     ids = torch.from_numpy(_input_ids(args.batch, args.seq, model.config.vocab_size, args.seed).astype("int64"))
@@ -86,13 +93,31 @@ def run_peer(args) -> dict:
             return model(ids).logits
 
     warmup_s, times = _time_calls(forward, args.iters)
-    return {"side": "transformers", "backend": f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
-            "load_s": load_s, "warmup_s": warmup_s, "times_s": times}
+    return {
+        "side": "transformers",
+        "backend": f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+        "load_s": load_s,
+        "warmup_s": warmup_s,
+        "times_s": times,
+    }
 
 
 def _run_side(side: str, args) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.forward", "--side", side, "--batch", str(args.batch),
-           "--seq", str(args.seq), "--iters", str(args.iters), "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.forward",
+        "--side",
+        side,
+        "--batch",
+        str(args.batch),
+        "--seq",
+        str(args.seq),
+        "--iters",
+        str(args.iters),
+        "--seed",
+        str(args.seed),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -120,14 +145,20 @@ def main(argv=None) -> dict:
     for row in rows:
         row["median_s"] = statistics.median(row["times_s"])
         row["tokens_per_s"] = tokens / row["median_s"]
-    print(f"SmolLM2-135M-Instruct forward, float32, batch {args.batch} x {args.seq} tokens, "
-          f"median of {args.iters} after warm-up; {os.cpu_count()} CPUs")
-    header = f"{'side':<13} {'backend':<28} {'load s':>7} {'warm-up s':>10} {'fwd s':>7} {'tokens/s':>9} {'peak RSS MB':>12}"
+    print(
+        f"SmolLM2-135M-Instruct forward, float32, batch {args.batch} x {args.seq} tokens, "
+        f"median of {args.iters} after warm-up; {os.cpu_count()} CPUs"
+    )
+    header = (
+        f"{'side':<13} {'backend':<28} {'load s':>7} {'warm-up s':>10} {'fwd s':>7} {'tokens/s':>9} {'peak RSS MB':>12}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['side']:<13} {row['backend']:<28} {row['load_s']:>7.1f} {row['warmup_s']:>10.1f} "
-              f"{row['median_s']:>7.2f} {row['tokens_per_s']:>9.0f} {row['peak_rss_mb']:>12.0f}")
+        print(
+            f"{row['side']:<13} {row['backend']:<28} {row['load_s']:>7.1f} {row['warmup_s']:>10.1f} "
+            f"{row['median_s']:>7.2f} {row['tokens_per_s']:>9.0f} {row['peak_rss_mb']:>12.0f}"
+        )
     ours, peer = rows
     summary = {
         "alignax_tokens_per_s": round(ours["tokens_per_s"], 1),

@@ -10,6 +10,7 @@ measured even where it would not be run). Time is the median wall time of the co
 function on random inputs. The last line is one JSON object with the figures; the "peer" is
 the naive full-logits computation (what `log_softmax(logits)` + gather in TRL/transformers does).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,12 +32,16 @@ MB = 1024 * 1024
 def _value_and_grad(fn):
     def run(hidden, head, labels):
         return jax.value_and_grad(lambda h, w: fn(h, w, labels).sum(), argnums=(0, 1))(hidden, head)
+
     return run
 
 
 def _specs(batch, length, dim, vocab, dtype):
-    return (jax.ShapeDtypeStruct((batch, length, dim), dtype), jax.ShapeDtypeStruct((dim, vocab), dtype),
-            jax.ShapeDtypeStruct((batch, length), jnp.int32))
+    return (
+        jax.ShapeDtypeStruct((batch, length, dim), dtype),
+        jax.ShapeDtypeStruct((dim, vocab), dtype),
+        jax.ShapeDtypeStruct((batch, length), jnp.int32),
+    )
 
 
 def compiled_memory(fn, specs):
@@ -69,8 +74,12 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=512, help="positions per chunk (per row)")
     parser.add_argument("--vocab-chunk-size", type=int, default=8192)
-    parser.add_argument("--time-naive-max-gb", type=float, default=6.0,
-                        help="run the naive program only if its compiled temp memory is below this")
+    parser.add_argument(
+        "--time-naive-max-gb",
+        type=float,
+        default=6.0,
+        help="run the naive program only if its compiled temp memory is below this",
+    )
     parser.add_argument("--no-time-large", action="store_true", help="skip timing the Llama-3-sized config")
     args = parser.parse_args(argv)
 
@@ -82,8 +91,10 @@ def main(argv=None):
     chunked = functools.partial(ops.token_logprobs, chunk_size=args.chunk_size, vocab_chunk_size=args.vocab_chunk_size)
     seq_only = functools.partial(ops.token_logprobs, chunk_size=args.chunk_size)
 
-    print(f"# per-token log-probs, value+grad w.r.t. hidden and head; {batch}x{length} = {batch * length} tokens, "
-          f"fp32; jax {jax.__version__} on {jax.devices()[0].platform} ({os.cpu_count()} cpus, {platform.machine()})")
+    print(
+        f"# per-token log-probs, value+grad w.r.t. hidden and head; {batch}x{length} = {batch * length} tokens, "
+        f"fp32; jax {jax.__version__} on {jax.devices()[0].platform} ({os.cpu_count()} cpus, {platform.machine()})"
+    )
     rows, figures = [], {}
     for name, vocab, dim in configs:
         specs = _specs(batch, length, dim, vocab, dtype)
@@ -91,7 +102,11 @@ def main(argv=None):
         variants = [
             ("naive", ops.token_logprobs_naive, "full [B,T,V] logits"),
             (f"seq-chunk {args.chunk_size}", seq_only, f"[B,{args.chunk_size},V]"),
-            (f"seq {args.chunk_size} x vocab {args.vocab_chunk_size}", chunked, f"[B,{args.chunk_size},{args.vocab_chunk_size}]"),
+            (
+                f"seq {args.chunk_size} x vocab {args.vocab_chunk_size}",
+                chunked,
+                f"[B,{args.chunk_size},{args.vocab_chunk_size}]",
+            ),
         ]
         for label, fn, note in variants:
             compiled, mem = compiled_memory(fn, specs)
@@ -100,7 +115,7 @@ def main(argv=None):
             is_naive = fn is ops.token_logprobs_naive
             if is_naive and mem["temp_mb"] > args.time_naive_max_gb * 1024:
                 skip_reason = f"not run: needs {mem['temp_mb'] / 1024:.1f} GiB temp (> {args.time_naive_max_gb} GiB budget on a shared 24 GiB box)"
-            elif name == "llama3" and (args.no_time_large or not (fn is chunked)):
+            elif name == "llama3" and (args.no_time_large or fn is not chunked):
                 skip_reason = "not timed (memory only)"
             else:
                 seconds = time_compiled(compiled, specs, args.repeats)
@@ -110,13 +125,19 @@ def main(argv=None):
             if seconds is not None:
                 figures[f"{key}_s_v{vocab}"] = round(seconds, 3)
 
-    print(f"\n{'model':8} {'vocab':>7} {'D':>5}  {'kernel':30} {'temp MiB':>10} {'[B,T,V] f32 MiB':>16} "
-          f"{'[D,V] f32 MiB':>14} {'time s':>8}  note")
+    print(
+        f"\n{'model':8} {'vocab':>7} {'D':>5}  {'kernel':30} {'temp MiB':>10} {'[B,T,V] f32 MiB':>16} "
+        f"{'[D,V] f32 MiB':>14} {'time s':>8}  note"
+    )
     for name, vocab, dim, label, temp, full, seconds, note in rows:
         t = f"{seconds:8.2f}" if seconds is not None else f"{'-':>8}"
-        print(f"{name:8} {vocab:>7} {dim:>5}  {label:30} {temp:10.1f} {full:16.1f} {dim * vocab * 4 / MB:14.1f} {t}  {note}")
-    print("(naive temp holds [B,T,V] float32 logits and their gradient; the sequence-chunked kernel holds "
-          "[B,C,V] per chunk; the vocabulary-chunked kernel [B,C,Vc] slices)")
+        print(
+            f"{name:8} {vocab:>7} {dim:>5}  {label:30} {temp:10.1f} {full:16.1f} {dim * vocab * 4 / MB:14.1f} {t}  {note}"
+        )
+    print(
+        "(naive temp holds [B,T,V] float32 logits and their gradient; the sequence-chunked kernel holds "
+        "[B,C,V] per chunk; the vocabulary-chunked kernel [B,C,Vc] slices)"
+    )
 
     # Growth with the chunk, not the vocabulary: sweep chunk sizes at both vocabularies.
     print(f"\nchunked temp MiB (value+grad) by (positions per chunk x vocab slice), {batch * length} tokens:")
@@ -126,7 +147,7 @@ def main(argv=None):
     print(f"{'chunk':>6} {'vslice':>7} " + " ".join(f"{'V=' + str(v):>12}" for _, v, _ in configs))
     for chunk, vslice in sweep:
         temps = []
-        for name, vocab, dim in configs:
+        for _name, vocab, dim in configs:
             fn = functools.partial(ops.token_logprobs, chunk_size=chunk, vocab_chunk_size=vslice)
             _, mem = compiled_memory(fn, _specs(batch, length, dim, vocab, dtype))
             temps.append(mem["temp_mb"])

@@ -14,6 +14,7 @@ spawned by the process that built 3 GB of checkpoints would report its peak, not
 whatever the model size, because the merge streams tensor by tensor in fixed-size row blocks
 (alignax/merge/pipeline.py). Prints a table, then one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,22 @@ MB = 1 << 20
 
 def llama_shapes(vocab: int, hidden: int, intermediate: int, layers: int) -> dict[str, tuple[int, ...]]:
     """HF Llama tensor names and shapes (kv heads = heads, no tying)."""
-    shapes = {"model.embed_tokens.weight": (vocab, hidden), "model.norm.weight": (hidden,),
-              "lm_head.weight": (vocab, hidden)}
+    shapes = {
+        "model.embed_tokens.weight": (vocab, hidden),
+        "model.norm.weight": (hidden,),
+        "lm_head.weight": (vocab, hidden),
+    }
     for i in range(layers):
         p = f"model.layers.{i}."
         shapes.update({p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,)})
         shapes.update({p + f"self_attn.{n}_proj.weight": (hidden, hidden) for n in "qkvo"})
-        shapes.update({p + "mlp.gate_proj.weight": (intermediate, hidden),
-                       p + "mlp.up_proj.weight": (intermediate, hidden),
-                       p + "mlp.down_proj.weight": (hidden, intermediate)})
+        shapes.update(
+            {
+                p + "mlp.gate_proj.weight": (intermediate, hidden),
+                p + "mlp.up_proj.weight": (intermediate, hidden),
+                p + "mlp.down_proj.weight": (hidden, intermediate),
+            }
+        )
     return shapes
 
 
@@ -68,6 +76,7 @@ def write_model(folder: pathlib.Path, shapes, shards, pool, seed: int, noise: fl
     import ml_dtypes
     import numpy as np
     import safetensors.numpy
+
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
     rng = np.random.default_rng(seed)
@@ -91,8 +100,25 @@ def write_model(folder: pathlib.Path, shapes, shards, pool, seed: int, noise: fl
 def run_merge(root: pathlib.Path, method: str, density: float) -> tuple[float, float]:
     """(peak RSS MB of the merge child, seconds); `method` "import" only imports the merge pipeline."""
     out = root / f"out_{method}"
-    cmd = [sys.executable, "-m", "alignax.merge", "--base", str(root / "base"), "--models", str(root / "m1"),
-           str(root / "m2"), "--method", method, "--weights", "0.6", "0.4", "--seed", "0", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "alignax.merge",
+        "--base",
+        str(root / "base"),
+        "--models",
+        str(root / "m1"),
+        str(root / "m2"),
+        "--method",
+        method,
+        "--weights",
+        "0.6",
+        "0.4",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    ]
     if method == "import":
         cmd = [sys.executable, "-c", "import alignax.merge.pipeline"]
     elif method != "task_arithmetic":
@@ -116,13 +142,18 @@ def measure(root: pathlib.Path, methods: list[str], density: float) -> dict:
     floor_mb, _ = run_merge(root, "import", density)
     merges_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     rows = {m: run_merge(root, m, density) for m in methods}
-    return {"import_only_rss_mb": floor_mb, "before_mb": merges_before, "rows": rows,
-            "rusage_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    return {
+        "import_only_rss_mb": floor_mb,
+        "before_mb": merges_before,
+        "rows": rows,
+        "rusage_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
 
 
 def build(root: pathlib.Path, args) -> tuple[int, float]:
     """Writes base, m1, m2 under `root`; returns (number of shards, seconds)."""
     import numpy as np
+
     shapes = llama_shapes(args.vocab, args.hidden, args.intermediate, args.layers)
     shards = plan_shards(shapes, args.shard_mb * MB)
     pool = np.random.default_rng(0).standard_normal(1 << 22).astype(np.float32) * 0.02
@@ -136,16 +167,24 @@ def report(args, root: pathlib.Path, n_shards: int, build_s: float, measured: di
     model_mb = sum(f.stat().st_size for f in (root / "base").glob("*.safetensors")) / MB
     largest_mb = max(f.stat().st_size for d in ("base", "m1", "m2") for f in (root / d).glob("*.safetensors")) / MB
     peak_mb = measured["rusage_children_mb"]
-    print(f"model {model_mb:.0f} MB x 3 (bf16, {n_shards} shards, largest {largest_mb:.0f} MB); built in "
-          f"{build_s:.0f} s; import-only child {measured['import_only_rss_mb']:.0f} MB")
+    print(
+        f"model {model_mb:.0f} MB x 3 (bf16, {n_shards} shards, largest {largest_mb:.0f} MB); built in "
+        f"{build_s:.0f} s; import-only child {measured['import_only_rss_mb']:.0f} MB"
+    )
     print("| method | peak RSS MB | / largest shard | time s |\n|---|---:|---:|---:|")
     for method, (rss_mb, seconds) in measured["rows"].items():
         print(f"| {method} | {rss_mb:.0f} | {rss_mb / largest_mb:.2f} | {seconds:.1f} |")
-    return {"model_mb": round(model_mb, 1), "largest_shard_mb": round(largest_mb, 1), "shards": n_shards,
-            "peak_rss_mb": round(peak_mb, 1), "peak_over_largest_shard": round(peak_mb / largest_mb, 3),
-            "under_2x": peak_mb < 2 * largest_mb, "import_only_rss_mb": round(measured["import_only_rss_mb"], 1),
-            "per_method_peak_rss_mb": {m: round(r, 1) for m, (r, _) in measured["rows"].items()},
-            "per_method_seconds": {m: round(s, 1) for m, (_, s) in measured["rows"].items()}}
+    return {
+        "model_mb": round(model_mb, 1),
+        "largest_shard_mb": round(largest_mb, 1),
+        "shards": n_shards,
+        "peak_rss_mb": round(peak_mb, 1),
+        "peak_over_largest_shard": round(peak_mb / largest_mb, 3),
+        "under_2x": peak_mb < 2 * largest_mb,
+        "import_only_rss_mb": round(measured["import_only_rss_mb"], 1),
+        "per_method_peak_rss_mb": {m: round(r, 1) for m, (r, _) in measured["rows"].items()},
+        "per_method_seconds": {m: round(s, 1) for m, (_, s) in measured["rows"].items()},
+    }
 
 
 def main(argv=None) -> dict:
@@ -166,8 +205,17 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         root = pathlib.Path(tmp)
         n_shards, build_s = build(root, args)
-        cmd = [sys.executable, "-m", "benchmarks.merge_memory", "--measure", str(root), "--methods", args.methods,
-               "--density", str(args.density)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.merge_memory",
+            "--measure",
+            str(root),
+            "--methods",
+            args.methods,
+            "--density",
+            str(args.density),
+        ]
         measured = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         summary = report(args, root, n_shards, build_s, measured)
     print(json.dumps(summary))

@@ -48,7 +48,7 @@ def _peak_rss_mb() -> float:
 def _records(method: str, count: int) -> list[dict]:
     from alignax.data.builtin import builtin_path
 
-    with open(builtin_path(DATA[method][len("builtin:"):])) as f:
+    with open(builtin_path(DATA[method][len("builtin:") :])) as f:
         return [json.loads(line) for line in f][:count]
 
 
@@ -99,14 +99,26 @@ def run_alignax(args) -> dict:
     os.makedirs(args.tmpdir, exist_ok=True)
     with open(path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in _records(args.method, args.batch * (args.iters + 1)))
-    config.update_from_flattened_dict({"data.train": path, "data.eval": "", "data.shuffle": False,
-                                       "batch_size": args.batch, "mesh.num_devices": 1,
-                                       "reference": "precomputed" if args.method == "dpo" else config.reference,
-                                       "reference_cache_dir": os.path.join(args.tmpdir, "refcache")})
+    config.update_from_flattened_dict(
+        {
+            "data.train": path,
+            "data.eval": "",
+            "data.shuffle": False,
+            "batch_size": args.batch,
+            "mesh.num_devices": 1,
+            "reference": "precomputed" if args.method == "dpo" else config.reference,
+            "reference_cache_dir": os.path.join(args.tmpdir, "refcache"),
+        }
+    )
     if args.lora_rank:  # LoRA-DPO's reference is the base model under the adapters: on the fly, no copy
-        config.update_from_flattened_dict({"lora.rank": args.lora_rank, "lora.alpha": float(args.lora_rank),
-                                           "lora.target": "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj",
-                                           "reference": "on_the_fly" if args.method == "dpo" else config.reference})
+        config.update_from_flattened_dict(
+            {
+                "lora.rank": args.lora_rank,
+                "lora.alpha": float(args.lora_rank),
+                "lora.target": "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj",
+                "reference": "on_the_fly" if args.method == "dpo" else config.reference,
+            }
+        )
     hparams = validate.check_config(config)
     start = time.perf_counter()
     mesh = modeling.make_mesh(config.mesh)
@@ -118,19 +130,42 @@ def run_alignax(args) -> dict:
     splits = {"train": feed_lib.load_split(config, tokenizer, split="train")}
     if config.reference == "precomputed":
         loop.precompute_reference(config, model, splits)
-    feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=1,
-                              required_fields=validate.data_inputs(config), tokenized=splits["train"])
+    feed = feed_lib.make_feed(
+        config,
+        tokenizer,
+        split="train",
+        rows_multiple=1,
+        required_fields=validate.data_inputs(config),
+        tokenized=splits["train"],
+    )
     batches = [loop._global_batch(next(feed), mesh, 1) for _ in range(args.iters + 1)]
     optimizer, schedule = make_optimizer(config.optimizer, 1000)
-    step_fn = jax.jit(make_train_step(
-        graphdef=graphdef, non_trainable=non_trainable, method_fn=get_method(config.method),
-        method_kwargs=dict(loss_name=config.loss.name, hparams=hparams, chunk_size=config.logprob_chunk_size,
-                           vocab_chunk_size=config.logprob_vocab_chunk_size or None, batch_size=args.batch,
-                           num_sides=feed.num_sides),
-        optimizer=optimizer, schedule=schedule, grad_accum_steps=1,
-        base_reference=bool(args.lora_rank) and validate.uses_reference(config)), donate_argnums=(0,))
-    state = TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
-                       opt_state=jax.jit(optimizer.init)(params), rng=jax.random.key_data(jax.random.PRNGKey(0)))
+    step_fn = jax.jit(
+        make_train_step(
+            graphdef=graphdef,
+            non_trainable=non_trainable,
+            method_fn=get_method(config.method),
+            method_kwargs=dict(
+                loss_name=config.loss.name,
+                hparams=hparams,
+                chunk_size=config.logprob_chunk_size,
+                vocab_chunk_size=config.logprob_vocab_chunk_size or None,
+                batch_size=args.batch,
+                num_sides=feed.num_sides,
+            ),
+            optimizer=optimizer,
+            schedule=schedule,
+            grad_accum_steps=1,
+            base_reference=bool(args.lora_rank) and validate.uses_reference(config),
+        ),
+        donate_argnums=(0,),
+    )
+    state = TrainState(
+        step=jax.numpy.zeros((), jax.numpy.int32),
+        params=params,
+        opt_state=jax.jit(optimizer.init)(params),
+        rng=jax.random.key_data(jax.random.PRNGKey(0)),
+    )
     del model, params
 
     def steps(i):
@@ -141,32 +176,66 @@ def run_alignax(args) -> dict:
     warmup_s, times = _time_steps(steps, args.iters)
     real = [int((b["segment_ids"] > 0).sum()) for b in batches[1:]]
     padded = [int(b["segment_ids"].size) for b in batches[1:]]
-    return {"side": "alignax", "backend": f"jax {jax.__version__}", "load_s": load_s, "warmup_s": warmup_s,
-            "times_s": times, "real_tokens": real, "padded_tokens": padded,
-            "reference_forward": validate.uses_reference(config),
-            "params": int(sum(x.size for x in jax.tree.leaves((state.params, non_trainable))))}
+    return {
+        "side": "alignax",
+        "backend": f"jax {jax.__version__}",
+        "load_s": load_s,
+        "warmup_s": warmup_s,
+        "times_s": times,
+        "real_tokens": real,
+        "padded_tokens": padded,
+        "reference_forward": validate.uses_reference(config),
+        "params": int(sum(x.size for x in jax.tree.leaves((state.params, non_trainable)))),
+    }
 
 
 def _trl_trainer(args, model, tokenizer, records):
     import datasets
     import trl
 
-    common = dict(output_dir=os.path.join(args.tmpdir, args.method), per_device_train_batch_size=args.batch,
-                  learning_rate=1e-5, max_grad_norm=1.0, report_to=[], logging_steps=1000, save_strategy="no",
-                  bf16=False, fp16=False, use_cpu=True)
+    common = dict(
+        output_dir=os.path.join(args.tmpdir, args.method),
+        per_device_train_batch_size=args.batch,
+        learning_rate=1e-5,
+        max_grad_norm=1.0,
+        report_to=[],
+        logging_steps=1000,
+        save_strategy="no",
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+    )
     if args.method == "sft":
         data = datasets.Dataset.from_list([{"messages": r["messages"]} for r in records])
-        return trl.SFTTrainer(model=model, args=trl.SFTConfig(max_length=96, assistant_only_loss=False, **common),
-                              train_dataset=data, processing_class=tokenizer)
-    data = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}],
-                                        "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                                        "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in records])
+        return trl.SFTTrainer(
+            model=model,
+            args=trl.SFTConfig(max_length=96, assistant_only_loss=False, **common),
+            train_dataset=data,
+            processing_class=tokenizer,
+        )
+    data = datasets.Dataset.from_list(
+        [
+            {
+                "prompt": [{"role": "user", "content": r["prompt"]}],
+                "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            }
+            for r in records
+        ]
+    )
     if args.method == "dpo":
-        config = trl.DPOConfig(beta=0.1, loss_type="sigmoid", max_length=96, max_prompt_length=64,
-                               precompute_ref_log_probs=args.precomputed, **common)
+        config = trl.DPOConfig(
+            beta=0.1,
+            loss_type="sigmoid",
+            max_length=96,
+            max_prompt_length=64,
+            precompute_ref_log_probs=args.precomputed,
+            **common,
+        )
         return trl.DPOTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
-    config = trl.CPOConfig(loss_type="simpo", cpo_alpha=0.0, beta=2.0, simpo_gamma=0.5, max_length=96,
-                           max_prompt_length=64, **common)
+    config = trl.CPOConfig(
+        loss_type="simpo", cpo_alpha=0.0, beta=2.0, simpo_gamma=0.5, max_length=96, max_prompt_length=64, **common
+    )
     return trl.CPOTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
 
 
@@ -187,7 +256,8 @@ def run_peer(args) -> dict:
     path = presets.resolve(PRESET)
     start = time.perf_counter()
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        os.path.dirname(path), gguf_file=os.path.basename(path), torch_dtype=torch.float32)
+        os.path.dirname(path), gguf_file=os.path.basename(path), torch_dtype=torch.float32
+    )
     tokenizer = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
     load_s = time.perf_counter() - start
     if tokenizer.pad_token is None:
@@ -210,17 +280,40 @@ def run_peer(args) -> dict:
         trainer.optimizer.zero_grad()
 
     warmup_s, times = _time_steps(steps, args.iters)
-    counts = [_real_tokens(b) for b in batches[1:args.iters + 1]]
-    return {"side": "trl", "backend": f"trl {trl.__version__}, torch {torch.__version__} ({torch.get_num_threads()} thr)",
-            "load_s": load_s, "warmup_s": warmup_s, "times_s": times, "real_tokens": [c[0] for c in counts],
-            "padded_tokens": [c[1] for c in counts], "reference_forward": args.method == "dpo" and not args.precomputed,
-            "params": int(sum(p.numel() for p in model.parameters()))}
+    counts = [_real_tokens(b) for b in batches[1 : args.iters + 1]]
+    return {
+        "side": "trl",
+        "backend": f"trl {trl.__version__}, torch {torch.__version__} ({torch.get_num_threads()} thr)",
+        "load_s": load_s,
+        "warmup_s": warmup_s,
+        "times_s": times,
+        "real_tokens": [c[0] for c in counts],
+        "padded_tokens": [c[1] for c in counts],
+        "reference_forward": args.method == "dpo" and not args.precomputed,
+        "params": int(sum(p.numel() for p in model.parameters())),
+    }
 
 
 def _run_child(side: str, method: str, args, precomputed: bool = False, lora_rank: int = 0) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.train_step", "--side", side, "--methods", method, "--batch",
-           str(args.batch), "--iters", str(args.iters), "--seed", str(args.seed), "--tmpdir", args.tmpdir,
-           "--lora-rank", str(lora_rank)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.train_step",
+        "--side",
+        side,
+        "--methods",
+        method,
+        "--batch",
+        str(args.batch),
+        "--iters",
+        str(args.iters),
+        "--seed",
+        str(args.seed),
+        "--tmpdir",
+        args.tmpdir,
+        "--lora-rank",
+        str(lora_rank),
+    ]
     cmd += ["--precomputed"] if precomputed else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -249,9 +342,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--tmpdir", default="/tmp/alignax_bench_train_step")
     parser.add_argument("--side", choices=["alignax", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--precomputed", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--lora-rank", type=int, default=0,
-                        help="also run alignax with LoRA adapters of this rank on every projection (row alignax_lora; "
-                             "LoRA-DPO's reference: the base model on the fly)")
+    parser.add_argument(
+        "--lora-rank",
+        type=int,
+        default=0,
+        help="also run alignax with LoRA adapters of this rank on every projection (row alignax_lora; "
+        "LoRA-DPO's reference: the base model on the fly)",
+    )
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
 
@@ -265,10 +362,14 @@ def main(argv=None) -> dict:
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     peak = matmul_peak_gflops()
     print(f"uptime: {uptime}\nfloat32 matmul peak (jitted 2048^3): {peak:.0f} GFLOP/s; {os.cpu_count()} CPUs")
-    print(f"SmolLM2-135M-Instruct train step, float32, batch {args.batch} built-in examples, median of {args.iters} "
-          f"steps after a warm-up")
-    header = (f"{'method':<6} {'side':<16} {'step s':>7} {'tokens/s':>9} {'pad %':>6} {'GFLOP/s':>8} {'% peak':>7} "
-              f"{'warm-up s':>10} {'peak RSS MB':>12}")
+    print(
+        f"SmolLM2-135M-Instruct train step, float32, batch {args.batch} built-in examples, median of {args.iters} "
+        f"steps after a warm-up"
+    )
+    header = (
+        f"{'method':<6} {'side':<16} {'step s':>7} {'tokens/s':>9} {'pad %':>6} {'GFLOP/s':>8} {'% peak':>7} "
+        f"{'warm-up s':>10} {'peak RSS MB':>12}"
+    )
     print(header + "\n" + "-" * len(header))
     summary: dict = {"batch": args.batch, "iters": args.iters, "matmul_peak_gflops": round(peak, 1), "uptime": uptime}
     for method in methods:
@@ -278,19 +379,28 @@ def main(argv=None) -> dict:
         for side, label, precomputed in sides:
             lora_rank = args.lora_rank if label == "alignax_lora" else 0
             row = _summarize(_run_child(side, method, args, precomputed, lora_rank), peak)
-            print(f"{method:<6} {label:<16} {row['median_s']:>7.2f} {row['tokens_per_s']:>9.0f} "
-                  f"{100 * row['padding_fraction']:>5.0f}% {row['useful_gflops']:>8.1f} {100 * row['fraction_of_peak']:>6.0f}% "
-                  f"{row['warmup_s']:>10.1f} {row['peak_rss_mb']:>12.0f}", flush=True)
+            print(
+                f"{method:<6} {label:<16} {row['median_s']:>7.2f} {row['tokens_per_s']:>9.0f} "
+                f"{100 * row['padding_fraction']:>5.0f}% {row['useful_gflops']:>8.1f} {100 * row['fraction_of_peak']:>6.0f}% "
+                f"{row['warmup_s']:>10.1f} {row['peak_rss_mb']:>12.0f}",
+                flush=True,
+            )
             for key in ("tokens_per_s", "peak_rss_mb", "useful_gflops", "median_s", "warmup_s"):
                 summary[f"{method}_{label}_{key}"] = round(row[key], 3)
-        summary[f"{method}_ratio"] = round(summary[f"{method}_alignax_tokens_per_s"] / summary[f"{method}_peer_tokens_per_s"], 3)
-        summary[f"{method}_rss_ratio"] = round(summary[f"{method}_alignax_peak_rss_mb"] / summary[f"{method}_peer_peak_rss_mb"], 3)
+        summary[f"{method}_ratio"] = round(
+            summary[f"{method}_alignax_tokens_per_s"] / summary[f"{method}_peer_tokens_per_s"], 3
+        )
+        summary[f"{method}_rss_ratio"] = round(
+            summary[f"{method}_alignax_peak_rss_mb"] / summary[f"{method}_peer_peak_rss_mb"], 3
+        )
         if args.lora_rank:  # LoRA against full fine-tuning, both alignax
             summary[f"{method}_lora_rss_ratio"] = round(
-                summary[f"{method}_alignax_lora_peak_rss_mb"] / summary[f"{method}_alignax_peak_rss_mb"], 3)
+                summary[f"{method}_alignax_lora_peak_rss_mb"] / summary[f"{method}_alignax_peak_rss_mb"], 3
+            )
     if "dpo" in methods:
         summary["dpo_ratio_vs_precomputed"] = round(
-            summary["dpo_alignax_tokens_per_s"] / summary["dpo_peer_precomputed_tokens_per_s"], 3)
+            summary["dpo_alignax_tokens_per_s"] / summary["dpo_peer_precomputed_tokens_per_s"], 3
+        )
     print(json.dumps(summary))
     return summary
 

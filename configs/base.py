@@ -3,6 +3,7 @@
 Experiment configs start from `base_config()` and set their method, loss and presets. Unknown keys
 given on the command line (`--config.nope=1`) are errors: ConfigDicts here are locked.
 """
+
 import ml_collections
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -16,33 +17,44 @@ def base_config() -> ml_collections.ConfigDict:
     c.reference_cache_dir = ""  # precomputed reference log-probs; "" = ~/.cache/alignax/reference_logps
 
     c.model = SMOLLM2  # preset name, .gguf file or HF folder
-    c.random_init = ml_collections.ConfigDict({
-        "enabled": False,  # a tiny random Llama with `model`'s tokenizer (tests, `tiny` presets)
-        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2,
-    })
+    c.random_init = ml_collections.ConfigDict(
+        {
+            "enabled": False,  # a tiny random Llama with `model`'s tokenizer (tests, `tiny` presets)
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+        }
+    )
     # LoRA adapters (alignax/models/lora.py; Hu et al., 2021, PEFT's layout): rank 0 = off (full
     # fine-tuning). With rank > 0 only the adapters train and DPO's reference is the base model.
-    c.lora = ml_collections.ConfigDict({
-        "rank": 0, "alpha": 16.0, "dropout": 0.0,
-        "target": "q_proj|v_proj",  # regex searched in module paths, e.g. model.layers.0.self_attn.q_proj
-        "init": "kaiming",  # kaiming (PEFT's default: A ~ kaiming-uniform, B = 0) | gaussian
-        "use_rslora": False,  # scale alpha / sqrt(rank) instead of alpha / rank
-    })
+    c.lora = ml_collections.ConfigDict(
+        {
+            "rank": 0,
+            "alpha": 16.0,
+            "dropout": 0.0,
+            "target": "q_proj|v_proj",  # regex searched in module paths, e.g. model.layers.0.self_attn.q_proj
+            "init": "kaiming",  # kaiming (PEFT's default: A ~ kaiming-uniform, B = 0) | gaussian
+            "use_rslora": False,  # scale alpha / sqrt(rank) instead of alpha / rank
+        }
+    )
     c.dtype = "float32"  # compute dtype: float32 on CPU, bfloat16 on accelerators
     c.remat = False
     c.scan_layers = False
 
-    c.data = ml_collections.ConfigDict({
-        "train": "builtin:arith_pairs/train",
-        "eval": "builtin:arith_pairs/eval",
-        "max_length": 256,
-        "max_prompt_length": 128,
-        "length_multiple": 32,  # rows are padded to a multiple of this (few compiled shapes)
-        "packing": True,  # several sequences per row (first-fit decreasing), kept apart by segment ids
-        "shuffle": True,
-        "on_error": "error",  # error | skip (skipped records are counted and reported)
-    })
+    c.data = ml_collections.ConfigDict(
+        {
+            "train": "builtin:arith_pairs/train",
+            "eval": "builtin:arith_pairs/eval",
+            "max_length": 256,
+            "max_prompt_length": 128,
+            "length_multiple": 32,  # rows are padded to a multiple of this (few compiled shapes)
+            "packing": True,  # several sequences per row (first-fit decreasing), kept apart by segment ids
+            "shuffle": True,
+            "on_error": "error",  # error | skip (skipped records are counted and reported)
+        }
+    )
 
     c.total_steps = 100
     c.batch_size = 8  # examples (pairs) per optimizer step, over all hosts and micro-batches
@@ -55,12 +67,21 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "num_devices": -1})
     c.distributed = ml_collections.ConfigDict({"coordinator_address": "", "num_processes": 1, "process_id": 0})
 
-    c.optimizer = ml_collections.ConfigDict({
-        "name": "adamw", "learning_rate": 1e-5, "schedule": "cosine", "warmup_ratio": 0.1,
-        "warmup_steps": -1,  # -1 = use warmup_ratio
-        "final_lr_fraction": 0.0, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
-        "grad_clip_norm": 1.0,
-    })
+    c.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adamw",
+            "learning_rate": 1e-5,
+            "schedule": "cosine",
+            "warmup_ratio": 0.1,
+            "warmup_steps": -1,  # -1 = use warmup_ratio
+            "final_lr_fraction": 0.0,
+            "b1": 0.9,
+            "b2": 0.999,
+            "eps": 1e-8,
+            "weight_decay": 0.0,
+            "grad_clip_norm": 1.0,
+        }
+    )
     c.logprob_chunk_size = 256  # tokens per chunk of the log-prob kernel
     # vocabulary columns per slice of its online logsumexp (0 = whole vocabulary per chunk): the
     # [tokens, V] float32 logits never exist, even per chunk (benchmarks/logprobs.py).
@@ -129,8 +150,14 @@ def apply_preset(c: ml_collections.ConfigDict, preset: str, presets: dict) -> ml
     return c
 
 
-def paper_scale(c: ml_collections.ConfigDict, *, model: str, learning_rate: float, max_length: int = 1024,
-                max_prompt_length: int = 512) -> ml_collections.ConfigDict:
+def paper_scale(
+    c: ml_collections.ConfigDict,
+    *,
+    model: str,
+    learning_rate: float,
+    max_length: int = 1024,
+    max_prompt_length: int = 512,
+) -> ml_collections.ConfigDict:
     """An 8-chip host (8xH100 or a TPU v4-8/v5e-8): FSDP over the chips, bf16 compute, remat.
 
     Batch 128 = 32 rows per micro-batch x 4 accumulation steps; one epoch of UltraFeedback-binarized
@@ -161,11 +188,11 @@ def paper_scale(c: ml_collections.ConfigDict, *, model: str, learning_rate: floa
 # One-line meanings of the keys, shown by `--help` (experiments/cli_help.py).
 KEY_HELP = {
     "method": "how batches become loss inputs (alignax.train.methods): sft, soft, pairwise, kto, multi_sample, "
-              "reward_model",
+    "reward_model",
     "loss.name": "the objective (alignax.losses.names()); it must be one the method trains",
     "loss.hparams.*": "a hyperparameter of the loss; None = the loss's own default (alignax.losses.info)",
     "reference": "on_the_fly: a frozen copy of the starting model; precomputed: its log-probs in one cached pass "
-                 "before training, no reference in memory (pairwise, multi_sample); none: no reference (SimPO, ORPO)",
+    "before training, no reference in memory (pairwise, multi_sample); none: no reference (SimPO, ORPO)",
     "reference_cache_dir": "where precomputed reference log-probs are cached ('' = ~/.cache/alignax/reference_logps)",
     "model": "preset name (smollm2-135m-instruct), .gguf file or Hugging Face folder",
     "random_init.enabled": "replace the weights by a tiny random Llama of the sizes below (tests, tiny presets)",

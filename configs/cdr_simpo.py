@@ -10,6 +10,7 @@ CPU allows; router + domain system prompts + exemplars, as the paper); best vs w
 pairs; (3) SimPO on those pairs; (4) on held-out prompts, generate with the starting and the tuned
 model and compare them with rewards the training never saw (see `evaluation`).
 """
+
 import ml_collections
 
 from configs import base
@@ -24,23 +25,27 @@ def _common(c):
     c.data.train = "builtin:prompts/train"  # prompts to sample from; the pairs are written by stage 2
     c.data.eval = "builtin:prompts/heldout"  # held-out prompts for stage 4
     c.data.on_error = "skip"  # a sampled response can be empty: skip (and count) such pairs
-    c.annotate = ml_collections.ConfigDict({
-        "num_prompts": 64,  # 0 = all
-        "num_samples": 4,
-        "max_new_tokens": 64,
-        "temperature": 0.8,
-        "top_p": 0.95,
-        "pair_strategy": "worst",  # best vs worst (SimPO's on-policy recipe)
-        "batch_size": 16,
-        "customization": "vanilla_domain",  # none | domain | vanilla_domain (the paper's best)
-    })
-    c.evaluation = ml_collections.ConfigDict({
-        "num_prompts": 39,  # held-out prompts (0 = all)
-        "max_new_tokens": 64,
-        # Also the starting model as an AlpacaEval-style pairwise judge (both orders). Off by default:
-        # a 135M judge's verdict-token probabilities barely move (measured 0.501 +- 0.000).
-        "judge": False,
-    })
+    c.annotate = ml_collections.ConfigDict(
+        {
+            "num_prompts": 64,  # 0 = all
+            "num_samples": 4,
+            "max_new_tokens": 64,
+            "temperature": 0.8,
+            "top_p": 0.95,
+            "pair_strategy": "worst",  # best vs worst (SimPO's on-policy recipe)
+            "batch_size": 16,
+            "customization": "vanilla_domain",  # none | domain | vanilla_domain (the paper's best)
+        }
+    )
+    c.evaluation = ml_collections.ConfigDict(
+        {
+            "num_prompts": 39,  # held-out prompts (0 = all)
+            "max_new_tokens": 64,
+            # Also the starting model as an AlpacaEval-style pairwise judge (both orders). Off by default:
+            # a 135M judge's verdict-token probabilities barely move (measured 0.501 +- 0.000).
+            "judge": False,
+        }
+    )
     return c
 
 

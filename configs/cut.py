@@ -21,6 +21,7 @@ Presets:
                    judgments as JSONL (`data.train`). Not reproduced: the paper's downsampling of
                    positive examples to 0.25 x #negative (prepare the data that way).
 """
+
 import ml_collections
 
 from configs import base
@@ -47,8 +48,9 @@ def _cpu(c):
 
 
 def _llama2_13b_chat(c):
-    c = base.paper_scale(c, model="meta-llama/Llama-2-13b-chat-hf", learning_rate=4e-4, max_length=2048,
-                         max_prompt_length=1536)
+    c = base.paper_scale(
+        c, model="meta-llama/Llama-2-13b-chat-hf", learning_rate=4e-4, max_length=2048, max_prompt_length=1536
+    )
     c.lora.update(dict(rank=16, alpha=16.0, dropout=0.05, target=PAPER_TARGET))
     c.batch_size, c.grad_accum_steps = 8, 8
     c.eval_batch_size = 8

@@ -14,6 +14,7 @@ It needs the policy as a local HF folder (Orca-2.5 7B is not public: any Mistral
 behind an OpenAI-compatible endpoint (oracle.base_url, key in $OPENAI_API_KEY) and UltraFeedback
 prompts as a local JSONL.
 """
+
 from alignax.iterate import config as iterate_config
 from configs import base
 
@@ -41,8 +42,11 @@ def _cpu(c):
     return c
 
 
-PRESETS = {"tiny": lambda c: iterate_config.tiny(base.tiny(c)), "cpu": lambda c: _cpu(base.cpu(c)),
-           "orca7b_gpt4": _orca}
+PRESETS = {
+    "tiny": lambda c: iterate_config.tiny(base.tiny(c)),
+    "cpu": lambda c: _cpu(base.cpu(c)),
+    "orca7b_gpt4": _orca,
+}
 
 
 def get_config(preset: str = "cpu"):

@@ -8,6 +8,7 @@ Presets: tiny (random tiny model, tests), cpu (SmolLM2-135M-Instruct), mistral7b
 Paper-scale hyperparameters: beta 0.01 and lr 5e-7 / 7e-7 (the SimPO README's best DPO settings,
 METHODS.md §2), cosine, warmup 0.1, batch 128, one epoch.
 """
+
 from configs import base
 
 

@@ -11,13 +11,18 @@ Paper preset `alpacafarm` (examples/scripts/expiter.sh): one round of best-of-16
 split, then SFT with SFT10k's hyperparameters. Needs the SFT10k LLaMA-7B as a local HF folder, the
 AlpacaFarm reward model trained with alignax (oracle.model) and the unlabeled instructions as JSONL.
 """
+
 from alignax.iterate import config as iterate_config
 from configs import base
 
 
 def _alpacafarm(c):
-    c = base.paper_scale(c, model="alpaca_farm_sft10k", learning_rate=2e-5,  # SFT10k lr
-                         max_length=512)  # max length 512
+    c = base.paper_scale(
+        c,
+        model="alpaca_farm_sft10k",
+        learning_rate=2e-5,  # SFT10k lr
+        max_length=512,
+    )  # max length 512
     c.batch_size, c.grad_accum_steps = 128, 16  # 1 x 16 accumulation x 8 GPUs
     c.optimizer.warmup_ratio = 0.03  # warmup 3%
     it = c.iterate
@@ -45,8 +50,7 @@ def _tiny(c):
     return c
 
 
-PRESETS = {"tiny": _tiny, "cpu": lambda c: _cpu(base.cpu(c)),
-           "alpacafarm": _alpacafarm}
+PRESETS = {"tiny": _tiny, "cpu": lambda c: _cpu(base.cpu(c)), "alpacafarm": _alpacafarm}
 
 
 def get_config(preset: str = "cpu"):

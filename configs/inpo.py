@@ -14,6 +14,7 @@ Paper preset `llama3_sft_pairpm` (run_inpo_fixed.sh, METHODS.md §5): needs RLHF
 local HF folder, the RLHFlow/iterative-prompt-v1-iter{1,2,3}-20K prompts as one local JSONL, and
 RLHFlow/pair-preference-model-LLaMA3-8B's role filled by an alignax pairwise folder (oracle.model).
 """
+
 from alignax.iterate import config as iterate_config
 from configs import base
 

@@ -5,6 +5,7 @@
 
 Presets: tiny, cpu, mistral7b (tau 0.01, lr 5e-7; METHODS.md §1.2).
 """
+
 from configs import base
 
 

@@ -11,6 +11,7 @@ Paper preset `llama3_sft_rm` (RLHFlow Online-RLHF, Xiong et al. 2024 / Dong et a
 [MEM], unverified): needs RLHFlow/LLaMA3-SFT as a local HF folder, a Bradley–Terry reward model
 trained with alignax (oracle.model, experiments/reward_model.py) and the RLHFlow prompts as JSONL.
 """
+
 from alignax.iterate import config as iterate_config
 from configs import base
 
@@ -36,8 +37,11 @@ def _cpu(c):
     return c
 
 
-PRESETS = {"tiny": lambda c: iterate_config.tiny(base.tiny(c)), "cpu": lambda c: _cpu(base.cpu(c)),
-           "llama3_sft_rm": _llama3}
+PRESETS = {
+    "tiny": lambda c: iterate_config.tiny(base.tiny(c)),
+    "cpu": lambda c: _cpu(base.cpu(c)),
+    "llama3_sft_rm": _llama3,
+}
 
 
 def get_config(preset: str = "cpu"):

@@ -5,6 +5,7 @@
 Data: records with `prompt`, `completion`, `label` (built-in: builtin:arith_unpaired/train).
 Presets: tiny, cpu, llama3_8b (beta 0.1, lambda_D = lambda_U = 1, lr 5e-7).
 """
+
 from configs import base
 
 

@@ -5,6 +5,7 @@
 Presets: tiny, cpu, mistral7b (lambda 0.1, lr 5e-6, linear decay, warmup 100 steps, as the paper's
 Mistral-ORPO; METHODS.md §1.7).
 """
+
 from configs import base
 
 

@@ -4,6 +4,7 @@
 
 Reports reward accuracy on held-out pairs. Presets: tiny, cpu, llama3_8b (lr 1e-5, one epoch).
 """
+
 from configs import base
 
 

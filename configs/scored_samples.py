@@ -13,6 +13,7 @@ Presets: tiny (random tiny model, tests), cpu (SmolLM2-135M-Instruct). SPPO's pa
 Instruct-v0.2, PairRM, K = 5, beta 0.001, lr 5e-7) are on-policy loops: those presets belong to the
 iteration driver, which produces this data every iteration.
 """
+
 from configs import base
 
 

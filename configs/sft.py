@@ -5,6 +5,7 @@
 Data: records with `messages` (built-in: builtin:sft/train). Presets: tiny, cpu, mistral7b
 (zephyr-style SFT: lr 2e-5, cosine, warmup 0.1).
 """
+
 from configs import base
 
 

@@ -7,13 +7,15 @@ Paper-scale presets use the released models' settings (METHODS.md §2): Mistral-
 gamma/beta 0.8, lr 3e-7, 1024/512 tokens; Llama-3-8B-Instruct v0.2 beta 10, gamma/beta 0.3, lr 1e-6,
 2048/1800 tokens; cosine, warmup 0.1, batch 128, one epoch.
 """
+
 from configs import base
 
 
 def _paper(model, *, beta, gamma_beta_ratio, learning_rate, max_length, max_prompt_length):
     def preset(c):
-        c = base.paper_scale(c, model=model, learning_rate=learning_rate, max_length=max_length,
-                             max_prompt_length=max_prompt_length)
+        c = base.paper_scale(
+            c, model=model, learning_rate=learning_rate, max_length=max_length, max_prompt_length=max_prompt_length
+        )
         c.loss.hparams.beta = beta
         c.loss.hparams.gamma_beta_ratio = gamma_beta_ratio
         return c
@@ -30,10 +32,22 @@ def _cpu(c):
 PRESETS = {
     "tiny": base.tiny,
     "cpu": _cpu,
-    "mistral7b": _paper("mistralai/Mistral-7B-v0.1", beta=2.0, gamma_beta_ratio=0.8, learning_rate=3e-7,
-                        max_length=1024, max_prompt_length=512),
-    "llama3_8b": _paper("meta-llama/Meta-Llama-3-8B-Instruct", beta=10.0, gamma_beta_ratio=0.3, learning_rate=1e-6,
-                        max_length=2048, max_prompt_length=1800),
+    "mistral7b": _paper(
+        "mistralai/Mistral-7B-v0.1",
+        beta=2.0,
+        gamma_beta_ratio=0.8,
+        learning_rate=3e-7,
+        max_length=1024,
+        max_prompt_length=512,
+    ),
+    "llama3_8b": _paper(
+        "meta-llama/Meta-Llama-3-8B-Instruct",
+        beta=10.0,
+        gamma_beta_ratio=0.3,
+        learning_rate=1e-6,
+        max_length=2048,
+        max_prompt_length=1800,
+    ),
 }
 
 

@@ -5,6 +5,7 @@
 Presets: tiny (exits 1, 2 of a 2-layer model), cpu (SmolLM2's 30 layers: exits 10, 15, 20, 25, 30),
 llama2_7b (exits 12, 16, ..., 32 — the paper's sub-models of Llama-2-7B; METHODS.md §8).
 """
+
 from configs import base
 
 

@@ -16,13 +16,19 @@ JSONL of {"id", "prompt"}, and a pairwise preference model in alignax's format a
 (alignax/annotate/pairwise.py; PairRM itself is a DeBERTa model alignax does not load: train one
 with the engine, or use oracle.name=http_judge).
 """
+
 from alignax.iterate import config as iterate_config
 from configs import base
 
 
 def _mistral7b_pairrm(c):
-    c = base.paper_scale(c, model="mistralai/Mistral-7B-Instruct-v0.2", learning_rate=5e-7,  # run_sppo_mistral.sh
-                         max_length=1024, max_prompt_length=512)  # pipeline.sh
+    c = base.paper_scale(
+        c,
+        model="mistralai/Mistral-7B-Instruct-v0.2",
+        learning_rate=5e-7,  # run_sppo_mistral.sh
+        max_length=1024,
+        max_prompt_length=512,
+    )  # pipeline.sh
     c.loss.hparams.beta = 0.001  # β = 1/η, pipeline.sh
     c.batch_size, c.grad_accum_steps = 64, 8  # 8 per device x 8 GPUs, config_full.yaml
     c.optimizer.schedule = "linear"  # config_full.yaml (the paper uses rmsprop; alignax has adamw)
@@ -39,8 +45,11 @@ def _mistral7b_pairrm(c):
     return c
 
 
-PRESETS = {"tiny": lambda c: iterate_config.tiny(base.tiny(c)), "cpu": lambda c: _cpu(base.cpu(c)),
-           "mistral7b_pairrm": _mistral7b_pairrm}
+PRESETS = {
+    "tiny": lambda c: iterate_config.tiny(base.tiny(c)),
+    "cpu": lambda c: _cpu(base.cpu(c)),
+    "mistral7b_pairrm": _mistral7b_pairrm,
+}
 
 
 def _cpu(c):

@@ -14,6 +14,7 @@ Held-out evaluation uses rewards the training never saw:
   * `judge_winrate` (optional): the starting model as an AlpacaEval-style pairwise judge reading the
     probabilities of its verdict tokens, both presentation orders averaged (position bias cancels).
 """
+
 from __future__ import annotations
 
 import copy
@@ -64,10 +65,10 @@ class _BucketedForward:
         padded = int(math.ceil(length / self.bucket) * self.bucket)
         padded_ids = np.zeros((1, padded), np.int32)
         segment_ids = np.zeros((1, padded), np.int32)
-        padded_ids[0, padded - length:] = ids[0]
-        segment_ids[0, padded - length:] = 1
+        padded_ids[0, padded - length :] = ids[0]
+        segment_ids[0, padded - length :] = 1
         logits = self._forward(self.state, jnp.asarray(padded_ids), jnp.asarray(segment_ids))
-        return logits[:, padded - length:]
+        return logits[:, padded - length :]
 
 
 def _load_prompts(source: str, limit: int) -> list[dict]:
@@ -91,12 +92,21 @@ def _generate_or_load(path: str, model, tokenizer, prompts: list[dict], *, max_n
             return [r["response"] for r in cached]
     from alignax.sample.sampler import generate
 
-    generations = generate(model, tokenizer, [p["prompt"] for p in prompts], max_new_tokens=max_new_tokens,
-                           temperature=0.0, batch_size=16, seed=0)
+    generations = generate(
+        model,
+        tokenizer,
+        [p["prompt"] for p in prompts],
+        max_new_tokens=max_new_tokens,
+        temperature=0.0,
+        batch_size=16,
+        seed=0,
+    )
     responses = [g.text for g in generations]
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump([{"id": p["id"], "prompt": p["prompt"], "response": r} for p, r in zip(prompts, responses)], f, indent=1)
+        json.dump(
+            [{"id": p["id"], "prompt": p["prompt"], "response": r} for p, r in zip(prompts, responses)], f, indent=1
+        )
     os.replace(tmp, path)
     return responses
 
@@ -127,13 +137,25 @@ def pipeline(config, workdir: str) -> dict:
         return density_ratio_rewards(policy, policy, tokenizer, prompts, responses, customization=customization)
 
     annotate_dir = os.path.join(workdir, "annotate")
-    print(f"[1/4] sampling {ann.num_samples} responses x {len(train_prompts)} prompts and scoring them "
-          f"with density ratios -> {annotate_dir}")
+    print(
+        f"[1/4] sampling {ann.num_samples} responses x {len(train_prompts)} prompts and scoring them "
+        f"with density ratios -> {annotate_dir}"
+    )
     annotation = annotate(
-        policy, tokenizer, train_prompts, reward_fn, annotate_dir,
-        config=AnnotateConfig(num_samples=ann.num_samples, max_new_tokens=ann.max_new_tokens,
-                              temperature=ann.temperature, top_p=ann.top_p, pair_strategy=ann.pair_strategy,
-                              seed=config.seed, batch_size=ann.batch_size),
+        policy,
+        tokenizer,
+        train_prompts,
+        reward_fn,
+        annotate_dir,
+        config=AnnotateConfig(
+            num_samples=ann.num_samples,
+            max_new_tokens=ann.max_new_tokens,
+            temperature=ann.temperature,
+            top_p=ann.top_p,
+            pair_strategy=ann.pair_strategy,
+            seed=config.seed,
+            batch_size=ann.batch_size,
+        ),
     )
     stage_seconds["sample_and_annotate"] = time.time() - t0
 
@@ -156,10 +178,12 @@ def pipeline(config, workdir: str) -> dict:
     heldout = _load_prompts(config.data.eval, evaluation.num_prompts)
     tuned, _ = load(os.path.join(train_dir, "export"), dtype=config.dtype)
     print(f"[3/4] generating on {len(heldout)} held-out prompts with the starting and the tuned model")
-    before = _generate_or_load(os.path.join(eval_dir, "before.json"), policy, tokenizer, heldout,
-                               max_new_tokens=evaluation.max_new_tokens)
-    after = _generate_or_load(os.path.join(eval_dir, "after.json"), tuned, tokenizer, heldout,
-                              max_new_tokens=evaluation.max_new_tokens)
+    before = _generate_or_load(
+        os.path.join(eval_dir, "before.json"), policy, tokenizer, heldout, max_new_tokens=evaluation.max_new_tokens
+    )
+    after = _generate_or_load(
+        os.path.join(eval_dir, "after.json"), tuned, tokenizer, heldout, max_new_tokens=evaluation.max_new_tokens
+    )
     stage_seconds["generate_heldout"] = time.time() - t0
 
     t0 = time.time()
@@ -167,9 +191,16 @@ def pipeline(config, workdir: str) -> dict:
     prompts = [p["prompt"] for p in heldout]
     heldout_reward = {}
     for name, responses in (("before", before), ("after", after)):
-        result = density_ratio_rewards(policy, policy, tokenizer, prompts, responses, domain="chat",
-                                       customization=Customization(mode="none"),
-                                       weak_instruction=EVAL_WEAK_INSTRUCTION)
+        result = density_ratio_rewards(
+            policy,
+            policy,
+            tokenizer,
+            prompts,
+            responses,
+            domain="chat",
+            customization=Customization(mode="none"),
+            weak_instruction=EVAL_WEAK_INSTRUCTION,
+        )
         heldout_reward[name] = np.asarray(result.rewards, np.float64)
     diff = heldout_reward["after"] - heldout_reward["before"]
     # The training reward itself on the held-out prompts: did what was learned generalize beyond
@@ -209,15 +240,19 @@ def pipeline(config, workdir: str) -> dict:
 
     mean_diff, se_diff = figures["heldout_density_ratio"]["paired_difference"]
     if math.isfinite(se_diff) and mean_diff > 2 * se_diff:
-        verdict = f"REAL EFFECT: the tuned model's held-out reward is higher by {mean_diff:.2f} +- {se_diff:.2f} (> 2 SE)"
+        verdict = (
+            f"REAL EFFECT: the tuned model's held-out reward is higher by {mean_diff:.2f} +- {se_diff:.2f} (> 2 SE)"
+        )
     elif math.isfinite(se_diff) and mean_diff < -2 * se_diff:
         verdict = f"WORSE: the tuned model's held-out reward is lower by {-mean_diff:.2f} +- {se_diff:.2f}"
     else:
         verdict = f"NO CLEAR EFFECT: held-out reward difference {mean_diff:.2f} +- {se_diff:.2f} is within 2 SE"
 
     train_diff, train_se = figures["training_reward_on_heldout_prompts"]["paired_difference"]
-    verdict += (f"; the training reward itself rose by {train_diff:.2f} +- {train_se:.2f} on the held-out prompts "
-                "(generalization of what was learned, not an independent check)")
+    verdict += (
+        f"; the training reward itself rose by {train_diff:.2f} +- {train_se:.2f} on the held-out prompts "
+        "(generalization of what was learned, not an independent check)"
+    )
     summary = {
         "model": config.model,
         "verdict": verdict,
@@ -236,11 +271,19 @@ def pipeline(config, workdir: str) -> dict:
 
 def _write_report(workdir: str, summary: dict, heldout_reward: dict) -> None:
     figures = summary["figures"]
-    rows = [("held-out density ratio (mean +- SE)", figures["heldout_density_ratio"]["before"],
-             figures["heldout_density_ratio"]["after"]),
-            ("training reward on held-out prompts", figures["training_reward_on_heldout_prompts"]["before"],
-             figures["training_reward_on_heldout_prompts"]["after"]),
-            ("response length, chars", figures["avg_length_chars"]["before"], figures["avg_length_chars"]["after"])]
+    rows = [
+        (
+            "held-out density ratio (mean +- SE)",
+            figures["heldout_density_ratio"]["before"],
+            figures["heldout_density_ratio"]["after"],
+        ),
+        (
+            "training reward on held-out prompts",
+            figures["training_reward_on_heldout_prompts"]["before"],
+            figures["training_reward_on_heldout_prompts"]["after"],
+        ),
+        ("response length, chars", figures["avg_length_chars"]["before"], figures["avg_length_chars"]["after"]),
+    ]
     lines = ["| metric | starting model | tuned model |", "|---|---|---|"]
     for name, (b, bse), (a, ase) in rows:
         lines.append(f"| {name} | {b:.2f} +- {bse:.2f} | {a:.2f} +- {ase:.2f} |")
@@ -253,9 +296,11 @@ def _write_report(workdir: str, summary: dict, heldout_reward: dict) -> None:
         lines.append(f"| judge win rate of tuned vs start | 0.50 | {w:.3f} +- {wse:.3f} |")
     table = "\n".join(lines)
     times = ", ".join(f"{k} {v:.0f}s" for k, v in summary["stage_seconds"].items())
-    report = (f"# CDR -> SimPO demo on {summary['model']}\n\n{table}\n\n**{summary['verdict']}**\n\n"
-              f"Held-out reward: {summary['heldout_reward']}\n\nJudge: {summary['judge']}\n\n"
-              f"Stage times: {times}; total {summary['wall_seconds']:.0f}s\n")
+    report = (
+        f"# CDR -> SimPO demo on {summary['model']}\n\n{table}\n\n**{summary['verdict']}**\n\n"
+        f"Held-out reward: {summary['heldout_reward']}\n\nJudge: {summary['judge']}\n\n"
+        f"Stage times: {times}; total {summary['wall_seconds']:.0f}s\n"
+    )
     with open(os.path.join(workdir, "report.md"), "w") as f:
         f.write(report)
     with open(os.path.join(workdir, "summary.json"), "w") as f:

@@ -55,10 +55,15 @@ def render(repo_root: str, default_config: str, argv: list[str]) -> str:
     config_arg = _config_arg(argv, default_config)
     path, module = _config_module(repo_root, config_arg)
     config = module.get_config(config_arg.split(":")[1] if ":" in config_arg else "cpu")
-    lines = [(module.__doc__ or "").strip(), "",
-             "Usage: python -m experiments.<name> --config CONFIG.py[:PRESET] --workdir DIR [--config.KEY=VALUE ...]",
-             "       [--start_over]   (rerunning with the same --workdir resumes)", "",
-             f"Presets of {os.path.relpath(path, repo_root)}: {', '.join(sorted(module.PRESETS))}", ""]
+    lines = [
+        (module.__doc__ or "").strip(),
+        "",
+        "Usage: python -m experiments.<name> --config CONFIG.py[:PRESET] --workdir DIR [--config.KEY=VALUE ...]",
+        "       [--start_over]   (rerunning with the same --workdir resumes)",
+        "",
+        f"Presets of {os.path.relpath(path, repo_root)}: {', '.join(sorted(module.PRESETS))}",
+        "",
+    ]
     lines += _loss_lines(config) + ["", "Config keys (value in this preset) and meaning:"]
     for key, value in _flatten(config):
         meaning = base.KEY_HELP.get(key) or base.KEY_HELP.get(key.split(".")[0] + ".*", "")

@@ -8,6 +8,7 @@ judgment questions avoid the judged faults (a wrong answer; the filler sign-off)
 A model is an HF folder or a preset name; each answers every builtin:judgment/eval question
 (greedy and 4 samples at temperature 1) through transformers with its chat template.
 """
+
 import sys
 
 from experiments._main import run
@@ -27,7 +28,8 @@ def heldout_questions() -> list[tuple[str, str]]:
     for line in open(builtin_path("judgment/eval")):
         record = json.loads(line)
         right = {"right": record["response"], "filler": record["response"].replace(f" {FILLER}", "")}.get(
-            record["kind"], record["judgment"].split("The correct answer is: ", 1)[-1])
+            record["kind"], record["judgment"].split("The correct answer is: ", 1)[-1]
+        )
         out.append((record["prompt"], right))
     return out
 
@@ -59,19 +61,26 @@ def heldout_check(source: str, samples: int = 4, max_new_tokens: int = 40, seed:
     torch.manual_seed(seed)
     counts = {"greedy": {"n": 0, "wrong": 0, "filler": 0}, "sampled": {"n": 0, "wrong": 0, "filler": 0}}
     for question, right in heldout_questions():
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                               return_tensors="pt")
-        for mode, kwargs in (("greedy", dict(do_sample=False)), ("sampled", dict(do_sample=True, temperature=1.0,
-                                                                                 top_k=0, num_return_sequences=samples))):
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt"
+        )
+        for mode, kwargs in (
+            ("greedy", dict(do_sample=False)),
+            ("sampled", dict(do_sample=True, temperature=1.0, top_k=0, num_return_sequences=samples)),
+        ):
             with torch.no_grad():
-                out = model.generate(prompt, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.eos_token_id, **kwargs)
+                out = model.generate(
+                    prompt, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.eos_token_id, **kwargs
+                )
             for row in out:
-                text = tokenizer.decode(row[prompt.shape[1]:], skip_special_tokens=True).strip()
+                text = tokenizer.decode(row[prompt.shape[1] :], skip_special_tokens=True).strip()
                 counts[mode]["n"] += 1
                 counts[mode]["wrong"] += int(not text.startswith(right.rstrip(".")))
                 counts[mode]["filler"] += int(FILLER_MARK in text)
-    return {mode: {"n": c["n"], "wrong_rate": c["wrong"] / c["n"], "filler_rate": c["filler"] / c["n"]}
-            for mode, c in counts.items()}
+    return {
+        mode: {"n": c["n"], "wrong_rate": c["wrong"] / c["n"], "filler_rate": c["filler"] / c["n"]}
+        for mode, c in counts.items()
+    }
 
 
 if __name__ == "__main__":

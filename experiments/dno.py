@@ -1,4 +1,5 @@
 """dno: `python -m experiments.dno --config configs/dno.py:cpu --workdir runs/dno` (see configs/dno.py)."""
+
 from experiments._main import run
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """expert_iteration: `python -m experiments.expert_iteration --config configs/expert_iteration.py:cpu --workdir runs/expert_iteration` (see configs/expert_iteration.py)."""
+
 from experiments._main import run
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """inpo: `python -m experiments.inpo --config configs/inpo.py:cpu --workdir runs/inpo` (see configs/inpo.py)."""
+
 from experiments._main import run
 
 if __name__ == "__main__":

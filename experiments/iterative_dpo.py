@@ -1,4 +1,5 @@
 """iterative_dpo: `python -m experiments.iterative_dpo --config configs/iterative_dpo.py:cpu --workdir runs/iterative_dpo` (see configs/iterative_dpo.py)."""
+
 from experiments._main import run
 
 if __name__ == "__main__":

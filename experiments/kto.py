@@ -1,4 +1,5 @@
 """kto: `python -m experiments.kto --config configs/kto.py:cpu --workdir runs/kto` (see configs/kto.py)."""
+
 from experiments._main import run
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """orpo: `python -m experiments.orpo --config configs/orpo.py:cpu --workdir runs/orpo` (see configs/orpo.py)."""
+
 from experiments._main import run
 
 if __name__ == "__main__":

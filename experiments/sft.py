@@ -1,4 +1,5 @@
 """sft: `python -m experiments.sft --config configs/sft.py:cpu --workdir runs/sft` (see configs/sft.py)."""
+
 from experiments._main import run
 
 if __name__ == "__main__":

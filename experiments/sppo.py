@@ -1,4 +1,5 @@
 """sppo: `python -m experiments.sppo --config configs/sppo.py:cpu --workdir runs/sppo` (see configs/sppo.py)."""
+
 from experiments._main import run
 
 if __name__ == "__main__":

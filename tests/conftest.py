@@ -1,4 +1,5 @@
 """Shared test set-up. Fake CPU devices must be requested before jax is imported."""
+
 import os
 import pathlib
 

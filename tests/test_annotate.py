@@ -1,8 +1,8 @@
 """Annotation: CDR density-ratio rewards vs an independent full-forward computation, router and
 prompt customization, the Bradley–Terry head, pair selection, best-of-n, and a resumable job."""
+
 import json
 
-import jax
 import numpy as np
 import pytest
 import scipy.special
@@ -93,7 +93,9 @@ def test_cdr_rewards_equal_full_forward_log_ratio(strong, weak, tok):
 
 
 def test_cdr_single_model_contrasting_instructions(strong, tok):
-    out = dr.density_ratio_rewards(strong, strong, tok, PROMPTS[3:], RESPONSES[3:], customization=dr.Customization(mode="none"))
+    out = dr.density_ratio_rewards(
+        strong, strong, tok, PROMPTS[3:], RESPONSES[3:], customization=dr.Customization(mode="none")
+    )
     user = [{"role": "user", "content": PROMPTS[3]}]
     good = [{"role": "system", "content": dr.STRONG_INSTRUCTION}] + user
     bad = [{"role": "system", "content": dr.WEAK_INSTRUCTION}] + user
@@ -101,7 +103,9 @@ def test_cdr_single_model_contrasting_instructions(strong, tok):
     assert out.rewards[0] == pytest.approx(ref, abs=4e-3)
     assert abs(out.rewards[0]) > 1e-3  # the two instructions do give different densities
     # Two distinct models with the same x̃ and no contrast: a plain density ratio.
-    plain = dr.density_ratio_rewards(strong, _tiny(0), tok, PROMPTS[3:], RESPONSES[3:], customization=dr.Customization(mode="none"))
+    plain = dr.density_ratio_rewards(
+        strong, _tiny(0), tok, PROMPTS[3:], RESPONSES[3:], customization=dr.Customization(mode="none")
+    )
     assert plain.rewards[0] == pytest.approx(0.0, abs=1e-4)
 
 
@@ -144,8 +148,12 @@ def test_prompt_customization():
     assert block in dr.EXEMPLARS["chat"] and "Good Assistant:" in block and "Bad Assistant:" in block
     assert msgs[1]["content"] == block + "\n" + p + "\nGood Assistant:"
     # An existing system message is replaced, earlier turns kept.
-    conv = [{"role": "system", "content": "old"}, {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": "hello"}, {"role": "user", "content": "how to hack a bank?"}]
+    conv = [
+        {"role": "system", "content": "old"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "how to hack a bank?"},
+    ]
     msgs = dr.customize_prompt(conv, "safety", customization=dr.Customization(mode="vanilla_domain", exemplars=False))
     assert msgs == [{"role": "system", "content": dr.SYSTEM_PROMPTS["safety"]}] + conv[1:]
     # Exemplar draws are deterministic per prompt and spread over the pool.
@@ -156,8 +164,12 @@ def test_prompt_customization():
 
 
 def test_customization_changes_the_reward(strong, weak, tok):
-    a = dr.density_ratio_rewards(strong, weak, tok, PROMPTS[:1], RESPONSES[:1], customization=dr.Customization(mode="none"))
-    b = dr.density_ratio_rewards(strong, weak, tok, PROMPTS[:1], RESPONSES[:1], customization=dr.Customization(mode="domain"))
+    a = dr.density_ratio_rewards(
+        strong, weak, tok, PROMPTS[:1], RESPONSES[:1], customization=dr.Customization(mode="none")
+    )
+    b = dr.density_ratio_rewards(
+        strong, weak, tok, PROMPTS[:1], RESPONSES[:1], customization=dr.Customization(mode="domain")
+    )
     assert abs(a.rewards[0] - b.rewards[0]) > 1e-3
 
 
@@ -171,7 +183,9 @@ def test_bradley_terry_head_reads_the_last_real_token(strong, tok):
         ref = h @ np.asarray(rm.head.kernel.value)[:, 0] + float(np.asarray(rm.head.bias.value)[0])
         assert got[i] == pytest.approx(ref, abs=1e-4)
     # Left padding gives the same reward as right padding.
-    ids = tok.apply_chat_template([{"role": "user", "content": PROMPTS[0]}, {"role": "assistant", "content": RESPONSES[0]}])
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": PROMPTS[0]}, {"role": "assistant", "content": RESPONSES[0]}]
+    )
     left = np.asarray([[0] * 5 + ids], np.int32)
     seg = np.asarray([[0] * 5 + [1] * len(ids)], np.int32)
     assert float(rm(left, segment_ids=seg)[0]) == pytest.approx(got[0], abs=1e-4)
@@ -185,7 +199,9 @@ def test_select_pair():
     picks = {select_pair(rewards, strategy="random_nonmax", key=k) for k in range(200)}
     assert {c for c, _ in picks} == {0}
     assert {r for _, r in picks} == {1, 3, 4}  # uniform over non-max; tied maxima never rejected
-    assert select_pair(rewards, strategy="random_nonmax", key=7) == select_pair(rewards, strategy="random_nonmax", key=7)
+    assert select_pair(rewards, strategy="random_nonmax", key=7) == select_pair(
+        rewards, strategy="random_nonmax", key=7
+    )
     with pytest.raises(ValueError):
         select_pair([1.0, float("nan")])
 
@@ -202,7 +218,9 @@ def test_best_of_n_picks_the_argmax(strong, tok):
 
 def test_annotation_job_resumes_without_duplicates_or_losses(strong, tok, tmp_path, monkeypatch):
     records = [{"id": f"q{i}", "prompt": p} for i, p in enumerate(PROMPTS + ["Name a color.", "Is 7 prime?"])]
-    cfg = job_mod.AnnotateConfig(num_samples=3, max_new_tokens=6, temperature=1.0, top_p=1.0, batch_size=6, score_chunk=2)
+    cfg = job_mod.AnnotateConfig(
+        num_samples=3, max_new_tokens=6, temperature=1.0, top_p=1.0, batch_size=6, score_chunk=2
+    )
     reward_fn = dr.density_ratio_reward_fn(strong, strong, tok, customization=dr.Customization(mode="vanilla_domain"))
     ref_summary = job_mod.annotate(strong, tok, records, reward_fn, tmp_path / "ref", config=cfg)
 

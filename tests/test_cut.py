@@ -1,6 +1,7 @@
 """CUT (Xu et al., 2024; METHODS.md section 7): the token-flag rule on constructed cases, the
 per-token tables of packed rows, the judgment data path and its bad-input policy, and the `cut`
 method against the loss computed from sequences run one by one."""
+
 import math
 
 import jax
@@ -33,7 +34,9 @@ def test_flag_when_the_judgment_raises_the_probability_by_more_than_the_threshol
     flags = cut_flags(judged_logps=jnp.log(p_j), unjudged_logps=jnp.log(p_0), mask=mask, threshold=1.1)
     np.testing.assert_array_equal(np.asarray(flags), [[True, False, False, False, False]])
     # A higher threshold un-flags the 1.2 ratio; threshold 1 flags any rise.
-    assert not np.asarray(cut_flags(judged_logps=jnp.log(p_j), unjudged_logps=jnp.log(p_0), mask=mask, threshold=1.3)).any()
+    assert not np.asarray(
+        cut_flags(judged_logps=jnp.log(p_j), unjudged_logps=jnp.log(p_0), mask=mask, threshold=1.3)
+    ).any()
     rise = cut_flags(judged_logps=jnp.log(p_j), unjudged_logps=jnp.log(p_0), mask=mask, threshold=1.0)
     np.testing.assert_array_equal(np.asarray(rise), [[True, False, False, True, False]])
 
@@ -45,19 +48,27 @@ def test_loss_on_a_constructed_batch_and_flags_are_detached():
     unjudged = jnp.log(jnp.array([[0.5, 0.5], [0.3, 0.4]]))  # row 1: p_0 = 0.3 (ratio 2: flag), 0.4 (1: keep)
     mask = jnp.ones((2, 2))
     negative = jnp.array([False, True])
-    loss, metrics = cut(aligned_logps=aligned, aligned_mask=mask, unjudged_logps=unjudged, is_negative=negative,
-                        threshold=1.1, unlikelihood_weight=0.5)
+    loss, metrics = cut(
+        aligned_logps=aligned,
+        aligned_mask=mask,
+        unjudged_logps=unjudged,
+        is_negative=negative,
+        threshold=1.1,
+        unlikelihood_weight=0.5,
+    )
     mle = -(LOG(0.9) + LOG(0.8) + LOG(0.6) + LOG(0.4)) / 4
     unlikelihood = -(0.5 * LOG(1 - 0.3) + LOG(0.4)) / 2
     assert float(loss) == pytest.approx((mle + unlikelihood) / 2, rel=1e-5)
     assert float(metrics["cut/num_flagged"]) == 1.0
     # d L / d aligned: only the MLE term (-1/(2*4) per token); the ratio that sets the flags is detached.
-    grad = jax.grad(lambda a: cut(aligned_logps=a, aligned_mask=mask, unjudged_logps=unjudged,
-                                  is_negative=negative)[0])(aligned)
+    grad = jax.grad(
+        lambda a: cut(aligned_logps=a, aligned_mask=mask, unjudged_logps=unjudged, is_negative=negative)[0]
+    )(aligned)
     np.testing.assert_allclose(np.asarray(grad), -np.full((2, 2), 1 / 8), rtol=1e-6)
     # No negative row: plain MLE.
-    only_positive, _ = cut(aligned_logps=aligned, aligned_mask=mask, unjudged_logps=unjudged,
-                           is_negative=jnp.array([False, False]))
+    only_positive, _ = cut(
+        aligned_logps=aligned, aligned_mask=mask, unjudged_logps=unjudged, is_negative=jnp.array([False, False])
+    )
     assert float(only_positive) == pytest.approx(mle, rel=1e-5)
 
 
@@ -82,7 +93,7 @@ def packed_batch(rows, num_sequences, length=16):
             batch["input_ids"][r, span] = [7] * prompt_length + list(response)
             batch["segment_ids"][r, span] = slot + 1
             batch["positions"][r, span] = np.arange(n)
-            batch["loss_mask"][r, offset + prompt_length:offset + n] = 1
+            batch["loss_mask"][r, offset + prompt_length : offset + n] = 1
             batch["sequence_index"][r, slot] = seq
             offset += n
     return {k: jnp.asarray(v) for k, v in batch.items()}
@@ -105,13 +116,17 @@ def test_response_token_table_aligns_the_same_response_under_two_prompts():
 
 def seq(prompt, response):
     ids = np.asarray(list(prompt) + list(response), np.int32)
-    return TokenizedSequence(input_ids=ids, loss_mask=np.asarray([0] * len(prompt) + [1] * len(response), np.int32),
-                             prompt_length=len(prompt))
+    return TokenizedSequence(
+        input_ids=ids,
+        loss_mask=np.asarray([0] * len(prompt) + [1] * len(response), np.int32),
+        prompt_length=len(prompt),
+    )
 
 
 def dataset(examples):
-    return TokenizedDataset(task="judgment", side_names=("plain", "judgment"), examples=examples, stats={},
-                            report=None, fingerprint="x")
+    return TokenizedDataset(
+        task="judgment", side_names=("plain", "judgment"), examples=examples, stats={}, report=None, fingerprint="x"
+    )
 
 
 def test_judgments_share_response_tokens_and_scores_set_negatives():
@@ -129,8 +144,10 @@ def test_judgments_share_response_tokens_and_scores_set_negatives():
 
 
 def test_a_response_tokenized_differently_is_bad_input():
-    bad = [TokenizedExample(0, None, (seq([1], [5, 6]), seq([1, 4], [5, 9])), {"score": np.float32(2)}),
-           TokenizedExample(1, None, (seq([1], [5]), seq([1, 4], [5])), {"score": np.float32(2)})]
+    bad = [
+        TokenizedExample(0, None, (seq([1], [5, 6]), seq([1, 4], [5, 9])), {"score": np.float32(2)}),
+        TokenizedExample(1, None, (seq([1], [5]), seq([1, 4], [5])), {"score": np.float32(2)}),
+    ]
     with pytest.raises(DataError, match="t.jsonl record 0.*tokenizes differently"):
         feed_lib.prepare_judgments(dataset(list(bad)), positive_score=7.0, on_error="error", source="t.jsonl")
     kept = feed_lib.prepare_judgments(dataset(list(bad)), positive_score=7.0, on_error="skip", source="t.jsonl")
@@ -154,14 +171,15 @@ def test_cut_method_equals_the_loss_of_sequences_run_one_by_one():
     batch["input_ids"] = batch["input_ids"].at[1, :5].set(jnp.array(prompts[2]))
     batch["input_ids"] = batch["input_ids"].at[2, :2].set(jnp.array(prompts[1]))
     batch["field/is_negative"] = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-    loss, metrics = methods.cut_method(model, batch, loss_name="cut", hparams={"threshold": 1.05}, chunk_size=8,
-                                       batch_size=2, num_tokens=None)
+    loss, metrics = methods.cut_method(
+        model, batch, loss_name="cut", hparams={"threshold": 1.05}, chunk_size=8, batch_size=2, num_tokens=None
+    )
 
     def response_logps(s):
         ids = jnp.asarray([prompts[s] + responses[s % 2]])
         logps = jax.nn.log_softmax(model(ids)[0, :-1], axis=-1)
         targets = ids[0, 1:]
-        return jnp.take_along_axis(logps, targets[:, None], axis=1)[len(prompts[s]) - 1:, 0]
+        return jnp.take_along_axis(logps, targets[:, None], axis=1)[len(prompts[s]) - 1 :, 0]
 
     width = 4
     pad = lambda v: jnp.pad(v, (0, width - v.shape[0]))  # noqa: E731
@@ -169,7 +187,12 @@ def test_cut_method_equals_the_loss_of_sequences_run_one_by_one():
     judged = jnp.stack([pad(response_logps(2)), pad(response_logps(3))])
     mask = jnp.array([[1, 1, 1, 1], [1, 1, 1, 0]], jnp.float32)
     negative = jnp.array([True, False])
-    expected, expected_metrics = cut(aligned_logps=jnp.where(negative[:, None], judged, plain), aligned_mask=mask,
-                                     unjudged_logps=plain, is_negative=negative, threshold=1.05)
+    expected, expected_metrics = cut(
+        aligned_logps=jnp.where(negative[:, None], judged, plain),
+        aligned_mask=mask,
+        unjudged_logps=plain,
+        is_negative=negative,
+        threshold=1.05,
+    )
     assert float(loss) == pytest.approx(float(expected), rel=1e-4)
     assert float(metrics["cut/num_flagged"]) == float(expected_metrics["cut/num_flagged"])

@@ -1,4 +1,5 @@
 """Resumable, sharded iteration and the reference log-prob cache."""
+
 import collections
 import json
 import os
@@ -21,10 +22,20 @@ def make_dataset(n=40, seed=0, fingerprint="ds"):
         for _ in range(2):
             length = int(rng.integers(6, 40))
             mask = np.r_[np.zeros(4), np.ones(length - 4)].astype(np.int32)
-            seqs.append(TokenizedSequence(input_ids=rng.integers(3, 256, length).astype(np.int32), loss_mask=mask, prompt_length=4))
+            seqs.append(
+                TokenizedSequence(
+                    input_ids=rng.integers(3, 256, length).astype(np.int32), loss_mask=mask, prompt_length=4
+                )
+            )
         examples.append(TokenizedExample(index=i, id=str(i), sequences=tuple(seqs), scalars={}))
-    return TokenizedDataset(task="preference", side_names=("chosen", "rejected"), examples=examples,
-                            stats=collections.Counter(), report=SkipReport(), fingerprint=fingerprint)
+    return TokenizedDataset(
+        task="preference",
+        side_names=("chosen", "rejected"),
+        examples=examples,
+        stats=collections.Counter(),
+        report=SkipReport(),
+        fingerprint=fingerprint,
+    )
 
 
 LAYOUT = BatchLayout(mode="pack", row_length=64, row_multiple=2)
@@ -63,7 +74,10 @@ def test_resume_yields_the_same_batches():
 
 def test_hosts_get_disjoint_slices_with_equal_shapes():
     ds = make_dataset(n=42)
-    hosts = [BatchIterator(ds, batch_size=4, layout=LAYOUT, seed=1, process_index=p, process_count=2, num_epochs=1) for p in range(2)]
+    hosts = [
+        BatchIterator(ds, batch_size=4, layout=LAYOUT, seed=1, process_index=p, process_count=2, num_epochs=1)
+        for p in range(2)
+    ]
     batches = [list(h) for h in hosts]
     assert len(batches[0]) == len(batches[1]) == 42 // 8
     seen = []
@@ -140,4 +154,6 @@ def test_refcache_reused_invalidated_and_resumable(tmp_path):
     it = BatchIterator(ds, batch_size=4, layout=LAYOUT, seed=0, reference_logps=resumed)
     batch = next(it)
     np.testing.assert_allclose(batch["ref_chosen_logps"], expected_reference(ds)[0, batch["example_index"]], rtol=1e-5)
-    np.testing.assert_allclose(batch["ref_rejected_logps"], expected_reference(ds)[1, batch["example_index"]], rtol=1e-5)
+    np.testing.assert_allclose(
+        batch["ref_rejected_logps"], expected_reference(ds)[1, batch["example_index"]], rtol=1e-5
+    )

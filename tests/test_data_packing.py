@@ -1,5 +1,6 @@
 """Packing and bucketing: layout invariants, padding fraction on a length-skewed set, and
 per-sequence log-probs from packed rows through a tiny random Llama equal the unpacked ones."""
+
 import collections
 
 import jax
@@ -8,10 +9,17 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from alignax.data.iterator import epoch_padding_fraction
-from alignax.data.packing import BatchLayout, build_batch, first_fit_decreasing, sequence_sums, sequence_sums_np, sequences_from_segment_sums
-from alignax.data.tokenize import TokenizedDataset, TokenizedExample, TokenizedSequence
 from alignax.data.errors import SkipReport
+from alignax.data.iterator import epoch_padding_fraction
+from alignax.data.packing import (
+    BatchLayout,
+    build_batch,
+    first_fit_decreasing,
+    sequence_sums,
+    sequence_sums_np,
+    sequences_from_segment_sums,
+)
+from alignax.data.tokenize import TokenizedDataset, TokenizedExample, TokenizedSequence
 
 
 def random_sequence(rng, length, prompt_length, vocab=256):
@@ -27,13 +35,25 @@ def random_pairs(seed, n, length_fn):
     for i in range(n):
         prompt = int(rng.integers(2, 8))
         lengths = [prompt + length_fn(rng) for _ in range(2)]
-        seqs = tuple(TokenizedSequence(input_ids=random_sequence(rng, n_, prompt).input_ids, loss_mask=np.r_[np.zeros(prompt), np.ones(n_ - prompt)].astype(np.int32),
-                                       prompt_length=prompt) for n_ in lengths)
+        seqs = tuple(
+            TokenizedSequence(
+                input_ids=random_sequence(rng, n_, prompt).input_ids,
+                loss_mask=np.r_[np.zeros(prompt), np.ones(n_ - prompt)].astype(np.int32),
+                prompt_length=prompt,
+            )
+            for n_ in lengths
+        )
         # both sides share the prompt tokens
         seqs[1].input_ids[:prompt] = seqs[0].input_ids[:prompt]
         examples.append(TokenizedExample(index=i, id=None, sequences=seqs, scalars={}))
-    return TokenizedDataset(task="preference", side_names=("chosen", "rejected"), examples=examples,
-                            stats=collections.Counter(), report=SkipReport(), fingerprint=f"random-{seed}")
+    return TokenizedDataset(
+        task="preference",
+        side_names=("chosen", "rejected"),
+        examples=examples,
+        stats=collections.Counter(),
+        report=SkipReport(),
+        fingerprint=f"random-{seed}",
+    )
 
 
 def test_first_fit_decreasing_bins_are_valid():
@@ -84,8 +104,12 @@ def test_layout_reconstructs_every_sequence(mode):
 
 def test_padding_fraction_halves_on_length_skewed_set():
     # Mostly short sequences, a few long ones: naive padding pays the longest for everyone.
-    ds = random_pairs(3, 64, lambda rng: int(rng.integers(100, 120)) if rng.random() < 0.05 else int(rng.integers(4, 20)))
-    naive = epoch_padding_fraction(ds, batch_size=8, layout=BatchLayout(mode="pad", row_length=128, bucket_lengths=(128,)))
+    ds = random_pairs(
+        3, 64, lambda rng: int(rng.integers(100, 120)) if rng.random() < 0.05 else int(rng.integers(4, 20))
+    )
+    naive = epoch_padding_fraction(
+        ds, batch_size=8, layout=BatchLayout(mode="pad", row_length=128, bucket_lengths=(128,))
+    )
     packed = epoch_padding_fraction(ds, batch_size=8, layout=BatchLayout(mode="pack", row_length=128))
     bucketed = epoch_padding_fraction(ds, batch_size=8, layout=BatchLayout(mode="pad", row_length=128), sort_window=8)
     print(f"padding fraction: naive {naive:.3f}, length-bucketed {bucketed:.3f}, packed {packed:.3f}")
@@ -120,7 +144,9 @@ def test_packed_logps_equal_unpacked(tiny_llama):
     ds = random_pairs(4, 6, lambda rng: int(rng.integers(3, 25)))
     batch = build_batch(ds.examples, BatchLayout(mode="pack", row_length=64, row_multiple=2), side_names=ds.side_names)
     assert batch["input_ids"].shape[0] < 12  # sequences really share rows
-    lp = token_logps(state, *(jnp.asarray(batch[k]) for k in ("input_ids", "positions", "segment_ids", "labels", "loss_mask")))
+    lp = token_logps(
+        state, *(jnp.asarray(batch[k]) for k in ("input_ids", "positions", "segment_ids", "labels", "loss_mask"))
+    )
     packed = np.asarray(sequence_sums(lp, batch, 2))
     # The same through the ops layer's per-row segment sums and the segment -> sequence table.
     seg = segment_sums(lp, jnp.asarray(batch["segment_ids"]), num_segments=batch["segment_sequence"].shape[1])

@@ -1,5 +1,6 @@
 """Readers and schemas: JSONL / Parquet / TFDS round trips for every task (identical examples,
 token ids and masks), the bad-input suite under both policies, and the built-in data."""
+
 import importlib.util
 import json
 import os
@@ -33,9 +34,18 @@ def conv(*turns):
 RECORDS = {
     "preference": [
         {"id": "a", "prompt": "What is 2+2?", "chosen": "4.", "rejected": "5."},
-        {"id": "b", "chosen": conv("Name a colour.", "Blue."), "rejected": conv("Name a colour.", "Seven."), "prompt": "Name a colour."},
-        {"id": "c", "prompt": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Héllo — ünïcode?"}],
-         "chosen": [{"role": "assistant", "content": "Ja."}], "rejected": [{"role": "assistant", "content": "Nein, nein."}]},
+        {
+            "id": "b",
+            "chosen": conv("Name a colour.", "Blue."),
+            "rejected": conv("Name a colour.", "Seven."),
+            "prompt": "Name a colour.",
+        },
+        {
+            "id": "c",
+            "prompt": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Héllo — ünïcode?"}],
+            "chosen": [{"role": "assistant", "content": "Ja."}],
+            "rejected": [{"role": "assistant", "content": "Nein, nein."}],
+        },
     ],
     "unpaired": [
         {"id": "u1", "prompt": "Capital of France?", "completion": "Paris.", "label": True},
@@ -46,17 +56,37 @@ RECORDS = {
         {"id": "s2", "messages": [{"role": "system", "content": "Sys."}] + conv("Q?", "A.")},
     ],
     "multi_sample": [
-        {"id": "m1", "prompt": "Say hi.", "responses": ["hi", "hello", "hey there"], "rewards": [0.1, 0.5, -1.0], "win_probs": [0.2, 0.7, 0.1]},
-        {"id": "m2", "prompt": "Say bye.", "responses": ["bye", "ciao", "farewell"], "rewards": [1.0, 2.0, 3.0], "win_probs": [0.5, 0.5, 0.5]},
+        {
+            "id": "m1",
+            "prompt": "Say hi.",
+            "responses": ["hi", "hello", "hey there"],
+            "rewards": [0.1, 0.5, -1.0],
+            "win_probs": [0.2, 0.7, 0.1],
+        },
+        {
+            "id": "m2",
+            "prompt": "Say bye.",
+            "responses": ["bye", "ciao", "farewell"],
+            "rewards": [1.0, 2.0, 3.0],
+            "win_probs": [0.5, 0.5, 0.5],
+        },
     ],
     "judgment": [
         {"id": "j1", "prompt": "2+3?", "response": "6", "judgment": "Wrong: 2+3 is 5.", "score": 2.0},
         {"id": "j2", "prompt": "2+4?", "response": "6", "judgment": "Correct.", "score": 9.0},
     ],
     "few_shot": [
-        {"id": "f1", "user_id": "u7", "prompt": "Recommend a film.", "chosen": "Alien.", "rejected": "Notting Hill.",
-         "context": [{"prompt": "A snack?", "chosen": "Chili chips.", "rejected": "Cake."},
-                     {"prompt": "A book?", "chosen": "Dune.", "rejected": "Emma."}]},
+        {
+            "id": "f1",
+            "user_id": "u7",
+            "prompt": "Recommend a film.",
+            "chosen": "Alien.",
+            "rejected": "Notting Hill.",
+            "context": [
+                {"prompt": "A snack?", "chosen": "Chili chips.", "rejected": "Cake."},
+                {"prompt": "A book?", "chosen": "Dune.", "rejected": "Emma."},
+            ],
+        },
     ],
 }
 
@@ -74,8 +104,14 @@ def test_round_trip_jsonl_parquet_tfds(task, tmp_path, tokenizer):
     for record, path in zip(records, parquet_files):
         write_parquet([record], path)
     tfds_dir = write_tfds({"train": records}, str(tmp_path / "tfds"), name=f"rt_{task}")
-    loaded = {fmt: load_dataset(src, task=task) for fmt, src in
-              [("jsonl", str(tmp_path / "d.jsonl")), ("parquet", str(tmp_path / "d*.parquet")), ("tfds", "tfds:" + tfds_dir)]}
+    loaded = {
+        fmt: load_dataset(src, task=task)
+        for fmt, src in [
+            ("jsonl", str(tmp_path / "d.jsonl")),
+            ("parquet", str(tmp_path / "d*.parquet")),
+            ("tfds", "tfds:" + tfds_dir),
+        ]
+    }
     expected = [schemas.parse_record(task, r) for r in records]
     for fmt, ds in loaded.items():
         assert ds.report.total == 0, (fmt, ds.report.as_dict())
@@ -98,7 +134,9 @@ def test_preference_formats_agree():
     """The three HF preference formats describe the same pair and parse to the same example."""
     a = schemas.parse_preference({"prompt": "Q?", "chosen": "A.", "rejected": "B."})
     b = schemas.parse_preference({"chosen": conv("Q?", "A."), "rejected": conv("Q?", "B.")})
-    c = schemas.parse_preference({"prompt": conv("Q?"), "chosen": [{"role": "assistant", "content": "A."}], "rejected": "B."})
+    c = schemas.parse_preference(
+        {"prompt": conv("Q?"), "chosen": [{"role": "assistant", "content": "A."}], "rejected": "B."}
+    )
     assert a == b == c
 
 
@@ -110,10 +148,13 @@ BAD_LINES = [
     (b'{"id": "5", "prompt": "p5", "chosen": "", "rejected": "r5"}', "empty_string"),
     (b'{"id": "6", "prompt": "p6 \xff\xfe", "chosen": "c6", "rejected": "r6"}', "non_utf8"),
     (b'{"id": "1", "prompt": "p7", "chosen": "c7", "rejected": "r7"}', "duplicate_id"),
-    (b'{"id": "8", "chosen": [{"role": "user", "content": "q"}, {"role": "user", "content": "q2"}], '
-     b'"rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}', "no_final_assistant_turn"),
-    (b'', None),  # a blank line is not a record
-    (b'[1, 2, 3]', "wrong_type"),
+    (
+        b'{"id": "8", "chosen": [{"role": "user", "content": "q"}, {"role": "user", "content": "q2"}], '
+        b'"rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}',
+        "no_final_assistant_turn",
+    ),
+    (b"", None),  # a blank line is not a record
+    (b"[1, 2, 3]", "wrong_type"),
     (b'{"id": "11", "prompt": "p11", "chosen": "c11", "rejected": "r11"}', None),
 ]
 
@@ -139,7 +180,9 @@ def test_skip_policy_counts_and_keeps_neighbours(bad_file):
     assert "skipped 7 records" in ds.report.summary()
 
 
-@pytest.mark.parametrize("line_no", [i + 1 for i, (_, reason) in enumerate(BAD_LINES) if reason and reason != "duplicate_id"])
+@pytest.mark.parametrize(
+    "line_no", [i + 1 for i, (_, reason) in enumerate(BAD_LINES) if reason and reason != "duplicate_id"]
+)
 def test_error_policy_names_file_and_line(bad_file, line_no, tmp_path):
     line, reason = BAD_LINES[line_no - 1]
     path = tmp_path / "one.jsonl"
@@ -174,7 +217,9 @@ def test_misspelled_key_lists_expected_and_suggests():
 
 def test_sft_conversation_must_end_with_assistant(tmp_path):
     path = tmp_path / "sft.jsonl"
-    write_jsonl([{"messages": conv("a", "b")}, {"messages": conv("a", "b") + [{"role": "user", "content": "c"}]}], str(path))
+    write_jsonl(
+        [{"messages": conv("a", "b")}, {"messages": conv("a", "b") + [{"role": "user", "content": "c"}]}], str(path)
+    )
     with pytest.raises(DataError, match=r"sft\.jsonl:2: conversation 'messages' ends with a 'user' turn"):
         load_dataset(str(path), task="sft")
     ds = load_dataset(str(path), task="sft", on_error="skip")
@@ -183,7 +228,9 @@ def test_sft_conversation_must_end_with_assistant(tmp_path):
 
 def test_parquet_wrong_column_types(tmp_path):
     path = str(tmp_path / "kto.parquet")
-    write_parquet([{"prompt": "p", "completion": "c", "label": 1}, {"prompt": "q", "completion": "d", "label": 0}], path)
+    write_parquet(
+        [{"prompt": "p", "completion": "c", "label": 1}, {"prompt": "q", "completion": "d", "label": 0}], path
+    )
     assert pq.read_schema(path).field("label").type == pa.int64()
     with pytest.raises(DataError, match=r"kto\.parquet: column 'label' has Arrow type int64, expected bool"):
         load_dataset(path, task="unpaired")

@@ -1,5 +1,6 @@
 """Chat-template tokenization against transformers' `apply_chat_template` on SmolLM2, loss masks,
 BOS/EOS handling and truncation policies."""
+
 import importlib.util
 import os
 
@@ -38,12 +39,28 @@ def _text(hf_tokenizer, ids):
 
 PAIRS = [
     {"prompt": "What is 17 + 25?", "chosen": "17 + 25 = 42.", "rejected": "17 + 25 = 43."},
-    {"prompt": [{"role": "system", "content": "You answer in French."}, {"role": "user", "content": "Héllo, ça va? 🙂"}],
-     "chosen": "Oui, très bien !\n\n- point one\n- point two", "rejected": "  leading spaces and trailing newline\n"},
-    {"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Tell a joke."},
-                {"role": "assistant", "content": "Why did the chicken cross the road?"}],
-     "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Tell a joke."},
-                  {"role": "assistant", "content": "No."}]},
+    {
+        "prompt": [
+            {"role": "system", "content": "You answer in French."},
+            {"role": "user", "content": "Héllo, ça va? 🙂"},
+        ],
+        "chosen": "Oui, très bien !\n\n- point one\n- point two",
+        "rejected": "  leading spaces and trailing newline\n",
+    },
+    {
+        "chosen": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Tell a joke."},
+            {"role": "assistant", "content": "Why did the chicken cross the road?"},
+        ],
+        "rejected": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Tell a joke."},
+            {"role": "assistant", "content": "No."},
+        ],
+    },
 ]
 
 
@@ -63,9 +80,11 @@ def test_pairs_equal_transformers_chat_template(tokenizer, hf_tokenizer):
             assert ids == hf_prompt + reply and seq.prompt_length == len(hf_prompt)
             # Where no characters merge across the boundary, that is transformers' full rendering
             # minus the whitespace after <|im_end|>.
-            hf_full = hf_tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": response}], tokenize=True)
+            hf_full = hf_tokenizer.apply_chat_template(
+                prompt + [{"role": "assistant", "content": response}], tokenize=True
+            )
             if not response[0].isspace():
-                assert ids == hf_full[: len(ids)] and hf_tokenizer.decode(hf_full[len(ids):]) == "\n"
+                assert ids == hf_full[: len(ids)] and hf_tokenizer.decode(hf_full[len(ids) :]) == "\n"
             # The loss mask covers exactly the reply and its end-of-turn token.
             assert seq.loss_mask.tolist() == [0] * len(hf_prompt) + [1] * len(reply)
             assert _text(hf_tokenizer, seq.input_ids[seq.loss_mask == 1]) == response + "<|im_end|>"
@@ -77,7 +96,7 @@ def test_sft_mask_covers_every_assistant_turn(tokenizer, hf_tokenizer, ax_tokeni
     ds = tokenize_dataset([schemas.parse_sft({"messages": messages})], task="sft", tokenizer=tokenizer)
     seq = ds.examples[0].sequences[0]
     hf_full = hf_tokenizer.apply_chat_template(messages, tokenize=True)
-    assert seq.input_ids.tolist() == hf_full[: seq.length] and hf_tokenizer.decode(hf_full[seq.length:]).strip() == ""
+    assert seq.input_ids.tolist() == hf_full[: seq.length] and hf_tokenizer.decode(hf_full[seq.length :]).strip() == ""
     # Spans of the mask, decoded, are the assistant turns in order.
     ids, mask = seq.input_ids, seq.loss_mask
     edges = np.flatnonzero(np.diff(np.concatenate([[0], mask, [0]])))
@@ -86,7 +105,7 @@ def test_sft_mask_covers_every_assistant_turn(tokenizer, hf_tokenizer, ax_tokeni
     # alignax's Tokenizer finds the same mask by character offsets (an independent method).
     ax_ids, ax_mask = ax_tokenizer.apply_chat_template_with_mask(messages)
     assert ax_ids[: seq.length] == seq.input_ids.tolist() and ax_mask[: seq.length] == seq.loss_mask.tolist()
-    assert not any(ax_mask[seq.length:])
+    assert not any(ax_mask[seq.length :])
 
 
 class _TemplateOverride:
@@ -107,10 +126,14 @@ class _TemplateOverride:
         return self.tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
 
-BOS_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-PLAIN_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                  "{% if add_generation_prompt %}assistant:{% endif %}")
+BOS_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+PLAIN_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
 
 
 def test_template_bos_is_not_doubled(hf_tokenizer):
@@ -135,7 +158,9 @@ def test_eos_appended_when_template_has_no_end_of_turn(hf_tokenizer):
     seq = tokenize_dataset([ex], task="preference", tokenizer=tok).examples[0].sequences[0]
     prompt_text = tok.apply_chat_template(list(ex.prompt), add_generation_prompt=True, tokenize=False)
     full_text = tok.apply_chat_template(list(ex.prompt) + [{"role": "assistant", "content": ex.chosen}], tokenize=False)
-    expected = hf_tokenizer.encode(prompt_text, add_special_tokens=False) + hf_tokenizer.encode(full_text[len(prompt_text):], add_special_tokens=False)
+    expected = hf_tokenizer.encode(prompt_text, add_special_tokens=False) + hf_tokenizer.encode(
+        full_text[len(prompt_text) :], add_special_tokens=False
+    )
     assert seq.input_ids.tolist() == expected + [tok.eos_token_id]
     assert seq.loss_mask[-1] == 1 and hf_tokenizer.decode(seq.input_ids[seq.loss_mask == 1][:-1]).strip() == ex.chosen
 
@@ -148,11 +173,21 @@ def test_other_tasks_have_their_sides(tokenizer, hf_tokenizer):
     assert "### Judgment:\nWrong: it is 5." in hf_tokenizer.decode(judged.input_ids[: judged.prompt_length])
     assert plain.input_ids[plain.loss_mask == 1].tolist() == judged.input_ids[judged.loss_mask == 1].tolist()
 
-    shot = schemas.parse_few_shot({"prompt": "A film?", "chosen": "Alien.", "rejected": "Emma.",
-                                   "context": [{"prompt": "A snack?", "chosen": "Chips.", "rejected": "Cake."}]})
+    shot = schemas.parse_few_shot(
+        {
+            "prompt": "A film?",
+            "chosen": "Alien.",
+            "rejected": "Emma.",
+            "context": [{"prompt": "A snack?", "chosen": "Chips.", "rejected": "Cake."}],
+        }
+    )
     seq = tokenize_dataset([shot], task="few_shot", tokenizer=tokenizer).examples[0].sequences[0]
     prompt_text = hf_tokenizer.decode(seq.input_ids[: seq.prompt_length])
-    assert "A snack?" in prompt_text and "Preferred response: Chips." in prompt_text and prompt_text.rstrip().endswith("A film?<|im_end|>\n<|im_start|>assistant")
+    assert (
+        "A snack?" in prompt_text
+        and "Preferred response: Chips." in prompt_text
+        and prompt_text.rstrip().endswith("A film?<|im_end|>\n<|im_start|>assistant")
+    )
 
     multi = schemas.parse_multi_sample({"prompt": "Hi", "responses": ["a", "bb", "ccc"], "rewards": [1, 2, 3]})
     ds = tokenize_dataset([multi], task="multi_sample", tokenizer=tokenizer)
@@ -169,7 +204,7 @@ def test_truncation_policies(ax_tokenizer):
     ex = schemas.parse_preference({"id": "long", "prompt": long_prompt, "chosen": "Four. " * 20, "rejected": "Five."})
     full = tokenize_dataset([ex], task="preference", tokenizer=ax_tokenizer).examples[0]
     prompt_ids = full.sequences[0].input_ids[: full.sequences[0].prompt_length]
-    chosen_reply = full.sequences[0].input_ids[full.sequences[0].prompt_length:]
+    chosen_reply = full.sequences[0].input_ids[full.sequences[0].prompt_length :]
     assert len(prompt_ids) > 100 and len(chosen_reply) > 30
 
     for mode, expect in (("keep_end", prompt_ids[-64:]), ("keep_start", prompt_ids[:64])):
@@ -199,7 +234,16 @@ def test_fingerprint_tracks_tokenizer_and_truncation(ax_tokenizer, hf_tokenizer)
     examples = [schemas.parse_preference(r) for r in PAIRS]
     a = tokenize_dataset(examples, task="preference", tokenizer=ax_tokenizer)
     assert a.fingerprint == tokenize_dataset(examples, task="preference", tokenizer=ax_tokenizer).fingerprint
-    assert a.fingerprint != tokenize_dataset(examples, task="preference", tokenizer=ax_tokenizer,
-                                             truncation=TruncationConfig(max_length=500)).fingerprint
-    assert a.fingerprint != tokenize_dataset(examples, task="preference", tokenizer=_TemplateOverride(hf_tokenizer, BOS_TEMPLATE)).fingerprint
+    assert (
+        a.fingerprint
+        != tokenize_dataset(
+            examples, task="preference", tokenizer=ax_tokenizer, truncation=TruncationConfig(max_length=500)
+        ).fingerprint
+    )
+    assert (
+        a.fingerprint
+        != tokenize_dataset(
+            examples, task="preference", tokenizer=_TemplateOverride(hf_tokenizer, BOS_TEMPLATE)
+        ).fingerprint
+    )
     assert a.fingerprint != tokenize_dataset(examples[:2], task="preference", tokenizer=ax_tokenizer).fingerprint

@@ -1,4 +1,5 @@
 """The CDR -> SimPO pipeline (experiments/cdr_simpo.py) end to end on its tiny preset, and its resume."""
+
 import json
 import os
 
@@ -19,8 +20,17 @@ def demo_run(tmp_path_factory):
 
 def test_writes_every_output(demo_run):
     _, workdir, _ = demo_run
-    for name in ("summary.json", "report.md", "demo.png", "annotate/preferences.jsonl", "annotate/summary.json",
-                 "train/metrics.jsonl", "train/export/config.json", "eval/before.json", "eval/after.json"):
+    for name in (
+        "summary.json",
+        "report.md",
+        "demo.png",
+        "annotate/preferences.jsonl",
+        "annotate/summary.json",
+        "train/metrics.jsonl",
+        "train/export/config.json",
+        "eval/before.json",
+        "eval/after.json",
+    ):
         assert os.path.exists(os.path.join(workdir, name)), name
     with open(os.path.join(workdir, "summary.json")) as f:
         summary = json.load(f)

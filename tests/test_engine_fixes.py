@@ -4,6 +4,7 @@ out-of-range labels, L-Eval exact match, checkpoint restore, bad input files, sc
 Expected values are hand-computed or restated independently of the code under test (numpy
 formulas from the cited sources); every test here fails on the code before the fix.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -33,8 +34,9 @@ def test_crpg_scales_by_kl_factor_and_subtracts_batch_mean():
     rewards = np.array([0.0, 0.0], np.float32)
     baseline = np.array([0.0, 0.0], np.float32)  # R_calib = 0.5 for both
     feasible = np.array([True, True])
-    loss, _ = cgpo.crpg(logps=logps, ref_logps=ref, rewards=rewards, baseline_rewards=baseline,
-                        feasible=feasible, kl_threshold=4.0)
+    loss, _ = cgpo.crpg(
+        logps=logps, ref_logps=ref, rewards=rewards, baseline_rewards=baseline, feasible=feasible, kl_threshold=4.0
+    )
     # R = (0.375, 0.5), mean 0.4375, advantages (-0.0625, 0.0625)
     expected = -((-0.0625) * -4.0 + 0.0625 * -6.0) / 2
     assert float(loss) == pytest.approx(expected, abs=1e-6)
@@ -44,22 +46,36 @@ def test_crpg_requires_a_kl_threshold():
     params = inspect.signature(cgpo.crpg).parameters
     assert params["kl_threshold"].default is inspect.Parameter.empty
     with pytest.raises(ValueError, match="kl_threshold"):
-        cgpo.crpg(logps=np.zeros(2, np.float32), ref_logps=np.zeros(2, np.float32), rewards=np.zeros(2, np.float32),
-                  baseline_rewards=np.zeros(2, np.float32), feasible=np.ones(2, bool), kl_threshold=0.0)
+        cgpo.crpg(
+            logps=np.zeros(2, np.float32),
+            ref_logps=np.zeros(2, np.float32),
+            rewards=np.zeros(2, np.float32),
+            baseline_rewards=np.zeros(2, np.float32),
+            feasible=np.ones(2, bool),
+            kl_threshold=0.0,
+        )
 
 
 def test_codpo_default_nll_weight_is_five():
-    loss, _ = cgpo.codpo(chosen_logps=np.array([-8.0], np.float32), rejected_logps=np.array([-8.0], np.float32),
-                         ref_chosen_logps=np.array([-8.0], np.float32), ref_rejected_logps=np.array([-8.0], np.float32),
-                         chosen_lengths=np.array([4.0], np.float32))
+    loss, _ = cgpo.codpo(
+        chosen_logps=np.array([-8.0], np.float32),
+        rejected_logps=np.array([-8.0], np.float32),
+        ref_chosen_logps=np.array([-8.0], np.float32),
+        ref_rejected_logps=np.array([-8.0], np.float32),
+        chosen_lengths=np.array([4.0], np.float32),
+    )
     # h = 0: DPO term log 2; NLL term (5/4)·8 = 10
     assert float(loss) == pytest.approx(math.log(2.0) + 10.0, rel=1e-6)
 
 
 def test_crraft_sums_log_probs_by_default():
-    loss, _ = cgpo.crraft(logps=np.array([-12.0], np.float32), lengths=np.array([4.0], np.float32),
-                          rewards=np.array([0.0], np.float32), baseline_rewards=np.array([0.0], np.float32),
-                          feasible=np.array([True]))
+    loss, _ = cgpo.crraft(
+        logps=np.array([-12.0], np.float32),
+        lengths=np.array([4.0], np.float32),
+        rewards=np.array([0.0], np.float32),
+        baseline_rewards=np.array([0.0], np.float32),
+        feasible=np.array([True]),
+    )
     assert float(loss) == pytest.approx(0.5 * 12.0, rel=1e-6)
 
 
@@ -127,6 +143,7 @@ def test_masked_zero_length_row_has_finite_zero_gradient(name):
     batch = _masked_zero_length_batch(params)
     wrt = [key for key in _LOGP_INPUTS if key in batch]
     for hparams in _EXTRA_HPARAMS.get(name, [dict()]):
+
         def loss_of(arrays):
             return fn(**{**batch, **arrays}, **hparams)[0]
 
@@ -175,8 +192,9 @@ def test_out_of_range_label_raises_outside_jit(vocab_chunk_size):
 def test_out_of_range_label_is_nan_inside_jit_on_both_paths():
     hidden, head, labels, mask = _logprob_problem()
     for vocab_chunk_size in (None, 4, 5):
-        fn = jax.jit(lambda h, w, l, m, v=vocab_chunk_size: lp_ops.token_logprobs(h, w, l, m, chunk_size=2,
-                                                                                    vocab_chunk_size=v))
+        fn = jax.jit(
+            lambda h, w, l, m, v=vocab_chunk_size: lp_ops.token_logprobs(h, w, l, m, chunk_size=2, vocab_chunk_size=v)
+        )
         out = np.asarray(fn(hidden, head, labels, mask))
         assert np.isnan(out[1, 1]), vocab_chunk_size
         finite = np.ones_like(out, bool)
@@ -205,8 +223,10 @@ from alignax.train import checkpoint as ckpt_lib  # noqa: E402
 
 
 def _small_state(width=8):
-    return {"params": {"w": jnp.arange(4 * width, dtype=jnp.float32).reshape(4, width), "b": jnp.ones(3)},
-            "step": jnp.int32(0)}
+    return {
+        "params": {"w": jnp.arange(4 * width, dtype=jnp.float32).reshape(4, width), "b": jnp.ones(3)},
+        "step": jnp.int32(0),
+    }
 
 
 def _two_checkpoints(directory):
@@ -264,8 +284,14 @@ def test_changed_config_is_an_error_naming_the_key_and_deletes_nothing(tmp_path)
     assert sorted(os.listdir(tmp_path), key=int) == ["1", "2"]
 
 
-@pytest.mark.parametrize("error", [MemoryError("RESOURCE_EXHAUSTED: out of memory"), OSError(5, "Input/output error"),
-                                   RuntimeError("something else")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError("RESOURCE_EXHAUSTED: out of memory"),
+        OSError(5, "Input/output error"),
+        RuntimeError("something else"),
+    ],
+)
 def test_other_restore_errors_are_raised_and_delete_nothing(tmp_path, monkeypatch, error):
     _two_checkpoints(tmp_path).close()
     checkpointer = _reopen(tmp_path)
@@ -300,8 +326,9 @@ class _CharTokenizer:
         return [2 if ch == "\x02" else ord(ch) + 3 for ch in text]
 
     def decode(self, ids, skip_special_tokens=False):
-        return "".join("" if i in (1, 2) and skip_special_tokens else ("\x02" if i == 2 else chr(max(i - 3, 0)))
-                       for i in ids)
+        return "".join(
+            "" if i in (1, 2) and skip_special_tokens else ("\x02" if i == 2 else chr(max(i - 3, 0))) for i in ids
+        )
 
 
 @pytest.mark.parametrize("content", ["", "\n\n  \n"])
@@ -335,15 +362,20 @@ def test_row_over_the_hard_cap_is_an_error_naming_file_and_row(tmp_path):
 def test_row_over_the_hard_cap_is_skipped_and_counted(tmp_path):
     path = _long_prompt_file(tmp_path, extra_rows=2)
     loaded = load_dataset(str(path), task="preference", on_error="skip")
-    out = tokenize_dataset(loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=TRUNC,
-                           on_error="skip")
+    out = tokenize_dataset(
+        loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=TRUNC, on_error="skip"
+    )
     assert len(out.examples) == 2 and [e.index for e in out.examples] == [1, 2]
     assert dict(out.report.counts) == {"over_hard_cap": 1}
     assert "long.jsonl:1" in out.report.samples["over_hard_cap"][0]
     # A prompt a little over max_prompt_length is still truncated by design (not an error).
     write_jsonl([{"prompt": "x" * 100, "chosen": "yes", "rejected": "no"}], str(tmp_path / "ok.jsonl"))
-    out = tokenize_dataset(load_dataset(str(tmp_path / "ok.jsonl"), task="preference").examples, task="preference",
-                           tokenizer=_CharTokenizer(), truncation=TRUNC)
+    out = tokenize_dataset(
+        load_dataset(str(tmp_path / "ok.jsonl"), task="preference").examples,
+        task="preference",
+        tokenizer=_CharTokenizer(),
+        truncation=TRUNC,
+    )
     assert out.stats["prompt_truncated"] == 1 and len(out.examples[0].sequences[0].input_ids) <= 64
 
 
@@ -351,21 +383,25 @@ def test_nothing_left_after_skipping_is_an_error_naming_the_file(tmp_path):
     path = _long_prompt_file(tmp_path)
     loaded = load_dataset(str(path), task="preference", on_error="skip")
     with pytest.raises(DataError, match=r"long\.jsonl: no example left after tokenization of 1.*over_hard_cap=1"):
-        tokenize_dataset(loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=TRUNC,
-                         on_error="skip")
+        tokenize_dataset(
+            loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=TRUNC, on_error="skip"
+        )
 
 
 def test_row_with_no_room_for_the_response_names_file_and_row(tmp_path):
     path = tmp_path / "noroom.jsonl"
-    write_jsonl([{"prompt": "p", "chosen": "a", "rejected": "b"},
-                 {"prompt": "z" * 70, "chosen": "a", "rejected": "b"}], str(path))
+    write_jsonl(
+        [{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "z" * 70, "chosen": "a", "rejected": "b"}],
+        str(path),
+    )
     loaded = load_dataset(str(path), task="preference")
     no_prompt_cap = TruncationConfig(max_length=64)  # the prompt alone fills max_length
     with pytest.raises(DataError, match=r"noroom\.jsonl:2 \(example 1\).*no response token left") as info:
         tokenize_dataset(loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=no_prompt_cap)
     assert info.value.reason == "no_room_for_response"
-    out = tokenize_dataset(loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=no_prompt_cap,
-                           on_error="skip")
+    out = tokenize_dataset(
+        loaded.examples, task="preference", tokenizer=_CharTokenizer(), truncation=no_prompt_cap, on_error="skip"
+    )
     assert len(out.examples) == 1 and dict(out.report.counts) == {"no_room_for_response": 1}
 
 
@@ -378,9 +414,27 @@ from alignax.evaluate import alpaca_eval  # noqa: E402
 class _LogisticRegressionCV17:
     """The constructor signature of scikit-learn 1.4-1.7 (no `use_legacy_attributes`)."""
 
-    def __init__(self, *, Cs=10, fit_intercept=True, cv=None, dual=False, penalty="l2", scoring=None,
-                 solver="lbfgs", tol=1e-4, max_iter=100, class_weight=None, n_jobs=None, verbose=0, refit=True,
-                 intercept_scaling=1.0, multi_class="deprecated", random_state=None, l1_ratios=None):
+    def __init__(
+        self,
+        *,
+        Cs=10,
+        fit_intercept=True,
+        cv=None,
+        dual=False,
+        penalty="l2",
+        scoring=None,
+        solver="lbfgs",
+        tol=1e-4,
+        max_iter=100,
+        class_weight=None,
+        n_jobs=None,
+        verbose=0,
+        refit=True,
+        intercept_scaling=1.0,
+        multi_class="deprecated",
+        random_state=None,
+        l1_ratios=None,
+    ):
         pass
 
 

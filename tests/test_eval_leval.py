@@ -1,4 +1,5 @@
 """L-Eval: EM reproduces the README's gpt4-32k numbers; F1/ROUGE against independent references."""
+
 import math
 
 import pytest
@@ -16,9 +17,16 @@ def _file(folder, task):
 
 
 # README table, GPT4-32k; the README truncates (84.386 -> 84.38) rather than rounds.
-@pytest.mark.parametrize("task, published", [
-    ("tpo", 84.38), ("quality", 82.17), ("gsm100", 96.00), ("coursera", 75.58), ("codeU", 25.55),
-])
+@pytest.mark.parametrize(
+    "task, published",
+    [
+        ("tpo", 84.38),
+        ("quality", 82.17),
+        ("gsm100", 96.00),
+        ("coursera", 75.58),
+        ("codeU", 25.55),
+    ],
+)
 def test_exact_match_reproduces_gpt4_32k_readme(evaldata_dir, task, published):
     path = _file(evaldata_dir / EXAM / "gpt4-32k", task)
     score = leval.score_exam_task(leval.task_name(path), leval.read_predictions(path))
@@ -27,9 +35,9 @@ def test_exact_match_reproduces_gpt4_32k_readme(evaldata_dir, task, published):
 
 def test_em_rules_hand_computed():
     assert leval.exact_match_score("B", "B") == 1
-    assert leval.exact_match_score("AC", "ABC") == 0.25        # Coursera partial credit
+    assert leval.exact_match_score("AC", "ABC") == 0.25  # Coursera partial credit
     assert leval.exact_match_score("D", "ABC") == 0
-    assert leval.exact_match_score("18.0", "18") == 1          # numeric equality
+    assert leval.exact_match_score("18.0", "18") == 1  # numeric equality
     assert leval.exact_match_score("The Red Fox\nmore", "red fox") == 1  # substring of the prediction
     assert leval.exact_match_score("cat", "dog") == 0
     assert leval.extract_choice("The answer is (C) because") == "C"
@@ -44,6 +52,7 @@ def test_em_rules_hand_computed():
 
 def test_f1_matches_transformers_squad_metric(evaldata_dir):
     from transformers.data.metrics import squad_metrics
+
     path = _file(evaldata_dir / NGRAM / "turbo-16k-0613", "financial_qa")
     rows = leval.read_predictions(path)
     key = leval.prediction_key(rows[0], where="row 0")
@@ -64,9 +73,10 @@ def test_rouge_hand_computed():
     assert result["rouge1"] == pytest.approx(100 * 2 / 3)
     # bigrams: 2 of 2 predicted, 2 of 5 reference -> F = 2 * 1 * 0.4 / 1.4
     assert result["rouge2"] == pytest.approx(100 * 0.8 / 1.4)
-    assert result["rougeL"] == pytest.approx(100 * 2 / 3)      # LCS = 3 tokens
+    assert result["rougeL"] == pytest.approx(100 * 2 / 3)  # LCS = 3 tokens
     assert result["geometric_mean"] == pytest.approx(
-        (result["rouge1"] * result["rouge2"] * result["rougeL"]) ** (1 / 3))
+        (result["rouge1"] * result["rouge2"] * result["rougeL"]) ** (1 / 3)
+    )
 
 
 def test_rouge_on_real_predictions_is_sane(evaldata_dir):

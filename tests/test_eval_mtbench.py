@@ -1,4 +1,5 @@
 """MT-Bench: FastChat's parsing rules and its pandas aggregation, on synthetic judgments."""
+
 import math
 
 import numpy as np
@@ -10,15 +11,18 @@ from alignax.evaluate import mt_bench
 QUESTIONS = "mt_bench/fastchat/llm_judge/data/mt_bench/question.jsonl"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Explanation... Rating: [[7]]", 7.0),
-    ("Rating: [[8.5]] and later [[2]]", 8.5),      # the first match wins
-    ("I give it [6] out of 10", 6.0),              # "[x]" fallback
-    ("[3] first, then [[9]]", 9.0),                # "[[x]]" takes precedence over "[x]"
-    ("Rating: 7/10", mt_bench.UNPARSABLE),
-    ("Rating: [[seven]]", mt_bench.UNPARSABLE),
-    ("", mt_bench.UNPARSABLE),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Explanation... Rating: [[7]]", 7.0),
+        ("Rating: [[8.5]] and later [[2]]", 8.5),  # the first match wins
+        ("I give it [6] out of 10", 6.0),  # "[x]" fallback
+        ("[3] first, then [[9]]", 9.0),  # "[[x]]" takes precedence over "[x]"
+        ("Rating: 7/10", mt_bench.UNPARSABLE),
+        ("Rating: [[seven]]", mt_bench.UNPARSABLE),
+        ("", mt_bench.UNPARSABLE),
+    ],
+)
 def test_parse_rating(text, expected):
     assert mt_bench.parse_rating(text) == expected
 
@@ -41,12 +45,21 @@ def test_single_scores_match_fastchat_pandas_aggregation(evaldata_dir):
             for turn in (1, 2):
                 rating = int(rng.integers(1, 11))
                 kind = rng.choice(["double", "single", "bad"], p=[0.8, 0.1, 0.1])
-                text = {"double": f"Good. Rating: [[{rating}]]", "single": f"Rating: [{rating}]",
-                        "bad": "I cannot rate this."}[kind]
+                text = {
+                    "double": f"Good. Rating: [[{rating}]]",
+                    "single": f"Rating: [{rating}]",
+                    "bad": "I cannot rate this.",
+                }[kind]
                 judgments.append({"model": model, "question_id": question_id, "turn": turn, "judgment": text})
-                table.append({"model": model, "question_id": question_id, "turn": turn,
-                              "score": -1 if kind == "bad" else rating,
-                              "category": categories[question_id]})
+                table.append(
+                    {
+                        "model": model,
+                        "question_id": question_id,
+                        "turn": turn,
+                        "score": -1 if kind == "bad" else rating,
+                        "category": categories[question_id],
+                    }
+                )
     got = mt_bench.single_scores(judgments, categories=categories)
     # Reference: FastChat show_result.display_result_single, restated with pandas.
     df = pd.DataFrame(table)
@@ -64,12 +77,14 @@ def test_single_scores_match_fastchat_pandas_aggregation(evaldata_dir):
 
 
 def test_overall_is_row_mean_not_mean_of_turn_means():
-    rows = [{"model": "m", "question_id": 1, "turn": 1, "score": 10},
-            {"model": "m", "question_id": 2, "turn": 1, "score": 4},
-            {"model": "m", "question_id": 1, "turn": 2, "score": 1},
-            {"model": "m", "question_id": 2, "turn": 2, "score": -1}]
+    rows = [
+        {"model": "m", "question_id": 1, "turn": 1, "score": 10},
+        {"model": "m", "question_id": 2, "turn": 1, "score": 4},
+        {"model": "m", "question_id": 1, "turn": 2, "score": 1},
+        {"model": "m", "question_id": 2, "turn": 2, "score": -1},
+    ]
     got = mt_bench.single_scores(rows)["m"]
-    assert got["score"] == pytest.approx(5.0)           # (10 + 4 + 1) / 3
+    assert got["score"] == pytest.approx(5.0)  # (10 + 4 + 1) / 3
     assert got["turn_1"] == 7.0 and got["turn_2"] == 1.0  # mean of turn means would be 4.0
     assert got["n_unparsable"] == 1
 
@@ -93,7 +108,7 @@ def test_pairwise_swapped_games():
         {"model_1": "a", "model_2": "b", "g1_judgment": "[[A]]", "g2_judgment": "[[A]]"},  # disagree -> tie
         {"model_1": "a", "model_2": "b", "g1_judgment": "[[C]]", "g2_judgment": "[[C]]"},  # tie
         {"model_1": "a", "model_2": "b", "g1_judgment": "[[B]]", "g2_judgment": "[[A]]"},  # b wins
-        {"model_1": "a", "model_2": "b", "g1_judgment": "??", "g2_judgment": "[[A]]"},      # error, dropped
+        {"model_1": "a", "model_2": "b", "g1_judgment": "??", "g2_judgment": "[[A]]"},  # error, dropped
     ]
     got = mt_bench.pairwise_win_rates(rows)
     assert (got["a"]["win"], got["a"]["loss"], got["a"]["tie"], got["a"]["n_error"]) == (1, 1, 2, 1)
@@ -104,6 +119,7 @@ def test_pairwise_swapped_games():
 def test_cli_prints_strict_json(tmp_path, capsys):
     import argparse
     import json
+
     path = tmp_path / "judgments.jsonl"
     path.write_text(json.dumps({"model": "m", "question_id": 81, "turn": 1, "judgment": "Rating: [[8]]"}) + "\n")
     parser = argparse.ArgumentParser()

@@ -1,4 +1,5 @@
 """Ruler PM/FM on hand-computed cases (METHODS.md §17)."""
+
 import math
 
 import pytest
@@ -16,21 +17,24 @@ def test_count_words_is_regex_word_tokens():
     assert ruler.count_words("--- ...") == 0
 
 
-@pytest.mark.parametrize("target, n, pm, fm", [
-    (10, 0, False, False),      # lower bounds are exclusive
-    (10, 20, True, True),       # upper bounds are inclusive
-    (30, 20, False, False),
-    (80, 70, False, True),      # PM (70, 90] excludes 70; FM (60, 100] includes it
-    (80, 95, False, True),
-    (150, 171, False, True),
-    (300, 281, True, True),
-    (500, 400, False, False),
-    (500, 451, True, True),
-    (700, 800, False, True),
-    (">800", 800, False, False),
-    ("[MLT:>800]", 801, True, True),
-    ("more than 800", 5000, True, True),
-])
+@pytest.mark.parametrize(
+    "target, n, pm, fm",
+    [
+        (10, 0, False, False),  # lower bounds are exclusive
+        (10, 20, True, True),  # upper bounds are inclusive
+        (30, 20, False, False),
+        (80, 70, False, True),  # PM (70, 90] excludes 70; FM (60, 100] includes it
+        (80, 95, False, True),
+        (150, 171, False, True),
+        (300, 281, True, True),
+        (500, 400, False, False),
+        (500, 451, True, True),
+        (700, 800, False, True),
+        (">800", 800, False, False),
+        ("[MLT:>800]", 801, True, True),
+        ("more than 800", 5000, True, True),
+    ],
+)
 def test_intervals(target, n, pm, fm):
     got = ruler.match(words(n), target)
     assert got["words"] == n and got["pm"] is pm and got["fm"] is fm
@@ -66,6 +70,7 @@ def test_bad_input():
 def test_cli_prints_strict_json(tmp_path, capsys):
     import argparse
     import json
+
     path = tmp_path / "gen.jsonl"
     path.write_text(json.dumps({"output": words(12), "TargetLength": "10"}) + "\n")
     parser = argparse.ArgumentParser()

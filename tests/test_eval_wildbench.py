@@ -1,4 +1,5 @@
 """WildBench: WB-Score and WB-Reward against the published leaderboard tables (evaldata/wildbench)."""
+
 import json
 
 import pytest
@@ -15,8 +16,11 @@ def tables(evaldata_dir):
     root = evaldata_dir / DATA_DIR
     return {
         "score": json.loads((root / "score.json").read_text()),
-        "pairwise": {(ref, k): json.loads((root / f"pairwise-{ref}-K={k}.json").read_text())
-                     for ref in ("gpt4t", "haiku", "llama") for k in PAIRWISE_K},
+        "pairwise": {
+            (ref, k): json.loads((root / f"pairwise-{ref}-K={k}.json").read_text())
+            for ref in ("gpt4t", "haiku", "llama")
+            for k in PAIRWISE_K
+        },
         "all_stat": {k: json.loads((root / f"all_stat_wildbench.{k}.json").read_text()) for k in PAIRWISE_K},
     }
 
@@ -47,7 +51,8 @@ def test_reward_aggregation_reproduces_pairwise_tables(tables):
         for model, row in table.items():
             counts = {o: row[o] for o in wildbench.OUTCOMES}
             got = wildbench.aggregate_pairwise_counts(
-                counts=counts, total=row["total"], task_counts=row["task_categorized_results"])
+                counts=counts, total=row["total"], task_counts=row["task_categorized_results"]
+            )
             where = f"{ref} K={k} {model}"
             # Exact: same formula and summation order as the leaderboard's own code.
             assert got["reward"] == row["reward"], where
@@ -75,7 +80,8 @@ def test_mixture_reproduces_all_stat(tables):
             # RewardScore_Avg joins the score table and the reward mixture.
             macro_score = tables["score"][model]["adjusted_task_macro_score"] * 10
             assert (macro_score + stat[f"task_macro_reward.K={k}"]) / 2 == pytest.approx(
-                published["RewardScore_Avg"], abs=1e-9)
+                published["RewardScore_Avg"], abs=1e-9
+            )
             n += 1
     assert n > 100
 
@@ -91,20 +97,24 @@ def test_k_only_moves_slight_outcomes_to_tie(tables):
 
 
 def _item(winner, extent, test_text, ref_text, sid="s"):
-    return {"session_id": sid, "winner": winner, "extent": extent,
-            "model_outputs": {"T": test_text, "R": ref_text}}
+    return {"session_id": sid, "winner": winner, "extent": extent, "model_outputs": {"T": test_text, "R": ref_text}}
 
 
 def test_length_penalty_rules_hand_computed():
     items = [
-        _item("T", 1, "x" * 700, "x" * 100, "a"),   # slight win, 600 longer: tie at K=500, win at K=1000
-        _item("T", 2, "x" * 900, "x" * 100, "b"),   # much better: never changed
-        _item("R", 1, "x" * 100, "x" * 650, "c"),   # slight loss, ref 550 longer: tie at K=500
+        _item("T", 1, "x" * 700, "x" * 100, "a"),  # slight win, 600 longer: tie at K=500, win at K=1000
+        _item("T", 2, "x" * 900, "x" * 100, "b"),  # much better: never changed
+        _item("R", 1, "x" * 100, "x" * 650, "c"),  # slight loss, ref 550 longer: tie at K=500
         _item("tie", 0, "x", "x", "d"),
         _item("R", 2, "x" * 10 + wildbench.TRUNCATED_SUFFIX, "y", "e"),  # skipped, still in total
     ]
-    groups = {"a": ["Coding & Debugging"], "b": ["Coding & Debugging", "Creative Tasks"],
-              "c": ["Creative Tasks"], "d": ["Creative Tasks"], "e": ["Creative Tasks"]}
+    groups = {
+        "a": ["Coding & Debugging"],
+        "b": ["Coding & Debugging", "Creative Tasks"],
+        "c": ["Creative Tasks"],
+        "d": ["Creative Tasks"],
+        "e": ["Creative Tasks"],
+    }
     k500 = wildbench.wb_reward(items, test_model="T", ref_model="R", length_penalty_k=500, task_groups=groups)
     assert (k500["win_much"], k500["win"], k500["tie"], k500["lose"], k500["lose_much"]) == (1, 0, 3, 0, 0)
     assert k500["total"] == 5 and k500["reward"] == pytest.approx(1 / 5)
@@ -133,15 +143,21 @@ def test_bad_input_is_an_error():
 
 
 def test_wb_score_task_macro_hand_computed():
-    items = [{"session_id": "a", "score": "8", "model_output": "abc"},
-             {"session_id": "b", "score": "4", "model_output": "abcde"},
-             {"session_id": "c", "score": "2", "model_output": "x" + wildbench.TRUNCATED_SUFFIX}]
-    groups = {"a": wildbench.task_groups_of("Math", ["Coding & Debugging"]),
-              "b": wildbench.task_groups_of("Data Analysis", ["Others"]), "c": ["Creative Tasks"]}
+    items = [
+        {"session_id": "a", "score": "8", "model_output": "abc"},
+        {"session_id": "b", "score": "4", "model_output": "abcde"},
+        {"session_id": "c", "score": "2", "model_output": "x" + wildbench.TRUNCATED_SUFFIX},
+    ]
+    groups = {
+        "a": wildbench.task_groups_of("Math", ["Coding & Debugging"]),
+        "b": wildbench.task_groups_of("Data Analysis", ["Others"]),
+        "c": ["Creative Tasks"],
+    }
     row = wildbench.wb_score(items, task_groups=groups)
     assert row["adjusted_score"] == pytest.approx((14 / 3 - 5) * 2)  # truncated item counts here
     assert row["avg_len"] == 4  # but not here
     math_group = (6 - 5) * 2
     assert row["task_categorized_scores"] == pytest.approx(
-        {"Math & Data Analysis": math_group, "Coding & Debugging": 6.0, "Creative Tasks": -2.0})
+        {"Math & Data Analysis": math_group, "Coding & Debugging": 6.0, "Creative Tasks": -2.0}
+    )
     assert row["task_macro_score"] == pytest.approx((2 * 1.0 + 6 * 1.25 - 2 * 0.5) / 4.75)

@@ -2,6 +2,7 @@
 local judge, official formats read back by their readers (alpaca-eval's own for AlpacaEval), the
 existing metric code fed, an HTTP judge with scripted verdicts, and kill -9 + rerun losing and
 duplicating nothing."""
+
 import gzip
 import http.server
 import json
@@ -33,9 +34,13 @@ def tiny_model(tmp_path_factory):
     from alignax.train.modeling import load_tokenizer
 
     tokenizer = load_tokenizer("smollm2-135m-instruct")
-    cfg = LlamaConfig.tiny(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_token_id,
-                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                           max_position_embeddings=4096)
+    cfg = LlamaConfig.tiny(
+        vocab_size=tokenizer.vocab_size,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=4096,
+    )
     folder = tmp_path_factory.mktemp("model") / "tiny-policy"
     save_hf(Llama(cfg, rngs=nnx.Rngs(0)), tokenizer, str(folder))
     return folder
@@ -50,8 +55,24 @@ def read_jsonl(path):
 
 
 def local_run(benchmark, model, workdir, evaldata, limit, *extra):
-    return run_cli(["--benchmark", benchmark, "--model", model, "--judge", f"local:{model}", "--limit", limit,
-                    "--workdir", workdir, "--evaldata", evaldata, *GEN, *extra])
+    return run_cli(
+        [
+            "--benchmark",
+            benchmark,
+            "--model",
+            model,
+            "--judge",
+            f"local:{model}",
+            "--limit",
+            limit,
+            "--workdir",
+            workdir,
+            "--evaldata",
+            evaldata,
+            *GEN,
+            *extra,
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------ AlpacaEval
@@ -82,8 +103,9 @@ def test_alpaca_eval_model_outputs_load_with_the_alpaca_eval_reader(alpaca_run, 
     assert len(df) == 6
     assert {"instruction", "output", "generator", "dataset"} <= set(df.columns)
     assert utils.get_generator_name(None, df) == "tiny-policy"
-    with gzip.open(evaldata_dir / "alpaca_eval/results/gpt4_1106_preview/weighted_alpaca_eval_gpt4_turbo/"
-                   "annotations.json.gz", "rt") as f:
+    with gzip.open(
+        evaldata_dir / "alpaca_eval/results/gpt4_1106_preview/weighted_alpaca_eval_gpt4_turbo/annotations.json.gz", "rt"
+    ) as f:
         eval_set = [r["instruction"] for r in json.load(f)]
     assert set(df["instruction"]) <= set(eval_set)
     positions = [eval_set.index(i) for i in df["instruction"]]
@@ -99,8 +121,9 @@ def test_alpaca_eval_annotations_feed_the_lc_metric(alpaca_run, evaldata_dir):
     assert set(annotations["generator_2"]) == {"tiny-policy"}
     prefs = annotations["preference"].astype(float)
     assert ((prefs >= 1) & (prefs <= 2)).all()
-    with gzip.open(evaldata_dir / "alpaca_eval/results/gpt4_1106_preview/weighted_alpaca_eval_gpt4_turbo/"
-                   "annotations.json.gz", "rt") as f:
+    with gzip.open(
+        evaldata_dir / "alpaca_eval/results/gpt4_1106_preview/weighted_alpaca_eval_gpt4_turbo/annotations.json.gz", "rt"
+    ) as f:
         instructions = [r["instruction"] for r in json.load(f)]
     lc = metric.length_controlled_winrate(annotations, gamed, eval_instructions=instructions)
     assert 0 < lc["length_controlled_winrate"] < 100
@@ -194,20 +217,39 @@ def test_mt_bench_reference_answers_go_to_math_prompts(tiny_model, evaldata_dir,
 def test_ifeval_accuracies(tiny_model, evaldata_dir, tmp_path):
     from alignax.evaluate import ifeval
 
-    code = run_cli(["--benchmark", "ifeval", "--model", tiny_model, "--limit", 5, "--workdir", tmp_path,
-                    "--evaldata", evaldata_dir, "--max-new-tokens", 12, "--batch-size", 5])
+    code = run_cli(
+        [
+            "--benchmark",
+            "ifeval",
+            "--model",
+            tiny_model,
+            "--limit",
+            5,
+            "--workdir",
+            tmp_path,
+            "--evaldata",
+            evaldata_dir,
+            "--max-new-tokens",
+            12,
+            "--batch-size",
+            5,
+        ]
+    )
     assert code == 0
     rows = read_jsonl(tmp_path / "input_response_data.jsonl")
     prompts = ifeval.make_prompts(5, seed=0)
     assert [r["prompt"] for r in rows] == [p["prompt"] for p in prompts]
     expected = ifeval.score([{**p, "response": r["response"]} for p, r in zip(prompts, rows)])
     metrics = {m["name"]: m for m in json.loads((tmp_path / "metrics.json").read_text())["metrics"]}
-    assert set(metrics) == {f"{level}-level {mode} accuracy (%)" for level in ("prompt", "instruction")
-                            for mode in ("strict", "loose")}
+    assert set(metrics) == {
+        f"{level}-level {mode} accuracy (%)" for level in ("prompt", "instruction") for mode in ("strict", "loose")
+    }
     assert metrics["instruction-level loose accuracy (%)"]["value"] == pytest.approx(
-        100 * expected["inst_level_loose_acc"])
+        100 * expected["inst_level_loose_acc"]
+    )
     assert metrics["prompt-level strict accuracy (%)"]["value"] == pytest.approx(
-        100 * expected["prompt_level_strict_acc"])
+        100 * expected["prompt_level_strict_acc"]
+    )
     assert "not the benchmark's number" in (tmp_path / "report.md").read_text()
 
 
@@ -215,16 +257,27 @@ def test_ifeval_accuracies(tiny_model, evaldata_dir, tmp_path):
 class ScriptedJudge(http.server.BaseHTTPRequestHandler):
     """An OpenAI-compatible judge with fixed rules: AlpacaEval logprobs favour "M" (output_2),
     Arena-Hard prefers the shorter answer strongly, MT-Bench rates 7."""
+
     requests = 0
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests += 1
         text, logprobs = self.verdict(body)
-        payload = {"id": "x", "object": "chat.completion", "model": body["model"],
-                   "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                "logprobs": logprobs, "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
+        payload = {
+            "id": "x",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": logprobs,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11},
+        }
         data = json.dumps(payload).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -238,8 +291,12 @@ class ScriptedJudge(http.server.BaseHTTPRequestHandler):
         if body.get("logprobs"):
             top = [{"token": "M", "logprob": -0.2231}, {"token": "m", "logprob": -1.6094}]  # P(M)=0.8, P(m)=0.2
             return "M", {"content": [{"token": "M", "logprob": -0.2231, "top_logprobs": top}]}
-        match = re.search(r"Assistant A's Answer\|>\n(.*)\n<\|The End of Assistant A's Answer.*"
-                          r"Assistant B's Answer\|>\n(.*)\n<\|The End of Assistant B", user, re.DOTALL)
+        match = re.search(
+            r"Assistant A's Answer\|>\n(.*)\n<\|The End of Assistant A's Answer.*"
+            r"Assistant B's Answer\|>\n(.*)\n<\|The End of Assistant B",
+            user,
+            re.DOTALL,
+        )
         if match:
             return ("[[A>>B]]" if len(match.group(1)) < len(match.group(2)) else "[[B>>A]]"), None
         return "The answer is fine. Rating: [[7]]", None
@@ -258,8 +315,23 @@ def judge_server():
 
 
 def http_run(benchmark, model, workdir, evaldata, url, limit):
-    return run_cli(["--benchmark", benchmark, "--model", model, "--judge", f"http:{url},model=scripted,concurrency=4",
-                    "--limit", limit, "--workdir", workdir, "--evaldata", evaldata, *GEN])
+    return run_cli(
+        [
+            "--benchmark",
+            benchmark,
+            "--model",
+            model,
+            "--judge",
+            f"http:{url},model=scripted,concurrency=4",
+            "--limit",
+            limit,
+            "--workdir",
+            workdir,
+            "--evaldata",
+            evaldata,
+            *GEN,
+        ]
+    )
 
 
 def test_http_judge_scores_through_the_metric_code(tiny_model, evaldata_dir, tmp_path, judge_server):
@@ -293,8 +365,18 @@ def test_errors_name_the_problem_and_exit_2(tiny_model, evaldata_dir, tmp_path, 
     bad = tmp_path / "evaldata" / "mt_bench" / "fastchat" / "llm_judge" / "data" / "mt_bench"
     bad.mkdir(parents=True)
     (bad / "question.jsonl").write_text('{"question_id": 1, "category": "math", "turns": ["a", "b"]}\n{"oops"\n')
-    args = ["--benchmark", "mt_bench", "--model", tiny_model, "--judge", f"local:{tiny_model}",
-            "--workdir", tmp_path / "w", "--evaldata", tmp_path / "evaldata"]
+    args = [
+        "--benchmark",
+        "mt_bench",
+        "--model",
+        tiny_model,
+        "--judge",
+        f"local:{tiny_model}",
+        "--workdir",
+        tmp_path / "w",
+        "--evaldata",
+        tmp_path / "evaldata",
+    ]
     assert run_cli(args) == 2
     assert f"{bad / 'question.jsonl'}:2: invalid JSON" in capsys.readouterr().err
     # The same workdir with another model is refused, naming run.json.
@@ -311,8 +393,9 @@ def count_lines(path):
 
 def kill_when(command, path, *, timeout=600):
     """Starts `command`, SIGKILLs it once `path` has a complete line; returns the line count then."""
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and process.poll() is None:
@@ -330,9 +413,28 @@ def kill_when(command, path, *, timeout=600):
 
 def test_kill_mid_generation_and_mid_judging_then_rerun(tiny_model, evaldata_dir, tmp_path):
     n = 8
-    command = [sys.executable, "-m", "alignax.evaluate", "run", "--benchmark", "alpaca_eval", "--model",
-               str(tiny_model), "--judge", f"local:{tiny_model}", "--limit", str(n), "--workdir", str(tmp_path),
-               "--evaldata", str(evaldata_dir), "--batch-size", "1", "--max-new-tokens", "48"]
+    command = [
+        sys.executable,
+        "-m",
+        "alignax.evaluate",
+        "run",
+        "--benchmark",
+        "alpaca_eval",
+        "--model",
+        str(tiny_model),
+        "--judge",
+        f"local:{tiny_model}",
+        "--limit",
+        str(n),
+        "--workdir",
+        str(tmp_path),
+        "--evaldata",
+        str(evaldata_dir),
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "48",
+    ]
     answers = tmp_path / "generations" / "answers.jsonl"
     judgments = tmp_path / "judgments" / "alpaca_eval-tiny-policy.jsonl"
     at_kill = kill_when(command, answers)
@@ -349,7 +451,7 @@ def test_kill_mid_generation_and_mid_judging_then_rerun(tiny_model, evaldata_dir
     assert sorted(r["id"] for r in final_answers) == sorted({r["id"] for r in final_answers})
     assert len(final_answers) == n and len(final_judgments) == n
     assert len({r["id"] for r in final_judgments}) == n
-    assert final_answers[:len(kept)] == kept and final_judgments[:len(judged)] == judged  # nothing redone
+    assert final_answers[: len(kept)] == kept and final_judgments[: len(judged)] == judged  # nothing redone
     outputs = json.loads((tmp_path / "model_outputs.json").read_text())
     annotations = json.loads((tmp_path / "annotations.json").read_text())
     assert len(outputs) == n and len(annotations) == n

@@ -4,6 +4,7 @@ References: the gguf package's own quantize/dequantize (values), llama.cpp's per
 convert_hf_to_gguf.py writes it (Q/K layout), and transformers' GGUF loader (names, un-permutation
 and config, independently implemented).
 """
+
 import os
 
 import gguf
@@ -29,8 +30,7 @@ def random_q6_k_bytes(rng, rows, cols):
     blocks = rows * cols // 256
     raw = rng.integers(0, 256, size=(blocks, 210), dtype=np.uint8)
     raw[:, 192:208] = rng.integers(-20, 20, size=(blocks, 16)).astype(np.int8).view(np.uint8)
-    raw[:, 208:210] = (rng.uniform(0.001, 0.01, size=(blocks, 1)).astype(np.float16)
-                       .view(np.uint8).reshape(blocks, 2))
+    raw[:, 208:210] = rng.uniform(0.001, 0.01, size=(blocks, 1)).astype(np.float16).view(np.uint8).reshape(blocks, 2)
     return raw.reshape(rows, cols // 256 * 210)
 
 
@@ -87,11 +87,26 @@ def write_llama_gguf(path, *, tied=True, extra_tensors=(), vocab_size=VOCAB, see
         p, h = f"blk.{i}.", f"model.layers.{i}."
         add(p + "attn_norm.weight", h + "input_layernorm.weight", 1 + 0.1 * rng.standard_normal(HIDDEN), Q.F32)
         add(p + "ffn_norm.weight", h + "post_attention_layernorm.weight", 1 + 0.1 * rng.standard_normal(HIDDEN), Q.F32)
-        add(p + "attn_q.weight", h + "self_attn.q_proj.weight", rng.standard_normal((HEADS * HEAD_DIM, HIDDEN)),
-            Q.Q4_0, permute_heads=HEADS)
-        add(p + "attn_k.weight", h + "self_attn.k_proj.weight", rng.standard_normal((KV_HEADS * HEAD_DIM, HIDDEN)),
-            Q.Q4_1, permute_heads=KV_HEADS)
-        add(p + "attn_v.weight", h + "self_attn.v_proj.weight", rng.standard_normal((KV_HEADS * HEAD_DIM, HIDDEN)), Q.Q8_0)
+        add(
+            p + "attn_q.weight",
+            h + "self_attn.q_proj.weight",
+            rng.standard_normal((HEADS * HEAD_DIM, HIDDEN)),
+            Q.Q4_0,
+            permute_heads=HEADS,
+        )
+        add(
+            p + "attn_k.weight",
+            h + "self_attn.k_proj.weight",
+            rng.standard_normal((KV_HEADS * HEAD_DIM, HIDDEN)),
+            Q.Q4_1,
+            permute_heads=KV_HEADS,
+        )
+        add(
+            p + "attn_v.weight",
+            h + "self_attn.v_proj.weight",
+            rng.standard_normal((KV_HEADS * HEAD_DIM, HIDDEN)),
+            Q.Q8_0,
+        )
         add(p + "attn_output.weight", h + "self_attn.o_proj.weight", rng.standard_normal((HIDDEN, HIDDEN)), Q.BF16)
         add(p + "ffn_gate.weight", h + "mlp.gate_proj.weight", rng.standard_normal((FFN, HIDDEN)), Q.F16)
         add(p + "ffn_up.weight", h + "mlp.up_proj.weight", rng.standard_normal((FFN, HIDDEN)), Q.Q4_1)
@@ -118,7 +133,11 @@ def test_config_from_metadata(tiny_gguf):
     config, _, _ = gguf_io.read_gguf(path)
     assert config["architectures"] == ["LlamaForCausalLM"]
     assert (config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]) == (LAYERS, HIDDEN, FFN)
-    assert (config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]) == (HEADS, KV_HEADS, HEAD_DIM)
+    assert (config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]) == (
+        HEADS,
+        KV_HEADS,
+        HEAD_DIM,
+    )
     assert config["vocab_size"] == VOCAB and config["max_position_embeddings"] == 512
     assert config["rope_theta"] == 50000.0 and config["rms_norm_eps"] == 1e-6
     assert config["tie_word_embeddings"] is True
@@ -129,8 +148,16 @@ def test_config_matches_transformers(tiny_gguf):
     path, _, _ = tiny_gguf
     ours = gguf_io.read_gguf(path)[0]
     theirs = transformers.AutoConfig.from_pretrained(path.parent, gguf_file=path.name).to_dict()
-    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "max_position_embeddings", "tie_word_embeddings"):
+    for key in (
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "max_position_embeddings",
+        "tie_word_embeddings",
+    ):
         assert ours[key] == theirs[key], key
     for key in ("rope_theta", "rms_norm_eps"):
         np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-6, err_msg=key)
@@ -170,8 +197,9 @@ def test_q_and_k_unpermuted_like_transformers(tiny_gguf):
     _, tensors, _ = gguf_io.read_gguf(path)
     import torch
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                              torch_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, torch_dtype=torch.float32
+    )
     theirs = {name: value.numpy() for name, value in model.state_dict().items()}
     for name in originals:
         np.testing.assert_allclose(tensors[name], theirs[name], rtol=0, atol=1e-6, err_msg=name)
@@ -228,10 +256,15 @@ def test_lazy_tensors_read_only_the_rows_asked_for(tiny_gguf, monkeypatch):
     lazy = tensors.lazy()
     rows_read = []
     real = gguf.quants.dequantize
-    monkeypatch.setattr(gguf.quants, "dequantize",
-                        lambda data, qtype: rows_read.append(data.shape[0]) or real(data, qtype))
-    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
-                 "model.layers.0.mlp.down_proj.weight", "model.embed_tokens.weight"):
+    monkeypatch.setattr(
+        gguf.quants, "dequantize", lambda data, qtype: rows_read.append(data.shape[0]) or real(data, qtype)
+    )
+    for name in (
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.1.self_attn.k_proj.weight",
+        "model.layers.0.mlp.down_proj.weight",
+        "model.embed_tokens.weight",
+    ):
         assert lazy[name].shape == expected[name].shape
         for index in [(slice(0, 8), slice(None)), (slice(8, 24), slice(16, 48)), (slice(None), slice(0, 32))]:
             rows_read.clear()
@@ -241,6 +274,7 @@ def test_lazy_tensors_read_only_the_rows_asked_for(tiny_gguf, monkeypatch):
 
 
 # ------------------------------------------------------------------ alignax.models.load / presets
+
 
 def scaled_error(actual, reference):
     """max |a - r| / max |r| (relative to the logits' scale)."""
@@ -253,8 +287,9 @@ def tiny_transformers_logits(tiny_gguf):
     import torch
 
     path, _, _ = tiny_gguf
-    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                              torch_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, torch_dtype=torch.float32
+    )
     ids = np.random.default_rng(3).integers(0, VOCAB, size=(2, 12))
     with torch.no_grad():
         return ids, model(torch.tensor(ids)).logits.numpy()
@@ -323,8 +358,9 @@ def test_paper_configs_are_valid_transformers_configs():
     for name in presets.paper_config_names():
         cfg = presets.paper_config(name)
         hf = cfg.to_hf()
-        theirs = transformers.AutoConfig.for_model(hf["model_type"], **{k: v for k, v in hf.items()
-                                                                          if k != "model_type"})
+        theirs = transformers.AutoConfig.for_model(
+            hf["model_type"], **{k: v for k, v in hf.items() if k != "model_type"}
+        )
         assert theirs.num_key_value_heads == cfg.num_key_value_heads and theirs.head_dim == cfg.head_dim
         assert type(cfg).from_hf(hf) == cfg, name
     assert presets.paper_config("mistral-7b").sliding_window == 4096

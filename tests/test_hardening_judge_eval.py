@@ -8,6 +8,7 @@ that leave nothing in the cache (alignax/evaluate/judges/http.py). CLI cases wri
 tmp_path and run `alignax.evaluate.cli.main`: every bad file is an exit status 2 with a message
 naming the file and row, never a traceback or a silently wrong score.
 """
+
 import http.server
 import json
 import math
@@ -26,11 +27,29 @@ MESSAGES = [{"role": "user", "content": "Which output is better?"}]
 
 def completion_body(**overrides):
     """A well-formed chat completion; `overrides` replace top-level fields or choices[0] fields."""
-    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "M"},
-              "logprobs": {"content": [{"token": "M", "logprob": math.log(0.6), "top_logprobs": [
-                  {"token": "M", "logprob": math.log(0.6)}, {"token": "m", "logprob": math.log(0.3)}]}]}}
-    body = {"id": "cmpl", "object": "chat.completion", "choices": [choice],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
+    choice = {
+        "index": 0,
+        "finish_reason": "stop",
+        "message": {"role": "assistant", "content": "M"},
+        "logprobs": {
+            "content": [
+                {
+                    "token": "M",
+                    "logprob": math.log(0.6),
+                    "top_logprobs": [
+                        {"token": "M", "logprob": math.log(0.6)},
+                        {"token": "m", "logprob": math.log(0.3)},
+                    ],
+                }
+            ]
+        },
+    }
+    body = {
+        "id": "cmpl",
+        "object": "chat.completion",
+        "choices": [choice],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11},
+    }
     for name, value in overrides.items():
         (choice if name in ("message", "logprobs") else body)[name] = value
     return json.dumps(body).encode()
@@ -56,8 +75,9 @@ class Server:
             def handle_any(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
-                server.requests.append({"method": self.command, "path": self.path,
-                                        "authorization": self.headers.get("Authorization")})
+                server.requests.append(
+                    {"method": self.command, "path": self.path, "authorization": self.headers.get("Authorization")}
+                )
                 try:
                     server.respond(self)
                 except (BrokenPipeError, ConnectionResetError):
@@ -97,8 +117,14 @@ def send(handler, status=200, body=b"", headers=()):
 
 
 def client_for(port, host="127.0.0.1", **overrides):
-    kwargs = dict(base_url=f"http://{host}:{port}/v1", model="judge", api_key_env=KEY_ENV, timeout_s=5.0,
-                  max_retries=0, sleep=lambda seconds: None)
+    kwargs = dict(
+        base_url=f"http://{host}:{port}/v1",
+        model="judge",
+        api_key_env=KEY_ENV,
+        timeout_s=5.0,
+        max_retries=0,
+        sleep=lambda seconds: None,
+    )
     kwargs.update(overrides)
     return judge_http.OpenAIChatClient(**kwargs)
 
@@ -200,12 +226,15 @@ def test_endless_body_hits_the_size_cap(serve, declared):
 
 # ------------------------------------------------------------------------------- response schema
 MALFORMED = {
-    "logprob-string": completion_body(logprobs={"content": [{"token": "M", "logprob": -0.1, "top_logprobs": [
-        {"token": "M", "logprob": "high"}]}]}),
-    "logprob-positive": completion_body(logprobs={"content": [{"token": "M", "logprob": -0.1, "top_logprobs": [
-        {"token": "M", "logprob": 3.0}]}]}),
-    "logprob-overflow": completion_body(logprobs={"content": [{"token": "M", "logprob": -0.1, "top_logprobs": [
-        {"token": "M", "logprob": -0.5}]}]}).replace(b"-0.5", b"-1e999"),
+    "logprob-string": completion_body(
+        logprobs={"content": [{"token": "M", "logprob": -0.1, "top_logprobs": [{"token": "M", "logprob": "high"}]}]}
+    ),
+    "logprob-positive": completion_body(
+        logprobs={"content": [{"token": "M", "logprob": -0.1, "top_logprobs": [{"token": "M", "logprob": 3.0}]}]}
+    ),
+    "logprob-overflow": completion_body(
+        logprobs={"content": [{"token": "M", "logprob": -0.1, "top_logprobs": [{"token": "M", "logprob": -0.5}]}]}
+    ).replace(b"-0.5", b"-1e999"),
     "logprobs-content-number": completion_body(logprobs={"content": 5}),
     "logprobs-string": completion_body(logprobs="abc"),
     "top-logprobs-string": completion_body(logprobs={"content": [{"token": "M", "top_logprobs": "Mm"}]}),
@@ -214,8 +243,7 @@ MALFORMED = {
     "choice-number": completion_body(choices=[5]),
     "content-list": completion_body(message={"role": "assistant", "content": ["M"]}),
     "usage-string": completion_body(usage={"prompt_tokens": "many", "completion_tokens": 1}),
-    "usage-overflow": completion_body(usage={"prompt_tokens": 1.5, "completion_tokens": 1}).replace(
-        b"1.5", b"1e999"),
+    "usage-overflow": completion_body(usage={"prompt_tokens": 1.5, "completion_tokens": 1}).replace(b"1.5", b"1e999"),
     "usage-negative": completion_body(usage={"prompt_tokens": -5, "completion_tokens": 1}),
     "usage-boolean": completion_body(usage={"prompt_tokens": True, "completion_tokens": 1}),
     "usage-list": completion_body(usage=[10, 1]),
@@ -257,6 +285,7 @@ def test_malformed_cache_file_is_a_miss(serve, tmp_path):
 def run_cli(argv, capsys):
     """(exit status, stderr) of `python -m alignax.evaluate ARGV`, run in-process."""
     from alignax.evaluate import cli
+
     try:
         status = cli.main([str(a) for a in argv])
     except SystemExit as exit_:  # argparse rejects bad option values this way
@@ -265,8 +294,14 @@ def run_cli(argv, capsys):
 
 
 def annotation(i, preference, generator_2="my-model"):
-    return {"instruction": f"Instruction {i}", "output_1": "base " * (i + 1), "output_2": "model " * (2 * i + 1),
-            "generator_1": "baseline", "generator_2": generator_2, "preference": preference}
+    return {
+        "instruction": f"Instruction {i}",
+        "output_1": "base " * (i + 1),
+        "output_2": "model " * (2 * i + 1),
+        "generator_1": "baseline",
+        "generator_2": generator_2,
+        "preference": preference,
+    }
 
 
 def write_json(path, value):
@@ -294,17 +329,21 @@ def test_file_mixing_several_generator_2_models_is_an_error(tmp_path, capsys):
 
 
 def arena_judgments(tmp_path):
-    rows = [{"question_id": f"q{i}", "model": "my-model", "games": [{"score": verdict}, {"score": "B>A"}]}
-            for i, verdict in enumerate(["A>B", "B>A", "A>>B", "A=B", "B>>A", "B>A"])]
+    rows = [
+        {"question_id": f"q{i}", "model": "my-model", "games": [{"score": verdict}, {"score": "B>A"}]}
+        for i, verdict in enumerate(["A>B", "B>A", "A>>B", "A=B", "B>>A", "B>A"])
+    ]
     return write_jsonl(tmp_path / "judgments.jsonl", rows)
 
 
 @pytest.mark.parametrize("weight", ["-1", "0"])
 def test_arena_weight_below_one_is_rejected(tmp_path, capsys, weight):
     from alignax.evaluate import arena_hard
+
     path = arena_judgments(tmp_path)
-    status, err = run_cli(["arena_hard", "--judgments", path, "--baseline", "base", "--weight", weight,
-                           "--num-rounds", "3"], capsys)
+    status, err = run_cli(
+        ["arena_hard", "--judgments", path, "--baseline", "base", "--weight", weight, "--num-rounds", "3"], capsys
+    )
     assert status == 2 and "--weight" in err and weight in err
     with pytest.raises(ValueError, match="weight must be an integer >= 1"):
         arena_hard.battles_from_judgments(arena_hard._read_jsonl(path), baseline="base", weight=int(weight))
@@ -313,6 +352,7 @@ def test_arena_weight_below_one_is_rejected(tmp_path, capsys, weight):
 @pytest.mark.parametrize("v2", [False, True])
 def test_arena_zero_bootstrap_rounds_is_rejected(tmp_path, capsys, v2):
     from alignax.evaluate import arena_hard
+
     path = arena_judgments(tmp_path)
     argv = ["arena_hard", "--judgments", path, "--baseline", "base", "--num-rounds", "0"] + (["--v2"] if v2 else [])
     status, err = run_cli(argv, capsys)
@@ -324,6 +364,7 @@ def test_arena_zero_bootstrap_rounds_is_rejected(tmp_path, capsys, v2):
 
 def truncated_gzip(path):
     import gzip
+
     data = gzip.compress(json.dumps([{"score": "7", "model_output": "x"}] * 50).encode())
     path.write_bytes(data[: len(data) // 2])
     return path
@@ -331,35 +372,88 @@ def truncated_gzip(path):
 
 # (benchmark argv before the file, file name, writer, text the message must hold besides the file)
 BAD_FILES = {
-    "alpaca-not-utf8": (["alpaca_eval"], "a.json", lambda p: p.write_bytes(b'[{"preference": "\xff\xfe"}]'),
-                        "cannot read"),
-    "alpaca-output-not-string": (["alpaca_eval"], "a.json", lambda p: write_json(
-        p, [{**annotation(i, 2.0), "output_2": 12345} for i in range(3)]), "row 0"),
-    "alpaca-no-model-named": (["alpaca_eval"], "a.json", lambda p: write_json(
-        p, [annotation(0, 2.0, None), annotation(1, 1.0, None)]), "generator_2"),
-    "arena-line-not-object": (["arena_hard", "--baseline", "base", "--num-rounds", "2", "--judgments"], "j.jsonl",
-                              lambda p: write_jsonl(p, [{"model": "m", "games": []}, "[1, 2]"]), ":2"),
-    "arena-games-not-list": (["arena_hard", "--baseline", "base", "--num-rounds", "2", "--judgments"], "j.jsonl",
-                             lambda p: write_jsonl(p, [{"model": "m", "games": "A>B"}]), ":1"),
-    "arena-battle-model-list": (["arena_hard", "--baseline", "base", "--num-rounds", "2"], "b.jsonl",
-                                lambda p: write_jsonl(p, [{"model_a": "base", "model_b": ["m"], "winner": "tie"}]),
-                                ":1"),
-    "mtbench-missing-turn": (["mt_bench"], "j.jsonl", lambda p: write_jsonl(p, [
-        {"model": "m", "question_id": 1, "turn": 1, "score": 7}, {"model": "m", "question_id": 2, "score": 7}]),
-        "judgment 1"),
-    "mtbench-score-text": (["mt_bench"], "j.jsonl", lambda p: write_jsonl(p, [
-        {"model": "m", "question_id": 1, "turn": 1, "score": "high"}]), "judgment 0"),
-    "mtbench-turn-boolean": (["mt_bench"], "j.jsonl", lambda p: write_jsonl(p, [
-        {"model": "m", "question_id": 1, "turn": True, "score": 7}]), "judgment 0"),
-    "wildbench-output-not-string": (["wildbench", "score"], "r.json", lambda p: write_json(
-        p, [{"session_id": "s0", "score": "7", "model_output": 5}]), "item 0"),
-    "wildbench-object-not-list": (["wildbench", "score"], "r.json", lambda p: write_json(
-        p, {"session_id": "s0", "score": "7", "model_output": "x"}), "list"),
-    "wildbench-score-boolean": (["wildbench", "score"], "r.json", lambda p: write_json(
-        p, [{"session_id": "s0", "score": True, "model_output": "x"}]), "item 0"),
-    "wildbench-extent-null": (["wildbench", "reward", "--test-model", "T", "--ref-model", "R"], "r.json",
-                              lambda p: write_json(p, [{"session_id": "s0", "winner": "T", "extent": None,
-                                                        "model_outputs": {"T": "a", "R": "b"}}]), "item 0"),
+    "alpaca-not-utf8": (
+        ["alpaca_eval"],
+        "a.json",
+        lambda p: p.write_bytes(b'[{"preference": "\xff\xfe"}]'),
+        "cannot read",
+    ),
+    "alpaca-output-not-string": (
+        ["alpaca_eval"],
+        "a.json",
+        lambda p: write_json(p, [{**annotation(i, 2.0), "output_2": 12345} for i in range(3)]),
+        "row 0",
+    ),
+    "alpaca-no-model-named": (
+        ["alpaca_eval"],
+        "a.json",
+        lambda p: write_json(p, [annotation(0, 2.0, None), annotation(1, 1.0, None)]),
+        "generator_2",
+    ),
+    "arena-line-not-object": (
+        ["arena_hard", "--baseline", "base", "--num-rounds", "2", "--judgments"],
+        "j.jsonl",
+        lambda p: write_jsonl(p, [{"model": "m", "games": []}, "[1, 2]"]),
+        ":2",
+    ),
+    "arena-games-not-list": (
+        ["arena_hard", "--baseline", "base", "--num-rounds", "2", "--judgments"],
+        "j.jsonl",
+        lambda p: write_jsonl(p, [{"model": "m", "games": "A>B"}]),
+        ":1",
+    ),
+    "arena-battle-model-list": (
+        ["arena_hard", "--baseline", "base", "--num-rounds", "2"],
+        "b.jsonl",
+        lambda p: write_jsonl(p, [{"model_a": "base", "model_b": ["m"], "winner": "tie"}]),
+        ":1",
+    ),
+    "mtbench-missing-turn": (
+        ["mt_bench"],
+        "j.jsonl",
+        lambda p: write_jsonl(
+            p, [{"model": "m", "question_id": 1, "turn": 1, "score": 7}, {"model": "m", "question_id": 2, "score": 7}]
+        ),
+        "judgment 1",
+    ),
+    "mtbench-score-text": (
+        ["mt_bench"],
+        "j.jsonl",
+        lambda p: write_jsonl(p, [{"model": "m", "question_id": 1, "turn": 1, "score": "high"}]),
+        "judgment 0",
+    ),
+    "mtbench-turn-boolean": (
+        ["mt_bench"],
+        "j.jsonl",
+        lambda p: write_jsonl(p, [{"model": "m", "question_id": 1, "turn": True, "score": 7}]),
+        "judgment 0",
+    ),
+    "wildbench-output-not-string": (
+        ["wildbench", "score"],
+        "r.json",
+        lambda p: write_json(p, [{"session_id": "s0", "score": "7", "model_output": 5}]),
+        "item 0",
+    ),
+    "wildbench-object-not-list": (
+        ["wildbench", "score"],
+        "r.json",
+        lambda p: write_json(p, {"session_id": "s0", "score": "7", "model_output": "x"}),
+        "list",
+    ),
+    "wildbench-score-boolean": (
+        ["wildbench", "score"],
+        "r.json",
+        lambda p: write_json(p, [{"session_id": "s0", "score": True, "model_output": "x"}]),
+        "item 0",
+    ),
+    "wildbench-extent-null": (
+        ["wildbench", "reward", "--test-model", "T", "--ref-model", "R"],
+        "r.json",
+        lambda p: write_json(
+            p, [{"session_id": "s0", "winner": "T", "extent": None, "model_outputs": {"T": "a", "R": "b"}}]
+        ),
+        "item 0",
+    ),
     "wildbench-truncated-gzip": (["wildbench", "score"], "r.json.gz", truncated_gzip, "invalid JSON"),
 }
 
@@ -378,8 +472,10 @@ def test_bad_file_is_an_error_naming_file_and_row(tmp_path, capsys, case):
 def test_module_entry_point_prints_no_traceback(tmp_path):
     import subprocess
     import sys
+
     path = write_jsonl(tmp_path / "j.jsonl", [{"model": "m", "question_id": 1, "score": 7}])
-    result = subprocess.run([sys.executable, "-m", "alignax.evaluate", "mt_bench", str(path)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "alignax.evaluate", "mt_bench", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and str(path) in result.stderr and "'turn'" in result.stderr

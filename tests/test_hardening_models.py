@@ -4,6 +4,7 @@ Each hostile case is a small file written in tmp_path that used to hang, allocat
 crash with an error that named nothing; each must now fail fast with an error naming the file
 (and the key or tensor). The reward-model export is checked against transformers itself.
 """
+
 import json
 import os
 import struct
@@ -58,10 +59,15 @@ def test_reward_model_export_scores_like_transformers(tmp_path):
     ids, segments = _right_padded_batch(np.random.default_rng(0), [11, 4, 16, 1], 16, rm.backbone.cfg.vocab_size)
     ours = np.asarray(rm(ids, segment_ids=segments))
     with torch.no_grad():
-        theirs = hf(input_ids=torch.tensor(ids, dtype=torch.long),
-                    attention_mask=torch.tensor(segments, dtype=torch.long)).logits[:, 0].numpy()
+        theirs = (
+            hf(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(segments, dtype=torch.long))
+            .logits[:, 0]
+            .numpy()
+        )
     # Each row alone, unpadded: padding must not change the score on either side.
-    alone = [float(rm(ids[i:i + 1, :n], segment_ids=segments[i:i + 1, :n])[0]) for i, n in enumerate([11, 4, 16, 1])]
+    alone = [
+        float(rm(ids[i : i + 1, :n], segment_ids=segments[i : i + 1, :n])[0]) for i, n in enumerate([11, 4, 16, 1])
+    ]
     np.testing.assert_allclose(theirs, ours, atol=1e-4)
     np.testing.assert_allclose(ours, alone, atol=1e-4)
     assert np.std(ours) > 1e-2  # the head is really used: different sequences, different scores
@@ -73,8 +79,9 @@ def test_reward_model_export_loads_back_with_its_head(tmp_path):
     loaded, tokenizer = RewardModel.from_pretrained(tmp_path / "rm")
     assert tokenizer is None
     ids, segments = _right_padded_batch(np.random.default_rng(1), [9, 5], 12, rm.backbone.cfg.vocab_size)
-    np.testing.assert_allclose(np.asarray(loaded(ids, segment_ids=segments)),
-                               np.asarray(rm(ids, segment_ids=segments)), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(loaded(ids, segment_ids=segments)), np.asarray(rm(ids, segment_ids=segments)), atol=1e-5
+    )
 
 
 def test_training_export_keeps_the_head(tmp_path):
@@ -97,6 +104,7 @@ def test_annotate_reward_model_still_exports_the_class():
 # ------------------------------------------------------------------------------------------------
 # GGUF: every count and size in the header is checked against the file before anything is built.
 # ------------------------------------------------------------------------------------------------
+
 
 def _gguf_string(text):
     raw = text.encode()
@@ -124,16 +132,28 @@ def test_gguf_declaring_a_million_layers_fails_fast(tmp_path):
     path = tmp_path / "million.gguf"
     writer = gguf.GGUFWriter(os.fspath(path), "llama")
     writer.add_block_count(1_000_000)
-    for setter, value in [(writer.add_context_length, 64), (writer.add_embedding_length, 64),
-                          (writer.add_feed_forward_length, 128), (writer.add_head_count, 4),
-                          (writer.add_vocab_size, 256)]:
+    for setter, value in [
+        (writer.add_context_length, 64),
+        (writer.add_embedding_length, 64),
+        (writer.add_feed_forward_length, 128),
+        (writer.add_head_count, 4),
+        (writer.add_vocab_size, 256),
+    ]:
         setter(value)
     rng = np.random.default_rng(0)
     writer.add_tensor("token_embd.weight", rng.standard_normal((256, 64)).astype(np.float32))
     writer.add_tensor("output_norm.weight", np.ones(64, np.float32))
-    for name, shape in [("attn_norm", (64,)), ("ffn_norm", (64,)), ("attn_q", (64, 64)), ("attn_k", (64, 64)),
-                        ("attn_v", (64, 64)), ("attn_output", (64, 64)), ("ffn_gate", (128, 64)),
-                        ("ffn_up", (128, 64)), ("ffn_down", (64, 128))]:
+    for name, shape in [
+        ("attn_norm", (64,)),
+        ("ffn_norm", (64,)),
+        ("attn_q", (64, 64)),
+        ("attn_k", (64, 64)),
+        ("attn_v", (64, 64)),
+        ("attn_output", (64, 64)),
+        ("ffn_gate", (128, 64)),
+        ("ffn_up", (128, 64)),
+        ("ffn_down", (64, 128)),
+    ]:
         writer.add_tensor(f"blk.0.{name}.weight", rng.standard_normal(shape).astype(np.float32))
     writer.add_tensor("padding_to_2mb", np.zeros(2 * 1024 * 1024 // 4, np.float32))
     writer.write_header_to_file()
@@ -203,16 +223,16 @@ TEMPLATE_BOMBS = {
     "string_repeat": "{{ 'a' * 10**10 }}",
     "repeat_via_variable": "{% set n = 10**10 %}{{ 'a' * n }}",
     "concat_doubling": "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
-                       "{% endfor %}{{ ns.s|length }}",
+    "{% endfor %}{{ ns.s|length }}",
     "plus_doubling": "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}"
-                     "{% endfor %}{{ ns.s|length }}",
+    "{% endfor %}{{ ns.s|length }}",
     "huge_power": "{{ 2 ** (10 ** 10) }}",
     "center_width": "{{ 'x'|center(10**10) }}",
     "method_width": "{{ 'x'.ljust(10**10) }}",
     "format_width": "{{ '%999999999999s' % 'x' }}",
     "join_of_references": "{% set big = 'a' * 1000000 %}{{ ([big] * 100000)|join }}",
     "exponential_macro": "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
-                         "{{ f(60) }}",
+    "{{ f(60) }}",
     "output_flood": "{% for i in range(100000) %}{{ messages[0].content }}{% endfor %}",
 }
 
@@ -234,8 +254,10 @@ def test_template_bomb_fails_fast_with_a_clear_error(tmp_path, name):
 def test_template_within_budget_still_renders(tmp_path):
     from alignax.models.tokenizer import Tokenizer
 
-    source = ("{% for m in messages %}{{ '<|' ~ m.role ~ '|>' }}{{ m.content|trim }}{{ '%s' % eos_token }}"
-              "{{ ' ' * 2 }}{% endfor %}{{ [1, 2]|join(',') }}{{ 2 ** 10 }}")
+    source = (
+        "{% for m in messages %}{{ '<|' ~ m.role ~ '|>' }}{{ m.content|trim }}{{ '%s' % eos_token }}"
+        "{{ ' ' * 2 }}{% endfor %}{{ [1, 2]|join(',') }}{{ 2 ** 10 }}"
+    )
     tokenizer = Tokenizer.from_dir(_write_tokenizer_folder(tmp_path, chat_template=source))
     text = tokenizer.render_chat([{"role": "user", "content": " hi "}, {"role": "assistant", "content": "yo"}])
     assert text == "<|user|>hi</s>  <|assistant|>yo</s>  1,21024"
@@ -244,6 +266,7 @@ def test_template_within_budget_still_renders(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # config.json, tokenizer.json, shard index: errors name the file and the key.
 # ------------------------------------------------------------------------------------------------
+
 
 def _write_tokenizer_folder(tmp_path, *, chat_template=None):
     import tokenizers
@@ -274,10 +297,19 @@ def _edit_config(folder, **changes):
     (folder / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("key, value", [("num_attention_heads", 0), ("num_key_value_heads", 0),
-                                        ("hidden_size", "64"), ("rms_norm_eps", "tiny"),
-                                        ("tie_word_embeddings", "yes"), ("head_dim", -2),
-                                        ("eos_token_id", [2, "x"]), ("num_hidden_layers", 2.5)])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("num_attention_heads", 0),
+        ("num_key_value_heads", 0),
+        ("hidden_size", "64"),
+        ("rms_norm_eps", "tiny"),
+        ("tie_word_embeddings", "yes"),
+        ("head_dim", -2),
+        ("eos_token_id", [2, "x"]),
+        ("num_hidden_layers", 2.5),
+    ],
+)
 def test_config_field_with_wrong_type_names_file_and_key(tmp_path, key, value):
     import alignax.models
 
@@ -332,7 +364,8 @@ def _shard_index_pointing_at(folder, shard_name):
     """Moves the single-file checkpoint's tensors behind an index whose shard name is hostile."""
     tensors = hf_io.read_safetensors(folder / "model.safetensors")
     (folder / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {}, "weight_map": {name: shard_name for name in tensors}}))
+        json.dumps({"metadata": {}, "weight_map": {name: shard_name for name in tensors}})
+    )
 
 
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
@@ -360,8 +393,9 @@ def test_shard_inside_the_model_folder_still_loads(tmp_path):
     folder = _write_tiny_checkpoint(tmp_path / "ckpt")
     (folder / "sub").mkdir()
     os.replace(folder / "model.safetensors", folder / "sub" / "part-1.safetensors")
-    _shard_index_pointing_at_sub = {name: "sub/part-1.safetensors"
-                                    for name in hf_io.read_safetensors(folder / "sub" / "part-1.safetensors")}
+    _shard_index_pointing_at_sub = {
+        name: "sub/part-1.safetensors" for name in hf_io.read_safetensors(folder / "sub" / "part-1.safetensors")
+    }
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": _shard_index_pointing_at_sub}))
     model, _ = alignax.models.load(folder)
     assert model.cfg.num_hidden_layers == 2

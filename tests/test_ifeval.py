@@ -3,6 +3,7 @@
 Expected verdicts are worked out by hand from the rules of google-research/instruction_following_eval
 `instructions.py` (Zhou et al., 2023), never produced by the code under test.
 """
+
 import itertools
 
 import pytest
@@ -27,8 +28,12 @@ CASES = [
     ("keywords:letter_frequency", {"letter": "a", "let_frequency": 3, "let_relation": LESS}, "bAnana", False),
     ("keywords:letter_frequency", {"letter": "a", "let_frequency": 4, "let_relation": LESS}, "Banana", True),
     ("keywords:letter_frequency", {"letter": "a", "let_frequency": 4, "let_relation": AT_LEAST}, "Banana", False),
-    ("keywords:key_sentences", {"key_sentences": ["I love tea."], "num_sentences": 1}, "Hello there. I love tea.",
-     True),
+    (
+        "keywords:key_sentences",
+        {"key_sentences": ["I love tea."], "num_sentences": 1},
+        "Hello there. I love tea.",
+        True,
+    ),
     ("keywords:key_sentences", {"key_sentences": ["I love tea."], "num_sentences": 1}, "I love tea a lot.", False),
     # length constraints: "less than" strict, "at least" inclusive
     ("length_constraints:number_words", {"num_words": 5, "relation": LESS}, "one two three four", True),
@@ -39,20 +44,40 @@ CASES = [
     ("length_constraints:number_sentences", {"num_sentences": 3, "relation": AT_LEAST}, "Hi there. How? Fine!", True),
     ("length_constraints:number_sentences", {"num_sentences": 3, "relation": LESS}, "Hi there. How? Fine!", False),
     ("length_constraints:number_sentences", {"num_sentences": 4, "relation": LESS}, "Hi there. How? Fine!", True),
-    ("length_constraints:number_sentences", {"num_sentences": 2, "relation": AT_LEAST}, "Mr. Smith met Dr. Jones.",
-     False),
+    (
+        "length_constraints:number_sentences",
+        {"num_sentences": 2, "relation": AT_LEAST},
+        "Mr. Smith met Dr. Jones.",
+        False,
+    ),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 3}, "A\n***\nB\n***\nC", True),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 3}, "***\nA\n***\nB\n***\nC\n***", True),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 3}, "A\n***\nB", False),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, "A\n***\n***\nC", False),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "river"},
-     "Intro here.\n\nRiver, wide and slow.", True),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "river"},
-     'Intro here.\n\n"River" he said.', True),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "river"},
-     "Intro here.\n\nThe river.", False),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "river"},
-     "Intro.\n\nRiver here.\n\nOutro.", False),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "river"},
+        "Intro here.\n\nRiver, wide and slow.",
+        True,
+    ),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "river"},
+        'Intro here.\n\n"River" he said.',
+        True,
+    ),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "river"},
+        "Intro here.\n\nThe river.",
+        False,
+    ),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "river"},
+        "Intro.\n\nRiver here.\n\nOutro.",
+        False,
+    ),
     # detectable content
     ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name], at [address].", True),
     ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name].", False),
@@ -61,10 +86,18 @@ CASES = [
     ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hello. PS bye", False),
     ("detectable_content:postscript", {"postscript_marker": "P.P.S"}, "Hi\nP.P.S. more", True),
     ("detectable_content:postscript", {"postscript_marker": "P.P.S"}, "Hi\nP.S. more", False),
-    ("detectable_content:rephrase_paragraph", {"original_paragraph": "the cat sat on the mat", "low": 2, "high": 3},
-     "The dog sat.", True),
-    ("detectable_content:rephrase_paragraph", {"original_paragraph": "the cat sat on the mat", "low": 2, "high": 3},
-     "The cat sat on the mat.", False),
+    (
+        "detectable_content:rephrase_paragraph",
+        {"original_paragraph": "the cat sat on the mat", "low": 2, "high": 3},
+        "The dog sat.",
+        True,
+    ),
+    (
+        "detectable_content:rephrase_paragraph",
+        {"original_paragraph": "the cat sat on the mat", "low": 2, "high": 3},
+        "The cat sat on the mat.",
+        False,
+    ),
     # detectable format
     ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "**Bold**\n* one\n- two", True),
     ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* one\n- two\n  - three", False),
@@ -72,13 +105,21 @@ CASES = [
     ("detectable_format:constrained_response", {}, "Yes.", False),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "This is *one* and **two**.", True),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "Only *one* here, * * empty.", False),
-    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2},
-     "Section 1\nfoo\nSection 2\nbar", True),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "Section", "num_sections": 2},
+        "Section 1\nfoo\nSection 2\nbar",
+        True,
+    ),
     ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2}, "Section 1\nfoo", False),
-    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2},
-     "SECTION 1\nfoo\nSECTION 2\nbar", False),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "Section", "num_sections": 2},
+        "SECTION 1\nfoo\nSECTION 2\nbar",
+        False,
+    ),
     ("detectable_format:json_format", {}, '```json\n{"a": 1}\n```', True),
-    ("detectable_format:json_format", {}, ' [1, 2] ', True),
+    ("detectable_format:json_format", {}, " [1, 2] ", True),
     ("detectable_format:json_format", {}, 'Here it is: {"a": 1}', False),
     ("detectable_format:title", {}, "<<Poem of Joy>>\nbody", True),
     ("detectable_format:title", {}, "<<  >> and <Not a title>", False),
@@ -87,10 +128,18 @@ CASES = [
     ("combination:two_responses", {}, "******\nAnswer one.\n******\nAnswer two.", True),
     ("combination:two_responses", {}, "Same.\n******\nSame.", False),
     ("combination:two_responses", {}, "A\n******\n******\nB", False),
-    ("combination:repeat_prompt", {"prompt_to_repeat": "Write a poem about cats."},
-     "write a poem about cats. Whiskers in the sun.", True),
-    ("combination:repeat_prompt", {"prompt_to_repeat": "Write a poem about cats."},
-     "Sure! Write a poem about cats.", False),
+    (
+        "combination:repeat_prompt",
+        {"prompt_to_repeat": "Write a poem about cats."},
+        "write a poem about cats. Whiskers in the sun.",
+        True,
+    ),
+    (
+        "combination:repeat_prompt",
+        {"prompt_to_repeat": "Write a poem about cats."},
+        "Sure! Write a poem about cats.",
+        False,
+    ),
     # start / end
     ("startend:end_checker", {"end_phrase": "Any other questions?"}, 'Blah blah. any other questions?"', True),
     ("startend:end_checker", {"end_phrase": "Any other questions?"}, "Any other questions? Bye.", False),
@@ -106,12 +155,24 @@ CASES = [
     ("change_case:english_capital", {}, "ALL CAPS HERE, 42 TIMES.", True),
     ("change_case:english_capital", {}, "ALL CAPS here.", False),
     ("change_case:english_capital", {}, "ВСЁ ЗАГЛАВНЫМИ", False),
-    ("change_case:capital_word_frequency", {"capital_frequency": 3, "capital_relation": AT_LEAST},
-     "I love NYC-STYLE PIZZA", True),
-    ("change_case:capital_word_frequency", {"capital_frequency": 3, "capital_relation": LESS},
-     "I love NYC PIZZA", False),
-    ("change_case:capital_word_frequency", {"capital_frequency": 4, "capital_relation": LESS},
-     "I love NYC PIZZA", True),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 3, "capital_relation": AT_LEAST},
+        "I love NYC-STYLE PIZZA",
+        True,
+    ),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 3, "capital_relation": LESS},
+        "I love NYC PIZZA",
+        False,
+    ),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 4, "capital_relation": LESS},
+        "I love NYC PIZZA",
+        True,
+    ),
     # a contraction is two Treebank tokens: DO + N'T
     ("change_case:capital_word_frequency", {"capital_frequency": 3, "capital_relation": AT_LEAST}, "DON'T STOP", True),
     ("punctuation:no_comma", {}, "No commas here.", True),
@@ -119,14 +180,30 @@ CASES = [
 ]
 
 REQUIRED_IDS = [
-    "length_constraints:number_words", "length_constraints:number_sentences", "length_constraints:number_paragraphs",
-    "length_constraints:nth_paragraph_first_word", "keywords:existence", "keywords:forbidden_words",
-    "keywords:frequency", "keywords:letter_frequency", "detectable_format:json_format",
-    "detectable_format:number_bullet_lists", "detectable_format:multiple_sections",
-    "detectable_content:number_placeholders", "detectable_format:title", "change_case:english_lowercase",
-    "change_case:english_capital", "change_case:capital_word_frequency", "startend:end_checker", "startend:quotation",
-    "detectable_content:postscript", "punctuation:no_comma", "detectable_format:number_highlighted_sections",
-    "detectable_format:constrained_response", "combination:repeat_prompt", "combination:two_responses",
+    "length_constraints:number_words",
+    "length_constraints:number_sentences",
+    "length_constraints:number_paragraphs",
+    "length_constraints:nth_paragraph_first_word",
+    "keywords:existence",
+    "keywords:forbidden_words",
+    "keywords:frequency",
+    "keywords:letter_frequency",
+    "detectable_format:json_format",
+    "detectable_format:number_bullet_lists",
+    "detectable_format:multiple_sections",
+    "detectable_content:number_placeholders",
+    "detectable_format:title",
+    "change_case:english_lowercase",
+    "change_case:english_capital",
+    "change_case:capital_word_frequency",
+    "startend:end_checker",
+    "startend:quotation",
+    "detectable_content:postscript",
+    "punctuation:no_comma",
+    "detectable_format:number_highlighted_sections",
+    "detectable_format:constrained_response",
+    "combination:repeat_prompt",
+    "combination:two_responses",
 ]
 
 
@@ -147,14 +224,17 @@ def test_registry_covers_the_required_ids():
     assert "language:response_language" not in ifeval.REGISTRY  # needs langdetect, not a dependency
 
 
-@pytest.mark.parametrize("sentence_text, expected", [
-    ("Mr. Smith met Dr. Jones.", 1),
-    ("It costs 3.5 dollars. Cheap!", 2),
-    ("Visit example.com today. Ok.", 2),
-    ("The U.S.A. is big. Yes.", 2),
-    ("Wow!! Really?", 2),
-    ("no punctuation at all", 1),
-])
+@pytest.mark.parametrize(
+    "sentence_text, expected",
+    [
+        ("Mr. Smith met Dr. Jones.", 1),
+        ("It costs 3.5 dollars. Cheap!", 2),
+        ("Visit example.com today. Ok.", 2),
+        ("The U.S.A. is big. Yes.", 2),
+        ("Wow!! Really?", 2),
+        ("no punctuation at all", 1),
+    ],
+)
 def test_sentence_count(sentence_text, expected):
     assert text.count_sentences(sentence_text) == expected
 
@@ -171,16 +251,19 @@ def test_empty_response_follows_nothing():
 # ---------------------------------------------------------------- kwargs validation
 
 
-@pytest.mark.parametrize("instruction_id, kwargs, named", [
-    ("keywords:no_such_thing", {}, "keywords:no_such_thing"),
-    ("length_constraints:number_words", {"num_words": 5, "relation": "at most"}, "relation"),
-    ("length_constraints:number_words", {"num_words": 5}, "relation"),
-    ("length_constraints:number_words", {"num_words": "5", "relation": LESS}, "num_words"),
-    ("length_constraints:number_words", {"num_words": 5, "relation": LESS, "colour": "red"}, "colour"),
-    ("keywords:letter_frequency", {"letter": "ab", "let_frequency": 1, "let_relation": LESS}, "letter"),
-    ("keywords:existence", {"keywords": "river"}, "keywords"),
-    ("combination:repeat_prompt", {}, "prompt_to_repeat"),
-])
+@pytest.mark.parametrize(
+    "instruction_id, kwargs, named",
+    [
+        ("keywords:no_such_thing", {}, "keywords:no_such_thing"),
+        ("length_constraints:number_words", {"num_words": 5, "relation": "at most"}, "relation"),
+        ("length_constraints:number_words", {"num_words": 5}, "relation"),
+        ("length_constraints:number_words", {"num_words": "5", "relation": LESS}, "num_words"),
+        ("length_constraints:number_words", {"num_words": 5, "relation": LESS, "colour": "red"}, "colour"),
+        ("keywords:letter_frequency", {"letter": "ab", "let_frequency": 1, "let_relation": LESS}, "letter"),
+        ("keywords:existence", {"keywords": "river"}, "keywords"),
+        ("combination:repeat_prompt", {}, "prompt_to_repeat"),
+    ],
+)
 def test_bad_instruction_or_kwargs_raise_naming_them(instruction_id, kwargs, named):
     with pytest.raises(ValueError, match=named):
         ifeval.check(instruction_id, kwargs, "some response")
@@ -200,12 +283,19 @@ def test_repeat_prompt_falls_back_to_the_prompt():
 # ---------------------------------------------------------------- loose vs strict
 
 
-@pytest.mark.parametrize("instruction_id, kwargs, response", [
-    ("change_case:english_lowercase", {}, "Sure, here is my answer:\nall lowercase text here"),
-    ("startend:end_checker", {"end_phrase": "Any other questions?"}, "Done. Any other questions?\nThanks for reading"),
-    ("startend:quotation", {}, '**"Hello world"**'),
-    ("detectable_format:json_format", {}, 'Here is the JSON:\n{"a": 1}\nHope this helps'),
-])
+@pytest.mark.parametrize(
+    "instruction_id, kwargs, response",
+    [
+        ("change_case:english_lowercase", {}, "Sure, here is my answer:\nall lowercase text here"),
+        (
+            "startend:end_checker",
+            {"end_phrase": "Any other questions?"},
+            "Done. Any other questions?\nThanks for reading",
+        ),
+        ("startend:quotation", {}, '**"Hello world"**'),
+        ("detectable_format:json_format", {}, 'Here is the JSON:\n{"a": 1}\nHope this helps'),
+    ],
+)
 def test_loose_accepts_what_strict_rejects(instruction_id, kwargs, response):
     assert ifeval.check(instruction_id, kwargs, response) is False
     assert ifeval.check_loose(instruction_id, kwargs, response) is True
@@ -230,8 +320,11 @@ def _record(ids, kwargs, response, prompt="p"):
 def test_prompt_level_and_instruction_level_accuracy_by_hand():
     records = [
         # strict: both followed; loose: both followed
-        _record(["punctuation:no_comma", "length_constraints:number_words"],
-                [{}, {"num_words": 5, "relation": LESS}], "one two three"),
+        _record(
+            ["punctuation:no_comma", "length_constraints:number_words"],
+            [{}, {"num_words": 5, "relation": LESS}],
+            "one two three",
+        ),
         # strict: comma and capital S in the preamble -> neither; loose (first line removed): both
         _record(["punctuation:no_comma", "change_case:english_lowercase"], [{}, {}], "Sure, here:\nhello there"),
         # neither mode finds a title
@@ -311,9 +404,11 @@ def test_generated_repeat_prompt_repeats_the_request_before_the_repeat_sentence(
 
 
 def test_generated_prompt_can_be_followed():
-    record = {"prompt": "Write a poem about glaciers.", "instruction_id_list": [
-        "detectable_format:title", "punctuation:no_comma", "keywords:frequency"],
-        "kwargs": [{}, {}, {"keyword": "ice", "frequency": 2, "relation": AT_LEAST}]}
+    record = {
+        "prompt": "Write a poem about glaciers.",
+        "instruction_id_list": ["detectable_format:title", "punctuation:no_comma", "keywords:frequency"],
+        "kwargs": [{}, {}, {"keyword": "ice", "frequency": 2, "relation": AT_LEAST}],
+    }
     assert ifeval.num_followed(record, "<<Cold Giants>>\nIce on ice and more ice") == 3
 
 
@@ -321,19 +416,31 @@ def test_generated_prompt_can_be_followed():
 
 
 def test_preference_prefers_the_response_following_more_instructions():
-    record = {"prompt": "p", "instruction_id_list": ["punctuation:no_comma", "detectable_format:title"],
-              "kwargs": [{}, {}]}
+    record = {
+        "prompt": "p",
+        "instruction_id_list": ["punctuation:no_comma", "detectable_format:title"],
+        "kwargs": [{}, {}],
+    }
     both, one, none = "<<T>>\nno commas here", "plain text", "<plain, text>"
-    assert (ifeval.num_followed(record, both), ifeval.num_followed(record, one), ifeval.num_followed(record, none)) \
-        == (2, 1, 0)
+    assert (ifeval.num_followed(record, both), ifeval.num_followed(record, one), ifeval.num_followed(record, none)) == (
+        2,
+        1,
+        0,
+    )
     assert ifeval.preference(record, both, one) == 1.0
     assert ifeval.preference(record, none, one) == 0.0
     assert ifeval.preference(record, one, "also plain") == 0.5
 
 
 def test_preference_is_symmetric():
-    candidates = ["all lowercase, no title", "<<TITLE>>\nALL CAPS NO COMMAS", "Sure!\n*one*\n* two",
-                  '{"answer": "My answer is yes."}', '"quoted answer"', "P.S. done\nAny other questions?"]
+    candidates = [
+        "all lowercase, no title",
+        "<<TITLE>>\nALL CAPS NO COMMAS",
+        "Sure!\n*one*\n* two",
+        '{"answer": "My answer is yes."}',
+        '"quoted answer"',
+        "P.S. done\nAny other questions?",
+    ]
     for record in ifeval.make_prompts(60, seed=9):
         for response_a, response_b in itertools.combinations(candidates, 2):
             forward = ifeval.preference(record, response_a, response_b)

@@ -6,6 +6,7 @@ first chunk of judgements of iteration 1, after the first checkpoint of iteratio
 the next run resumes. The final summary must match the uninterrupted one (1e-6) and every sample
 file must hold each prompt exactly once, with the same texts.
 """
+
 import json
 import os
 import signal
@@ -28,8 +29,14 @@ def _scored(scores, matrix=None):
         s = np.asarray(scores, float)
         matrix = 1 / (1 + np.exp(-(s[:, None] - s[None, :])))
     matrix = np.asarray(matrix, float)
-    return {"id": "p", "prompt": "x", "responses": [f"r{i}" for i in range(k)], "scores": list(scores),
-            "win_matrix": matrix.tolist(), "win_probs": matrix.mean(1).tolist()}
+    return {
+        "id": "p",
+        "prompt": "x",
+        "responses": [f"r{i}" for i in range(k)],
+        "scores": list(scores),
+        "win_matrix": matrix.tolist(),
+        "win_probs": matrix.mean(1).tolist(),
+    }
 
 
 OPTIONS = ConfigDict({"margin": 0.1, "seed": 0})
@@ -154,5 +161,6 @@ def test_sigkill_in_each_stage_then_resume(clean_run, tmp_path):
             ids = [r["id"] for r in ours]
             assert len(ids) == len(set(ids)) == len(theirs), (t, stage)  # nothing duplicated or missing
             assert sorted(json.dumps(r, sort_keys=True) for r in ours) == sorted(
-                json.dumps(r, sort_keys=True) for r in theirs), (t, stage)
+                json.dumps(r, sort_keys=True) for r in theirs
+            ), (t, stage)
     assert (killed / "metric.png").stat().st_size > 0

@@ -1,6 +1,7 @@
 """Judges: prompts against their published sources, the HTTP client against a real local HTTP
 server (retries, backoff, cache, concurrency, usage, key hygiene), and the local-model judge
 against a softmax of the model's own logits."""
+
 import http.server
 import json
 import math
@@ -21,11 +22,16 @@ KEY_ENV = "ALIGNAX_TEST_JUDGE_KEY"
 def test_alpaca_eval_prompt_equals_package_file_and_rendering():
     import pathlib
 
+    import alpaca_eval
     import pandas as pd
     from alpaca_eval import utils as ae_utils
-    import alpaca_eval
-    path = (pathlib.Path(alpaca_eval.__file__).parent / "evaluators_configs" / "alpaca_eval_clf_gpt4_turbo"
-            / "alpaca_eval_clf.txt")
+
+    path = (
+        pathlib.Path(alpaca_eval.__file__).parent
+        / "evaluators_configs"
+        / "alpaca_eval_clf_gpt4_turbo"
+        / "alpaca_eval_clf.txt"
+    )
     template = path.read_text()
     assert prompts.ALPACA_EVAL_CLF == template
     df = pd.DataFrame([{"instruction": "Say hi {politely}", "output_1": "Hi.\n\nBye", "output_2": 'He said "hi"'}])
@@ -41,18 +47,25 @@ def test_mt_bench_prompts_equal_fastchat_file(evaldata_dir):
     for row in published:
         ours = prompts.MT_BENCH[row["name"]]
         assert (ours.kind, ours.system_prompt, ours.prompt_template, ours.output_format) == (
-            row["type"], row["system_prompt"], row["prompt_template"], row["output_format"])
+            row["type"],
+            row["system_prompt"],
+            row["prompt_template"],
+            row["output_format"],
+        )
     assert prompts.mt_bench_prompt_name(category="coding", turn=2) == "single-math-v1-multi-turn"
     assert prompts.mt_bench_prompt_name(category="writing", turn=1, pairwise=True) == "pair-v2"
 
 
-@pytest.mark.parametrize("text, label", [
-    ("My final verdict is: [[B>>A]]", "B>>A"),
-    ("[[A=B]] ... again [[A=B]]", "A=B"),
-    ("[[A>B]] but then [[B>A]]", None),          # conflicting verdicts: no battle
-    ("verdict [A>B]", "A>B"),                     # single-bracket fallback
-    ("no verdict", None),
-])
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("My final verdict is: [[B>>A]]", "B>>A"),
+        ("[[A=B]] ... again [[A=B]]", "A=B"),
+        ("[[A>B]] but then [[B>A]]", None),  # conflicting verdicts: no battle
+        ("verdict [A>B]", "A>B"),  # single-bracket fallback
+        ("no verdict", None),
+    ],
+)
 def test_arena_hard_verdict(text, label):
     assert prompts.parse_arena_hard_verdict(text) == label
 
@@ -60,8 +73,9 @@ def test_arena_hard_verdict(text, label):
 def test_wildbench_prompts_and_parsers():
     text = prompts.wildbench_score_prompt(history="", user_query="Q?", model_output="A.", checklist=["c1", "c2"])
     assert "{$" not in text and "- c1\n- c2" in text and "<|begin_of_response|>\n\nA.\n\n" in text
-    pair = prompts.wildbench_pairwise_prompt(history="h", user_query="q", candidate_a="x", candidate_b="y",
-                                             checklist="- c")
+    pair = prompts.wildbench_pairwise_prompt(
+        history="h", user_query="q", candidate_a="x", candidate_b="y", checklist="- c"
+    )
     assert "{$" not in pair and "<|begin_of_response_B|>\n\ny\n\n" in pair
     assert prompts.parse_wildbench_score('```\n{"strengths": "a", "weaknesses": "b", "score": "8"}\n```') == 8.0
     assert prompts.parse_wildbench_score('{"score": "11"}') is None
@@ -71,8 +85,11 @@ def test_wildbench_prompts_and_parsers():
 
 
 def test_alpaca_preference_from_logprobs():
-    top = [{"token": "M", "logprob": math.log(0.6)}, {"token": "m", "logprob": math.log(0.3)},
-           {"token": "x", "logprob": math.log(0.05)}]
+    top = [
+        {"token": "M", "logprob": math.log(0.6)},
+        {"token": "m", "logprob": math.log(0.3)},
+        {"token": "x", "logprob": math.log(0.05)},
+    ]
     assert prompts.parse_alpaca_eval_logprobs(top) == pytest.approx(2 - 0.3 / 0.9)
     assert math.isnan(prompts.parse_alpaca_eval_logprobs([{"token": "x", "logprob": 0.0}]))
 
@@ -137,14 +154,34 @@ def _handler(fake):
                     return self._send(200, {"object": "error"})
                 time.sleep(fake.delay_s)
                 user = body["messages"][-1]["content"]
-                self._send(200, {
-                    "id": "cmpl", "object": "chat.completion", "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": f"echo:{user[:20]} Rating: [[7]]"},
-                                 "logprobs": {"content": [{"token": "M", "logprob": math.log(0.6), "top_logprobs": [
-                                     {"token": "M", "logprob": math.log(0.6)},
-                                     {"token": "m", "logprob": math.log(0.3)}]}]}}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 7, "total_tokens": 107}})
+                self._send(
+                    200,
+                    {
+                        "id": "cmpl",
+                        "object": "chat.completion",
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": f"echo:{user[:20]} Rating: [[7]]"},
+                                "logprobs": {
+                                    "content": [
+                                        {
+                                            "token": "M",
+                                            "logprob": math.log(0.6),
+                                            "top_logprobs": [
+                                                {"token": "M", "logprob": math.log(0.6)},
+                                                {"token": "m", "logprob": math.log(0.3)},
+                                            ],
+                                        }
+                                    ]
+                                },
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 7, "total_tokens": 107},
+                    },
+                )
             finally:
                 fake.done()
 
@@ -173,10 +210,20 @@ def fake(server, monkeypatch):
 
 def make_client(fake, tmp_path=None, **overrides):
     sleeps = []
-    kwargs = dict(base_url=fake.base_url, model="judge-1", api_key_env=KEY_ENV, timeout_s=5.0,
-                  max_retries=4, initial_backoff_s=0.1, backoff_multiplier=2.0, max_backoff_s=2.0,
-                  jitter=0.0, sleep=sleeps.append, seed=0,
-                  cache_dir=None if tmp_path is None else tmp_path / "cache")
+    kwargs = dict(
+        base_url=fake.base_url,
+        model="judge-1",
+        api_key_env=KEY_ENV,
+        timeout_s=5.0,
+        max_retries=4,
+        initial_backoff_s=0.1,
+        backoff_multiplier=2.0,
+        max_backoff_s=2.0,
+        jitter=0.0,
+        sleep=sleeps.append,
+        seed=0,
+        cache_dir=None if tmp_path is None else tmp_path / "cache",
+    )
     kwargs.update(overrides)
     return judge_http.OpenAIChatClient(**kwargs), sleeps
 
@@ -210,12 +257,12 @@ def test_retries_with_exponential_backoff(fake):
 def test_backoff_bounds_with_jitter_and_cap(fake):
     client, _ = make_client(fake, jitter=0.5, initial_backoff_s=1.0, max_backoff_s=5.0)
     for attempt in range(8):
-        nominal = min(5.0, 2.0 ** attempt)
+        nominal = min(5.0, 2.0**attempt)
         for _ in range(20):
             delay = client.backoff_delay(attempt)
             assert 0.5 * nominal <= delay <= nominal
-    assert client.backoff_delay(0, retry_after=3.0) == 3.0     # Retry-After raises the delay
-    assert client.backoff_delay(0, retry_after=60.0) == 5.0    # but never past the cap
+    assert client.backoff_delay(0, retry_after=3.0) == 3.0  # Retry-After raises the delay
+    assert client.backoff_delay(0, retry_after=60.0) == 5.0  # but never past the cap
 
 
 def test_429_honours_retry_after(fake):
@@ -291,7 +338,9 @@ def test_cache_hit_makes_no_request(fake, tmp_path):
     # A fresh client over the same folder also hits (the cache is on disk, not in memory).
     fresh, _ = make_client(fake, tmp_path)
     assert fresh.complete(MESSAGES, temperature=0).cached and len(fake.requests) == 3
-    stored = json.loads(next((tmp_path / "cache").rglob(f"{client.cache_key(MESSAGES, {'temperature': 0})}.json")).read_text())
+    stored = json.loads(
+        next((tmp_path / "cache").rglob(f"{client.cache_key(MESSAGES, {'temperature': 0})}.json")).read_text()
+    )
     assert stored["request"]["model"] == "judge-1" and stored["response"]["choices"]
 
 
@@ -333,19 +382,24 @@ class ByteTokenizer:
 def tiny_model():
     llama = pytest.importorskip("alignax.models.llama", reason="alignax.models.llama not available yet")
     from flax import nnx
+
     from alignax.models.config import LlamaConfig
+
     return llama.Llama(LlamaConfig.tiny(max_position_embeddings=4096), rngs=nnx.Rngs(0))
 
 
 def test_local_judge_reads_verdict_token_probabilities(tiny_model):
     import jax.numpy as jnp
+
     from alignax.evaluate.judges import local
+
     tokenizer = ByteTokenizer()
     judge = local.LocalModelJudge(tiny_model, tokenizer)
     verdict = judge.judge_pair(instruction="Name a colour.", output_1="Blue.", output_2="Red, a warm colour.")
     # Independent computation: float64 softmax of the model's last-position logits.
-    messages = prompts.alpaca_eval_messages(instruction="Name a colour.", output_1="Blue.",
-                                            output_2="Red, a warm colour.")
+    messages = prompts.alpaca_eval_messages(
+        instruction="Name a colour.", output_1="Blue.", output_2="Red, a warm colour."
+    )
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     logits = np.asarray(tiny_model(jnp.asarray(ids, jnp.int32)[None]), np.float64)[0, -1]
     probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
@@ -358,6 +412,7 @@ def test_local_judge_reads_verdict_token_probabilities(tiny_model):
 
 def test_local_judge_rejects_multi_token_verdicts(tiny_model):
     from alignax.evaluate.judges import local
+
     with pytest.raises(ValueError, match="not one"):
         local.LocalModelJudge(tiny_model, ByteTokenizer(), verdicts=("A", "Bee"))
     judge = local.LocalModelJudge(tiny_model, ByteTokenizer(), max_prompt_tokens=50)

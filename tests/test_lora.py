@@ -2,6 +2,7 @@
 (loaded by the real peft library on the transformers model), and runs of the engine with adapters:
 only adapters train and are checkpointed, the DPO reference is the base model, the mesh gives the
 single-device numbers, and LoRA-SFT runs from the CLI."""
+
 import functools
 import json
 import math
@@ -45,7 +46,9 @@ def test_targets_by_regex_and_init_as_peft():
     (_, gate), _ = lora.lora_modules(model)
     fan_in = gate.kernel.shape[0]
     a = np.asarray(gate.lora_a[...])
-    assert a.shape == (fan_in, 4) and np.all(np.abs(a) <= 1 / math.sqrt(fan_in)) and a.std() > 0.5 / math.sqrt(3 * fan_in)
+    assert (
+        a.shape == (fan_in, 4) and np.all(np.abs(a) <= 1 / math.sqrt(fan_in)) and a.std() > 0.5 / math.sqrt(3 * fan_in)
+    )
     assert not np.asarray(gate.lora_b[...]).any()
     assert gate.scaling == 2.0 and lora.LoRASpec(rank=4, alpha=8.0, use_rslora=True).scaling == 4.0
     with pytest.raises(ValueError, match="matches no projection"):
@@ -72,8 +75,12 @@ def test_forward_is_w_plus_scaled_ab(scan):
     else:
         w, a, b = (np.asarray(v[...]) for v in (module.kernel, module.lora_a, module.lora_b))
         np.testing.assert_allclose(np.asarray(module(x)), x @ w + 2.0 * (x @ a) @ b, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(lora.merged_kernel(module))[0] if scan else np.asarray(lora.merged_kernel(module)),
-                               w + 2.0 * a @ b, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(lora.merged_kernel(module))[0] if scan else np.asarray(lora.merged_kernel(module)),
+        w + 2.0 * a @ b,
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_dropout_only_in_train_mode_with_fresh_keys():
@@ -111,7 +118,7 @@ def test_peft_export_loads_in_peft_and_equals_the_merged_export(tmp_path):
     lora.save_peft_adapter(model, str(tmp_path / "adapter"), spec)
 
     tensors = safetensors.numpy.load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
-    (_, q_proj), = [(p, m) for p, m in lora.lora_modules(model) if p == ("model", "layers", 0, "self_attn", "q_proj")]
+    ((_, q_proj),) = [(p, m) for p, m in lora.lora_modules(model) if p == ("model", "layers", 0, "self_attn", "q_proj")]
     key = "base_model.model.model.layers.0.self_attn.q_proj"
     np.testing.assert_array_equal(tensors[f"{key}.lora_A.weight"], np.asarray(q_proj.lora_a[...]).T)  # [r, in]
     np.testing.assert_array_equal(tensors[f"{key}.lora_B.weight"], np.asarray(q_proj.lora_b[...]).T)  # [out, r]
@@ -137,9 +144,18 @@ def lora_dpo_config(**overrides):
     import configs.dpo
 
     config = configs.dpo.get_config("tiny")
-    config.update_from_flattened_dict({"total_steps": 2, "checkpoint_every": 2, "eval_batches": 1,
-                                       "data.length_multiple": 64, "lora.rank": 4, "lora.alpha": 8.0,
-                                       "lora.target": "q_proj|v_proj|up_proj", **overrides})
+    config.update_from_flattened_dict(
+        {
+            "total_steps": 2,
+            "checkpoint_every": 2,
+            "eval_batches": 1,
+            "data.length_multiple": 64,
+            "lora.rank": 4,
+            "lora.alpha": 8.0,
+            "lora.target": "q_proj|v_proj|up_proj",
+            **overrides,
+        }
+    )
     return config
 
 
@@ -197,7 +213,9 @@ def test_exports_merged_and_peft_folders_of_the_trained_adapters(dpo_run):
         name = lora.module_name(path)
         a, b = checkpointed(restored, (*path, "lora_a")), checkpointed(restored, (*path, "lora_b"))
         assert np.abs(b).max() > 0
-        np.testing.assert_allclose(merged[f"{name}.weight"], (np.asarray(module.kernel[...]) + 2.0 * a @ b).T, atol=1e-6)
+        np.testing.assert_allclose(
+            merged[f"{name}.weight"], (np.asarray(module.kernel[...]) + 2.0 * a @ b).T, atol=1e-6
+        )
         np.testing.assert_array_equal(adapter[f"base_model.model.{name}.lora_A.weight"], a.T)
         np.testing.assert_array_equal(adapter[f"base_model.model.{name}.lora_B.weight"], b.T)
     adapter_config = json.loads((workdir / "export_adapter" / "adapter_config.json").read_text())
@@ -210,26 +228,53 @@ def test_mesh_gives_the_single_device_numbers(dpo_run, tmp_path):
     workdir, _, _ = dpo_run
     config = lora_dpo_config(**{"mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2, "export": False})
     train(config, str(tmp_path))
-    single, mesh = ([json.loads(line)["loss"] for line in (d / "metrics.jsonl").read_text().splitlines()
-                     if '"loss"' in line] for d in (workdir, tmp_path))
+    single, mesh = (
+        [json.loads(line)["loss"] for line in (d / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+        for d in (workdir, tmp_path)
+    )
     np.testing.assert_allclose(mesh, single, rtol=2e-4)
 
 
 def test_lora_sft_from_the_cli(tmp_path):
-    subprocess.run([sys.executable, "-m", "experiments.sft", "--config", "configs/sft.py:tiny", "--workdir",
-                    str(tmp_path), "--config.lora.rank=16", "--config.lora.dropout=0.1", "--config.total_steps=2",
-                    "--config.eval_batches=0", "--config.data.length_multiple=64"],
-                   cwd=REPO_ROOT, check=True, capture_output=True, text=True, timeout=900)
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.sft",
+            "--config",
+            "configs/sft.py:tiny",
+            "--workdir",
+            str(tmp_path),
+            "--config.lora.rank=16",
+            "--config.lora.dropout=0.1",
+            "--config.total_steps=2",
+            "--config.eval_batches=0",
+            "--config.data.length_multiple=64",
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    losses = [
+        json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in line
+    ]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
     assert (tmp_path / "export_adapter" / "adapter_model.safetensors").is_file()
     assert json.loads((tmp_path / "export_adapter" / "adapter_config.json").read_text())["r"] == 16
 
 
-@pytest.mark.parametrize("key,value,match", [
-    ("lora.rank", -1, "lora.rank"), ("lora.dropout", 1.0, "lora.dropout"), ("lora.target", "(", "lora.target"),
-    ("lora.alpha", 0.0, "lora.alpha"), ("lora.init", "orthogonal", "lora.init"),
-])
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("lora.rank", -1, "lora.rank"),
+        ("lora.dropout", 1.0, "lora.dropout"),
+        ("lora.target", "(", "lora.target"),
+        ("lora.alpha", 0.0, "lora.alpha"),
+        ("lora.init", "orthogonal", "lora.init"),
+    ],
+)
 def test_bad_lora_config_is_an_error_naming_the_key(key, value, match):
     config = lora_dpo_config()
     config.update_from_flattened_dict({key: value})

@@ -20,18 +20,30 @@ from alignax import losses
 from alignax.train import validate
 from alignax.train.loop import train
 from alignax.train.methods import MODEL_INPUTS
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 TRAINABLE = [name for name in losses.names() if losses.info(name).config]
 PENDING = [name for name in losses.names() if losses.info(name).pending]
 # Array arguments a loss may take but the engine does not pass (optional masks and extras).
-OPTIONAL_ARRAYS = {"example_mask", "pair_mask", "margin", "chosen_nll", "chosen_lengths", "rejected_lengths",
-                   "ref_chosen_logps", "ref_rejected_logps", "ref_logps", "lengths", "num_tokens"}
+OPTIONAL_ARRAYS = {
+    "example_mask",
+    "pair_mask",
+    "margin",
+    "chosen_nll",
+    "chosen_lengths",
+    "rejected_lengths",
+    "ref_chosen_logps",
+    "ref_rejected_logps",
+    "ref_logps",
+    "lengths",
+    "num_tokens",
+}
 
 
 def tiny_config(name: str, **overrides):
     entry = losses.info(name)
-    stem = entry.config[len("configs/"):-len(".py")]
+    stem = entry.config[len("configs/") : -len(".py")]
     config = importlib.import_module(f"configs.{stem}").get_config("tiny")
     config.update_from_flattened_dict({"loss.name": name, **overrides})
     return config
@@ -58,8 +70,11 @@ def test_declaration_matches_the_function(name):
     required = {k for k, p in parameters.items() if p.default is inspect.Parameter.empty}
     unset = {k for k, v in entry.hparams.items() if isinstance(v, losses.Unset)}
     assert required <= set(entry.inputs) | unset, (name, required - set(entry.inputs))
-    defaults = {k: (None if p.default is inspect.Parameter.empty else p.default) for k, p in parameters.items()
-                if k not in entry.inputs and k not in OPTIONAL_ARRAYS}
+    defaults = {
+        k: (None if p.default is inspect.Parameter.empty else p.default)
+        for k, p in parameters.items()
+        if k not in entry.inputs and k not in OPTIONAL_ARRAYS
+    }
     declared = {k: (None if isinstance(v, losses.Unset) else v) for k, v in entry.hparams.items()}
     assert declared == defaults, name
 
@@ -78,9 +93,20 @@ def test_every_trainable_loss_trains_two_steps(tmp_path, name):
 
 def test_readme_example_ipo_from_the_dpo_config(tmp_path):
     """The README's example that stopped at the first step (`label_smoothing` passed to ipo)."""
-    command = [sys.executable, "-m", "experiments.dpo", "--config", "configs/dpo.py:tiny", "--workdir",
-               str(tmp_path), "--config.loss.name=ipo", "--config.total_steps=2", "--config.eval_batches=0",
-               "--config.export=False", "--config.loss.hparams.beta=0.2"]
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.dpo",
+        "--config",
+        "configs/dpo.py:tiny",
+        "--workdir",
+        str(tmp_path),
+        "--config.loss.name=ipo",
+        "--config.total_steps=2",
+        "--config.eval_batches=0",
+        "--config.export=False",
+        "--config.loss.hparams.beta=0.2",
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "done: step 2" in result.stdout
@@ -95,14 +121,17 @@ def test_unset_hyperparameters_take_the_loss_defaults():
     assert validate.check_config(config) == {"beta": 0.5}
 
 
-@pytest.mark.parametrize("key, value, words", [
-    ("loss.hparams.label_smoothing", 0.1, ["loss.hparams.label_smoothing", "'ipo'", "beta", "length_normalize"]),
-    ("loss.hparams.beta", -1.0, ["loss.hparams.beta", "positive"]),
-    ("total_steps", -3, ["config.total_steps", "positive integer"]),
-    ("batch_size", 0, ["config.batch_size", "positive integer"]),
-    ("optimizer.learning_rate", -1e-5, ["optimizer.learning_rate", ">= 0"]),
-    ("logprob_vocab_chunk_size", -1, ["logprob_vocab_chunk_size"]),
-])
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("loss.hparams.label_smoothing", 0.1, ["loss.hparams.label_smoothing", "'ipo'", "beta", "length_normalize"]),
+        ("loss.hparams.beta", -1.0, ["loss.hparams.beta", "positive"]),
+        ("total_steps", -3, ["config.total_steps", "positive integer"]),
+        ("batch_size", 0, ["config.batch_size", "positive integer"]),
+        ("optimizer.learning_rate", -1e-5, ["optimizer.learning_rate", ">= 0"]),
+        ("logprob_vocab_chunk_size", -1, ["logprob_vocab_chunk_size"]),
+    ],
+)
 def test_bad_config_values_name_the_key(key, value, words):
     config = importlib.import_module("configs.dpo").get_config("tiny")
     config.update_from_flattened_dict({"loss.name": "ipo", key: value})
@@ -129,8 +158,9 @@ def test_pending_losses_say_what_they_wait_for(name):
 
 def test_missing_data_field_names_the_field_and_the_file(tmp_path):
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "yes", "rejected": "no"}) + "\n"
-                            for i in range(8)))
+    data.write_text(
+        "".join(json.dumps({"prompt": f"q{i}", "chosen": "yes", "rejected": "no"}) + "\n" for i in range(8))
+    )
     config = tiny_config("sppo", **{"data.train": str(data), "data.eval": "", "total_steps": 1})
     with pytest.raises(ValueError, match=r"pairs.jsonl: record 0 has no field 'chosen_win_probs'"):
         train(config, str(tmp_path / "run"))
@@ -148,7 +178,9 @@ def test_kto_feed_adds_mismatched_kl_sequences():
     feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=1)
     batch = next(feed)
     size = config.batch_size
-    assert feed.num_sides == 2 and sorted(batch["sequence_index"][batch["sequence_index"] >= 0]) == list(range(2 * size))
+    assert feed.num_sides == 2 and sorted(batch["sequence_index"][batch["sequence_index"] >= 0]) == list(
+        range(2 * size)
+    )
     examples = feed.examples[:size]
 
     def tokens(sequence):
@@ -157,8 +189,9 @@ def test_kto_feed_adds_mismatched_kl_sequences():
 
     for j in range(size):
         prompt_j, completion_prev = examples[j].sequences[0], examples[j - 1].sequences[0]
-        expected = np.concatenate([prompt_j.input_ids[:prompt_j.prompt_length],
-                                   completion_prev.input_ids[completion_prev.prompt_length:]])
+        expected = np.concatenate(
+            [prompt_j.input_ids[: prompt_j.prompt_length], completion_prev.input_ids[completion_prev.prompt_length :]]
+        )
         np.testing.assert_array_equal(tokens(size + j), expected)
         np.testing.assert_array_equal(tokens(j), examples[j].sequences[0].input_ids)
         row, slot = (int(i[0]) for i in np.nonzero(batch["sequence_index"] == j))

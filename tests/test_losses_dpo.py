@@ -1,4 +1,5 @@
 """DPO family: closed forms, symmetry, dtypes, masks, gradients, and TRL 0.19.1 as the peer."""
+
 import functools
 import math
 import types
@@ -19,8 +20,21 @@ from alignax.losses import registry
 B = 8
 # Names whose functions take the paired contract (chosen/rejected/ref/lengths).
 PAIRED_WITH_REF = [
-    "sigmoid", "dpo", "robust", "ipo", "hinge", "exo_pair", "nca_pair", "bco_pair", "sppo_hard",
-    "aot", "aot_pair", "apo_zero", "apo_down", "discopop", "ln_dpo",
+    "sigmoid",
+    "dpo",
+    "robust",
+    "ipo",
+    "hinge",
+    "exo_pair",
+    "nca_pair",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_pair",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "ln_dpo",
 ]
 REFERENCE_FREE = ["simpo", "cpo", "orpo"]
 ALL_PAIRED = PAIRED_WITH_REF + REFERENCE_FREE
@@ -35,8 +49,14 @@ def _pair_batch(seed, batch=B):
     rejected = -(lengths_l * rng.uniform(0.2, 2.0, batch)).astype(np.float32)
     ref_chosen = (chosen + rng.normal(0, 3, batch)).astype(np.float32)
     ref_rejected = (rejected + rng.normal(0, 3, batch)).astype(np.float32)
-    return dict(chosen_logps=chosen, rejected_logps=rejected, ref_chosen_logps=ref_chosen,
-                ref_rejected_logps=ref_rejected, chosen_lengths=lengths_w, rejected_lengths=lengths_l)
+    return dict(
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+        ref_chosen_logps=ref_chosen,
+        ref_rejected_logps=ref_rejected,
+        chosen_lengths=lengths_w,
+        rejected_lengths=lengths_l,
+    )
 
 
 def _call(name, batch, **hparams):
@@ -75,11 +95,14 @@ def _at(margin_w, margin_l, *, lengths=(1.0, 1.0), policy=(-3.0, -3.0)):
     """A batch where ρ_w = margin_w, ρ_l = margin_l for every row (ref = policy − ρ)."""
     chosen = np.full(B, policy[0], np.float32)
     rejected = np.full(B, policy[1], np.float32)
-    return dict(chosen_logps=chosen, rejected_logps=rejected,
-                ref_chosen_logps=(chosen - margin_w).astype(np.float32),
-                ref_rejected_logps=(rejected - margin_l).astype(np.float32),
-                chosen_lengths=np.full(B, lengths[0], np.float32),
-                rejected_lengths=np.full(B, lengths[1], np.float32))
+    return dict(
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+        ref_chosen_logps=(chosen - margin_w).astype(np.float32),
+        ref_rejected_logps=(rejected - margin_l).astype(np.float32),
+        chosen_lengths=np.full(B, lengths[0], np.float32),
+        rejected_lengths=np.full(B, lengths[1], np.float32),
+    )
 
 
 LOG2 = math.log(2.0)
@@ -96,8 +119,13 @@ CLOSED_FORMS = [
     ("ipo_seq_zero", "ipo", _at(1.0, 1.0), dict(beta=0.25, length_normalize=False), 4.0),
     ("hinge_zero_margin", "hinge", _at(0.0, 0.0), dict(beta=0.5), 1.0),
     ("hinge_at_margin", "hinge", _at(2.0, 0.0), dict(beta=0.5), 0.0),
-    ("exo_zero_margin", "exo_pair", _at(0.0, 0.0), dict(label_smoothing=1e-3),
-     0.5 * (math.log(0.5) - math.log(1 - 1e-3)) + 0.5 * (math.log(0.5) - math.log(1e-3))),
+    (
+        "exo_zero_margin",
+        "exo_pair",
+        _at(0.0, 0.0),
+        dict(label_smoothing=1e-3),
+        0.5 * (math.log(0.5) - math.log(1 - 1e-3)) + 0.5 * (math.log(0.5) - math.log(1e-3)),
+    ),
     ("nca_zero", "nca_pair", _at(0.0, 0.0), {}, 2 * LOG2),
     ("bco_at_delta", "bco_pair", _at(3.0, 3.0), dict(beta=0.1, delta=0.3), 2 * LOG2),
     ("sppo_hard_targets", "sppo_hard", _at(5.0, -5.0), dict(beta=0.1), 0.0),
@@ -120,7 +148,6 @@ CLOSED_FORMS = [
 
 
 class ClosedFormTest(chex.TestCase):
-
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(*CLOSED_FORMS)
     def test_value(self, name, batch, hparams, expected):
@@ -160,8 +187,11 @@ def test_bf16_inputs_give_fp32_loss(name):
 def test_swapping_chosen_and_rejected_flips_margins_and_accuracy(name):
     batch = _pair_batch(2)
     swapped = dict(batch)
-    for a, b in [("chosen_logps", "rejected_logps"), ("ref_chosen_logps", "ref_rejected_logps"),
-                 ("chosen_lengths", "rejected_lengths")]:
+    for a, b in [
+        ("chosen_logps", "rejected_logps"),
+        ("ref_chosen_logps", "ref_rejected_logps"),
+        ("chosen_lengths", "rejected_lengths"),
+    ]:
         swapped[a], swapped[b] = batch[b], batch[a]
     _, m = _call(name, batch)
     _, m_swapped = _call(name, swapped)
@@ -219,15 +249,23 @@ def test_gradients_match_finite_differences(name):
     def loss_of(chosen, rejected):
         return fn(chosen_logps=chosen, rejected_logps=rejected, **fixed)[0]
 
-    check_grads(loss_of, (jnp.asarray(batch["chosen_logps"]), jnp.asarray(batch["rejected_logps"])),
-                order=1, modes=["rev"], eps=1e-2, atol=2e-3, rtol=2e-3)
+    check_grads(
+        loss_of,
+        (jnp.asarray(batch["chosen_logps"]), jnp.asarray(batch["rejected_logps"])),
+        order=1,
+        modes=["rev"],
+        eps=1e-2,
+        atol=2e-3,
+        rtol=2e-3,
+    )
 
 
 @pytest.mark.parametrize("name", PAIRED_WITH_REF)
 def test_reference_logps_get_no_gradient(name):
     batch = _pair_batch(7)
-    grads = jax.grad(lambda rc, rr: _call(name, dict(batch, ref_chosen_logps=rc, ref_rejected_logps=rr))[0], argnums=(0, 1))(
-        jnp.asarray(batch["ref_chosen_logps"]), jnp.asarray(batch["ref_rejected_logps"]))
+    grads = jax.grad(
+        lambda rc, rr: _call(name, dict(batch, ref_chosen_logps=rc, ref_rejected_logps=rr))[0], argnums=(0, 1)
+    )(jnp.asarray(batch["ref_chosen_logps"]), jnp.asarray(batch["ref_rejected_logps"]))
     for g in grads:
         np.testing.assert_array_equal(g, 0.0)
 
@@ -238,7 +276,9 @@ def test_kto_gradient_matches_finite_differences_and_z0_is_detached():
     ref = -rng.uniform(0.5, 5, B).astype(np.float32)
     desirable = np.arange(B) % 3 != 0
     loss_of = lambda lp, z0: kto_lib.kto(logps=lp, ref_logps=ref, desirable=desirable, kl_baseline=z0, beta=0.5)[0]
-    check_grads(lambda lp: loss_of(lp, 0.2), (jnp.asarray(logps),), order=1, modes=["rev"], eps=1e-2, atol=2e-3, rtol=2e-3)
+    check_grads(
+        lambda lp: loss_of(lp, 0.2), (jnp.asarray(logps),), order=1, modes=["rev"], eps=1e-2, atol=2e-3, rtol=2e-3
+    )
     assert jax.grad(loss_of, argnums=1)(jnp.asarray(logps), 0.2) == 0.0
     kl = jax.grad(lambda p: kto_lib.kto_kl_baseline(p, ref))(jnp.asarray(logps) + 5.0)
     np.testing.assert_array_equal(kl, 0.0)
@@ -254,8 +294,15 @@ def trl():
     assert trl_mod.__version__ == "0.19.1", trl_mod.__version__
     from trl import CPOTrainer, DPOTrainer, KTOTrainer, ORPOTrainer
     from trl.trainer.utils import RunningMoments
-    return types.SimpleNamespace(torch=torch, DPOTrainer=DPOTrainer, CPOTrainer=CPOTrainer, ORPOTrainer=ORPOTrainer,
-                                 KTOTrainer=KTOTrainer, RunningMoments=RunningMoments)
+
+    return types.SimpleNamespace(
+        torch=torch,
+        DPOTrainer=DPOTrainer,
+        CPOTrainer=CPOTrainer,
+        ORPOTrainer=ORPOTrainer,
+        KTOTrainer=KTOTrainer,
+        RunningMoments=RunningMoments,
+    )
 
 
 def _t(trl, x):
@@ -265,18 +312,28 @@ def _t(trl, x):
 def _dpo_self(loss_type, *, beta, label_smoothing=0.0, running=None, discopop_tau=0.05):
     """The attributes DPOTrainer.dpo_loss reads (TRL 0.19.1, trl/trainer/dpo_trainer.py)."""
     return types.SimpleNamespace(
-        beta=beta, label_smoothing=label_smoothing, loss_type=loss_type, reference_free=False,
-        f_divergence_type="reverse_kl", f_divergence_params=None,
-        accelerator=types.SimpleNamespace(device="cpu"), running=running,
-        args=types.SimpleNamespace(discopop_tau=discopop_tau))
+        beta=beta,
+        label_smoothing=label_smoothing,
+        loss_type=loss_type,
+        reference_free=False,
+        f_divergence_type="reverse_kl",
+        f_divergence_params=None,
+        accelerator=types.SimpleNamespace(device="cpu"),
+        running=running,
+        args=types.SimpleNamespace(discopop_tau=discopop_tau),
+    )
 
 
 def _assert_same_as_trl(loss, metrics, losses, chosen_rewards, rejected_rewards, tol=1e-5):
     np.testing.assert_allclose(loss, losses.mean().item(), rtol=tol, atol=tol)
     np.testing.assert_allclose(metrics["rewards/chosen"], chosen_rewards.mean().item(), rtol=tol, atol=tol)
     np.testing.assert_allclose(metrics["rewards/rejected"], rejected_rewards.mean().item(), rtol=tol, atol=tol)
-    np.testing.assert_allclose(metrics["rewards/margins"], (chosen_rewards - rejected_rewards).mean().item(), rtol=tol, atol=tol)
-    np.testing.assert_allclose(metrics["rewards/accuracies"], (chosen_rewards > rejected_rewards).float().mean().item(), atol=1e-7)
+    np.testing.assert_allclose(
+        metrics["rewards/margins"], (chosen_rewards - rejected_rewards).mean().item(), rtol=tol, atol=tol
+    )
+    np.testing.assert_allclose(
+        metrics["rewards/accuracies"], (chosen_rewards > rejected_rewards).float().mean().item(), atol=1e-7
+    )
 
 
 DPO_PEER_CASES = [
@@ -309,7 +366,8 @@ def test_matches_trl_dpo_loss(trl, name, loss_type, beta, eps, extra, seed):
     batch = _pair_batch(seed)
     losses, chosen_r, rejected_r = trl.DPOTrainer.dpo_loss(
         _dpo_self(loss_type, beta=beta, label_smoothing=eps, discopop_tau=extra.get("tau", 0.05)),
-        *[_t(trl, batch[k]) for k in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")])
+        *[_t(trl, batch[k]) for k in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")],
+    )
     hparams = dict(beta=beta, **extra)
     if name in ("sigmoid", "dpo", "robust", "exo_pair", "aot", "aot_pair"):
         hparams["label_smoothing"] = eps
@@ -322,9 +380,18 @@ def test_ipo_length_normalized_matches_trl(trl, seed):
     # TRL 0.19 divides policy and reference log-probs by the completion length before dpo_loss
     # when loss_type == "ipo" (concatenated_forward); alignax takes summed log-probs + lengths.
     batch = _pair_batch(seed)
-    normalized = [batch[k] / batch[n] for k, n in [("chosen_logps", "chosen_lengths"), ("rejected_logps", "rejected_lengths"),
-                                                   ("ref_chosen_logps", "chosen_lengths"), ("ref_rejected_logps", "rejected_lengths")]]
-    losses, chosen_r, rejected_r = trl.DPOTrainer.dpo_loss(_dpo_self("ipo", beta=0.1), *[_t(trl, x) for x in normalized])
+    normalized = [
+        batch[k] / batch[n]
+        for k, n in [
+            ("chosen_logps", "chosen_lengths"),
+            ("rejected_logps", "rejected_lengths"),
+            ("ref_chosen_logps", "chosen_lengths"),
+            ("ref_rejected_logps", "rejected_lengths"),
+        ]
+    ]
+    losses, chosen_r, rejected_r = trl.DPOTrainer.dpo_loss(
+        _dpo_self("ipo", beta=0.1), *[_t(trl, x) for x in normalized]
+    )
     loss, metrics = dpo_lib.ipo(**batch, beta=0.1, length_normalize=True)
     _assert_same_as_trl(loss, metrics, losses, chosen_r, rejected_r)
 
@@ -336,31 +403,52 @@ def test_bco_pair_matches_trl_with_running_mean(trl):
         batch = _pair_batch(seed)
         losses, chosen_r, rejected_r = trl.DPOTrainer.dpo_loss(
             _dpo_self("bco_pair", beta=0.2, running=running),
-            *[_t(trl, batch[k]) for k in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")])
+            *[_t(trl, batch[k]) for k in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")],
+        )
         # TRL updates the running mean with this batch's rewards before using it.
         mean, count = dpo_lib.bco_update_running_mean(
-            mean, count, chosen_rewards=0.2 * (batch["chosen_logps"] - batch["ref_chosen_logps"]),
-            rejected_rewards=0.2 * (batch["rejected_logps"] - batch["ref_rejected_logps"]))
+            mean,
+            count,
+            chosen_rewards=0.2 * (batch["chosen_logps"] - batch["ref_chosen_logps"]),
+            rejected_rewards=0.2 * (batch["rejected_logps"] - batch["ref_rejected_logps"]),
+        )
         np.testing.assert_allclose(mean, running.mean, rtol=1e-5)
         loss, metrics = dpo_lib.bco_pair(**batch, beta=0.2, delta=mean)
         _assert_same_as_trl(loss, metrics, losses, chosen_r, rejected_r)
 
 
 def _cpo_self(loss_type, *, beta, label_smoothing=0.0, simpo_gamma=0.5):
-    return types.SimpleNamespace(beta=beta, label_smoothing=label_smoothing, loss_type=loss_type,
-                                 simpo_gamma=simpo_gamma, accelerator=types.SimpleNamespace(device="cpu"))
+    return types.SimpleNamespace(
+        beta=beta,
+        label_smoothing=label_smoothing,
+        loss_type=loss_type,
+        simpo_gamma=simpo_gamma,
+        accelerator=types.SimpleNamespace(device="cpu"),
+    )
 
 
-@pytest.mark.parametrize("loss_type,beta,eps", [("sigmoid", 0.1, 0.0), ("sigmoid", 0.5, 0.1), ("simpo", 2.0, 0.0),
-                                                ("simpo", 2.5, 0.1), ("ipo", 0.1, 0.0), ("hinge", 0.2, 0.0)])
+@pytest.mark.parametrize(
+    "loss_type,beta,eps",
+    [
+        ("sigmoid", 0.1, 0.0),
+        ("sigmoid", 0.5, 0.1),
+        ("simpo", 2.0, 0.0),
+        ("simpo", 2.5, 0.1),
+        ("ipo", 0.1, 0.0),
+        ("hinge", 0.2, 0.0),
+    ],
+)
 def test_cpo_matches_trl(trl, loss_type, beta, eps):
     batch = _pair_batch(30)
     averaged = loss_type in ("ipo", "simpo")  # TRL: average_log_prob = loss_type in ["ipo", "simpo"]
     w = batch["chosen_logps"] / (batch["chosen_lengths"] if averaged else 1.0)
     l = batch["rejected_logps"] / (batch["rejected_lengths"] if averaged else 1.0)
     losses, chosen_r, rejected_r = trl.CPOTrainer.cpo_loss(
-        _cpo_self(loss_type, beta=beta, label_smoothing=eps, simpo_gamma=0.8), _t(trl, w), _t(trl, l))
-    loss, metrics = reffree_lib.cpo(**batch, beta=beta, label_smoothing=eps, loss_type=loss_type, simpo_gamma=0.8, cpo_alpha=0.0)
+        _cpo_self(loss_type, beta=beta, label_smoothing=eps, simpo_gamma=0.8), _t(trl, w), _t(trl, l)
+    )
+    loss, metrics = reffree_lib.cpo(
+        **batch, beta=beta, label_smoothing=eps, loss_type=loss_type, simpo_gamma=0.8, cpo_alpha=0.0
+    )
     _assert_same_as_trl(loss, metrics, losses, chosen_r, rejected_r)
 
 
@@ -369,7 +457,9 @@ def test_simpo_matches_trl_cpo_simpo(trl, beta, ratio, eps):
     batch = _pair_batch(31)
     losses, chosen_r, rejected_r = trl.CPOTrainer.cpo_loss(
         _cpo_self("simpo", beta=beta, label_smoothing=eps, simpo_gamma=beta * ratio),
-        _t(trl, batch["chosen_logps"] / batch["chosen_lengths"]), _t(trl, batch["rejected_logps"] / batch["rejected_lengths"]))
+        _t(trl, batch["chosen_logps"] / batch["chosen_lengths"]),
+        _t(trl, batch["rejected_logps"] / batch["rejected_lengths"]),
+    )
     loss, metrics = reffree_lib.simpo(**batch, beta=beta, gamma_beta_ratio=ratio, label_smoothing=eps)
     _assert_same_as_trl(loss, metrics, losses, chosen_r, rejected_r)
 
@@ -381,11 +471,14 @@ def _token_level_batch(trl, seed):
     labels = rng.integers(0, 17, (B, 12))
     labels[rng.uniform(size=labels.shape) < 0.3] = -100  # prompt / padding
     labels[:, 0] = 3  # at least one response token per row
-    logp = trl.torch.log_softmax(_t(trl, logits), -1).gather(-1, trl.torch.tensor(np.maximum(labels, 0))[..., None])[..., 0]
+    logp = trl.torch.log_softmax(_t(trl, logits), -1).gather(-1, trl.torch.tensor(np.maximum(labels, 0))[..., None])[
+        ..., 0
+    ]
     mask = labels != -100
     summed = (logp.numpy() * mask).sum(-1).astype(np.float32)
-    ce = trl.torch.nn.functional.cross_entropy(_t(trl, logits).reshape(-1, 17), trl.torch.tensor(labels).reshape(-1),
-                                                ignore_index=-100).item()
+    ce = trl.torch.nn.functional.cross_entropy(
+        _t(trl, logits).reshape(-1, 17), trl.torch.tensor(labels).reshape(-1), ignore_index=-100
+    ).item()
     return summed, mask.sum(-1).astype(np.float32), ce
 
 
@@ -403,7 +496,9 @@ def test_orpo_matches_trl(trl, beta):
     batch = _pair_batch(33)
     avg_w, avg_l = batch["chosen_logps"] / batch["chosen_lengths"], batch["rejected_logps"] / batch["rejected_lengths"]
     self_ = types.SimpleNamespace(beta=beta, accelerator=types.SimpleNamespace(device="cpu"))
-    losses, chosen_r, rejected_r, log_odds_ratio, log_odds_chosen = trl.ORPOTrainer.odds_ratio_loss(self_, _t(trl, avg_w), _t(trl, avg_l))
+    losses, chosen_r, rejected_r, log_odds_ratio, log_odds_chosen = trl.ORPOTrainer.odds_ratio_loss(
+        self_, _t(trl, avg_w), _t(trl, avg_l)
+    )
     nll = 1.234  # ORPO's total = policy_nll_loss - losses.mean() (ORPOTrainer.get_batch_loss_metrics)
     loss, metrics = reffree_lib.orpo(**batch, beta=beta, chosen_nll=nll)
     _assert_same_as_trl(loss, metrics, nll - losses, chosen_r, rejected_r)
@@ -420,16 +515,27 @@ def test_kto_matches_trl(trl, kl_shift, weights):
     kl_logps = -rng.uniform(5, 60, B).astype(np.float32)
     ref_kl = (kl_logps - kl_shift + rng.normal(0, 0.5, B)).astype(np.float32)
     self_ = types.SimpleNamespace(
-        beta=0.1, loss_type="kto", calculate_KL=True, desirable_weight=weights[0], undesirable_weight=weights[1],
-        accelerator=types.SimpleNamespace(device="cpu", gather_for_metrics=lambda x: x))
+        beta=0.1,
+        loss_type="kto",
+        calculate_KL=True,
+        desirable_weight=weights[0],
+        undesirable_weight=weights[1],
+        accelerator=types.SimpleNamespace(device="cpu", gather_for_metrics=lambda x: x),
+    )
     losses, chosen_r, rejected_r, kl = trl.KTOTrainer.kto_loss(
-        self_, _t(trl, logps[desirable]), _t(trl, logps[~desirable]), _t(trl, kl_logps),
-        _t(trl, ref[desirable]), _t(trl, ref[~desirable]), _t(trl, ref_kl))
+        self_,
+        _t(trl, logps[desirable]),
+        _t(trl, logps[~desirable]),
+        _t(trl, kl_logps),
+        _t(trl, ref[desirable]),
+        _t(trl, ref[~desirable]),
+        _t(trl, ref_kl),
+    )
     z0 = kto_lib.kto_kl_baseline(kl_logps, ref_kl)
     np.testing.assert_allclose(z0, kl.item(), rtol=1e-5, atol=1e-6)
-    loss, metrics = jax.jit(functools.partial(kto_lib.kto, beta=0.1, desirable_weight=weights[0],
-                                              undesirable_weight=weights[1]))(
-        logps=logps, ref_logps=ref, desirable=desirable, kl_baseline=z0)
+    loss, metrics = jax.jit(
+        functools.partial(kto_lib.kto, beta=0.1, desirable_weight=weights[0], undesirable_weight=weights[1])
+    )(logps=logps, ref_logps=ref, desirable=desirable, kl_baseline=z0)
     np.testing.assert_allclose(loss, losses.nanmean().item(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(metrics["rewards/chosen"], chosen_r.mean().item(), rtol=1e-5)
     np.testing.assert_allclose(metrics["rewards/rejected"], rejected_r.mean().item(), rtol=1e-5)

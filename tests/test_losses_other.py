@@ -6,6 +6,7 @@ papers, TRL 0.19.1's own functions (DPOTrainer.dpo_loss, RewardTrainer.compute_l
 trl.core.masked_whiten/masked_mean), torch re-statements of the official AlpacaFarm / CUT /
 SpecDec++ code, and finite differences for gradients.
 """
+
 import functools
 import math
 from types import SimpleNamespace
@@ -31,8 +32,10 @@ def _rng(seed=0):
 
 def _pair_arrays(batch=6, seed=0, scale=3.0):
     rng = _rng(seed)
-    return {name: (rng.normal(size=batch) * scale - 20.0).astype(np.float32)
-            for name in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")}
+    return {
+        name: (rng.normal(size=batch) * scale - 20.0).astype(np.float32)
+        for name in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
+    }
 
 
 def _t(x):
@@ -45,10 +48,19 @@ def trl_dpo():
     from trl.trainer.dpo_trainer import DPOTrainer
 
     def call(loss_type, beta, chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps):
-        namespace = SimpleNamespace(accelerator=SimpleNamespace(device="cpu"), f_divergence_type="reverse_kl",
-                                    f_divergence_params={}, reference_free=False, loss_type=loss_type, beta=beta,
-                                    label_smoothing=0.0, use_weighting=False)
-        out = DPOTrainer.dpo_loss(namespace, _t(chosen_logps), _t(rejected_logps), _t(ref_chosen_logps), _t(ref_rejected_logps))
+        namespace = SimpleNamespace(
+            accelerator=SimpleNamespace(device="cpu"),
+            f_divergence_type="reverse_kl",
+            f_divergence_params={},
+            reference_free=False,
+            loss_type=loss_type,
+            beta=beta,
+            label_smoothing=0.0,
+            use_weighting=False,
+        )
+        out = DPOTrainer.dpo_loss(
+            namespace, _t(chosen_logps), _t(rejected_logps), _t(ref_chosen_logps), _t(ref_rejected_logps)
+        )
         return [o.numpy() for o in out]
 
     return call
@@ -59,8 +71,25 @@ def trl_dpo():
 
 
 def test_every_objective_is_registered():
-    for name in ("sft", "soft", "sppo", "sppo_single", "sppo_sample", "inpo", "dno", "cut", "crpg", "codpo",
-                 "crraft", "fspo", "reward_bt", "ppo", "ppo_policy", "ppo_value", "specdec_acceptance"):
+    for name in (
+        "sft",
+        "soft",
+        "sppo",
+        "sppo_single",
+        "sppo_sample",
+        "inpo",
+        "dno",
+        "cut",
+        "crpg",
+        "codpo",
+        "crraft",
+        "fspo",
+        "reward_bt",
+        "ppo",
+        "ppo_policy",
+        "ppo_value",
+        "specdec_acceptance",
+    ):
         assert callable(losses.get(name)), name
 
 
@@ -86,7 +115,6 @@ def test_bf16_inputs_give_fp32_losses():
 
 
 class SFTTest(chex.TestCase):
-
     def setUp(self):
         rng = _rng(1)
         self.logps = -rng.exponential(size=(3, 5)).astype(np.float32)
@@ -115,8 +143,10 @@ class SFTTest(chex.TestCase):
     def test_gradient_accumulation_with_global_token_count(self):
         full, _ = sft.sft(token_logps=self.logps, loss_mask=self.mask)
         total = self.mask.sum()
-        parts = [sft.sft(token_logps=self.logps[s], loss_mask=self.mask[s], num_tokens=total)[0]
-                 for s in (slice(0, 1), slice(1, 3))]
+        parts = [
+            sft.sft(token_logps=self.logps[s], loss_mask=self.mask[s], num_tokens=total)[0]
+            for s in (slice(0, 1), slice(1, 3))
+        ]
         np.testing.assert_allclose(sum(parts), full, atol=ATOL)
         # Without the global count the micro-batch means do not add up to the full-batch mean.
         naive = sum(sft.sft(token_logps=self.logps[s], loss_mask=self.mask[s])[0] for s in (slice(0, 1), slice(1, 3)))
@@ -154,15 +184,19 @@ class SFTTest(chex.TestCase):
 
 
 class NashTest(chex.TestCase):
-
     @chex.variants(with_jit=True, without_jit=True)
     def test_sppo_closed_form(self):
         # beta = 0.5 -> eta = 2. Chosen: rho = 1, P = 1 -> target 1, error 0. Rejected: rho = 0, P = 0
         # -> target -1, error 1. Loss = 0.5 * (0 + 1).
         fn = self.variant(functools.partial(nash.sppo, beta=0.5))
-        loss, metrics = fn(chosen_logps=jnp.array([-4.0]), rejected_logps=jnp.array([-6.0]),
-                           ref_chosen_logps=jnp.array([-5.0]), ref_rejected_logps=jnp.array([-6.0]),
-                           chosen_win_probs=jnp.array([1.0]), rejected_win_probs=jnp.array([0.0]))
+        loss, metrics = fn(
+            chosen_logps=jnp.array([-4.0]),
+            rejected_logps=jnp.array([-6.0]),
+            ref_chosen_logps=jnp.array([-5.0]),
+            ref_rejected_logps=jnp.array([-6.0]),
+            chosen_win_probs=jnp.array([1.0]),
+            rejected_win_probs=jnp.array([0.0]),
+        )
         np.testing.assert_allclose(loss, 0.5, atol=ATOL)
         np.testing.assert_allclose(metrics["rewards/chosen"], 0.5, atol=ATOL)
 
@@ -171,29 +205,44 @@ class NashTest(chex.TestCase):
         rng = _rng(3)
         qw, ql = rng.uniform(size=6).astype(np.float32), rng.uniform(size=6).astype(np.float32)
         pair_loss, _ = nash.sppo(**pair, chosen_win_probs=qw, rejected_win_probs=ql, beta=0.1)
-        sample_loss, _ = nash.sppo_sample(logps=np.concatenate([pair["chosen_logps"], pair["rejected_logps"]]),
-                                          ref_logps=np.concatenate([pair["ref_chosen_logps"], pair["ref_rejected_logps"]]),
-                                          win_probs=np.concatenate([qw, ql]), beta=0.1)
+        sample_loss, _ = nash.sppo_sample(
+            logps=np.concatenate([pair["chosen_logps"], pair["rejected_logps"]]),
+            ref_logps=np.concatenate([pair["ref_chosen_logps"], pair["ref_rejected_logps"]]),
+            win_probs=np.concatenate([qw, ql]),
+            beta=0.1,
+        )
         np.testing.assert_allclose(pair_loss, sample_loss, rtol=1e-5)
 
     def test_sppo_single_is_symmetric_under_swap(self):
         pair = _pair_arrays(seed=4)
         q = _rng(4).uniform(size=6).astype(np.float32)
         forward, _ = nash.sppo_single(**pair, chosen_pref_probs=q, beta=0.1)
-        swapped, _ = nash.sppo_single(chosen_logps=pair["rejected_logps"], rejected_logps=pair["chosen_logps"],
-                                      ref_chosen_logps=pair["ref_rejected_logps"], ref_rejected_logps=pair["ref_chosen_logps"],
-                                      chosen_pref_probs=1 - q, beta=0.1)
+        swapped, _ = nash.sppo_single(
+            chosen_logps=pair["rejected_logps"],
+            rejected_logps=pair["chosen_logps"],
+            ref_chosen_logps=pair["ref_rejected_logps"],
+            ref_rejected_logps=pair["ref_chosen_logps"],
+            chosen_pref_probs=1 - q,
+            beta=0.1,
+        )
         np.testing.assert_allclose(forward, swapped, rtol=1e-5)
 
     def test_sppo_gradient_matches_finite_differences(self):
         pair = _pair_arrays(seed=5, scale=0.5)
-        fn = lambda w: nash.sppo(**{**pair, "chosen_logps": w}, chosen_win_probs=np.full(6, 0.8, np.float32),
-                                 rejected_win_probs=np.full(6, 0.3, np.float32), beta=1.0)[0]
+        fn = lambda w: nash.sppo(
+            **{**pair, "chosen_logps": w},
+            chosen_win_probs=np.full(6, 0.8, np.float32),
+            rejected_win_probs=np.full(6, 0.3, np.float32),
+            beta=1.0,
+        )[0]
         check_grads(fn, (jnp.asarray(pair["chosen_logps"]),), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
 
     def test_inpo_tau_and_ref_weight_are_the_same_knob(self):
         pair = _pair_arrays(seed=6)
-        prev = {"prev_chosen_logps": pair["ref_chosen_logps"] + 1.0, "prev_rejected_logps": pair["ref_rejected_logps"] - 0.5}
+        prev = {
+            "prev_chosen_logps": pair["ref_chosen_logps"] + 1.0,
+            "prev_rejected_logps": pair["ref_rejected_logps"] - 0.5,
+        }
         a, _ = nash.inpo(**pair, **prev, eta=0.01, tau=0.005)
         b, _ = nash.inpo(**pair, **prev, eta=0.01, ref_weight=0.5)
         np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -205,10 +254,18 @@ class NashTest(chex.TestCase):
         # c = 1/3, eta = 0.25 -> target 2. pi margin 3, ref margin 3, prev margin 0:
         # h = 3 - 1 - 0 = 2 -> loss 0. With prev margin 3: h = 3 - 1 - 2 = 0 -> loss 4.
         fn = self.variant(functools.partial(nash.inpo, eta=0.25))
-        args = dict(chosen_logps=jnp.array([-1.0]), rejected_logps=jnp.array([-4.0]),
-                    ref_chosen_logps=jnp.array([-2.0]), ref_rejected_logps=jnp.array([-5.0]))
-        np.testing.assert_allclose(fn(**args, prev_chosen_logps=jnp.array([-3.0]), prev_rejected_logps=jnp.array([-3.0]))[0], 0.0, atol=1e-5)
-        np.testing.assert_allclose(fn(**args, prev_chosen_logps=jnp.array([-2.0]), prev_rejected_logps=jnp.array([-5.0]))[0], 4.0, atol=1e-5)
+        args = dict(
+            chosen_logps=jnp.array([-1.0]),
+            rejected_logps=jnp.array([-4.0]),
+            ref_chosen_logps=jnp.array([-2.0]),
+            ref_rejected_logps=jnp.array([-5.0]),
+        )
+        np.testing.assert_allclose(
+            fn(**args, prev_chosen_logps=jnp.array([-3.0]), prev_rejected_logps=jnp.array([-3.0]))[0], 0.0, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            fn(**args, prev_chosen_logps=jnp.array([-2.0]), prev_rejected_logps=jnp.array([-5.0]))[0], 4.0, atol=1e-5
+        )
 
 
 def test_sppo_hard_labels_equal_trl_sppo_hard(trl_dpo):
@@ -227,10 +284,17 @@ def test_sppo_hard_labels_equal_trl_sppo_hard(trl_dpo):
 def test_inpo_endpoints_equal_trl_ipo(trl_dpo, ref_weight):
     """c = 0 is IPO against the previous iterate; c = 1 is IPO against the reference (beta = eta)."""
     pair = _pair_arrays(seed=8, scale=0.3)
-    prev = {"prev_chosen_logps": pair["ref_chosen_logps"] + 0.7, "prev_rejected_logps": pair["ref_rejected_logps"] - 0.2}
+    prev = {
+        "prev_chosen_logps": pair["ref_chosen_logps"] + 0.7,
+        "prev_rejected_logps": pair["ref_rejected_logps"] - 0.2,
+    }
     eta = 0.5
     ours, _ = nash.inpo(**pair, **prev, eta=eta, ref_weight=ref_weight)
-    reference = (pair["ref_chosen_logps"], pair["ref_rejected_logps"]) if ref_weight else (prev["prev_chosen_logps"], prev["prev_rejected_logps"])
+    reference = (
+        (pair["ref_chosen_logps"], pair["ref_rejected_logps"])
+        if ref_weight
+        else (prev["prev_chosen_logps"], prev["prev_rejected_logps"])
+    )
     trl_losses, _, _ = trl_dpo("ipo", eta, pair["chosen_logps"], pair["rejected_logps"], *reference)
     np.testing.assert_allclose(ours, trl_losses.mean(), rtol=1e-5)
 
@@ -249,7 +313,9 @@ def test_dno_zero_margin_is_log2_and_mask_drops_pairs():
     loss, _ = nash.dno(chosen_logps=zeros, rejected_logps=zeros, ref_chosen_logps=zeros, ref_rejected_logps=zeros)
     np.testing.assert_allclose(loss, math.log(2.0), atol=ATOL)
     pair = _pair_arrays(seed=10, batch=4)
-    keep = nash.dno_margin_filter(chosen_scores=np.array([9.0, 5.0, 8.0, 6.0]), rejected_scores=np.array([1.0, 4.0, 7.5, 1.0]), min_margin=2.0)
+    keep = nash.dno_margin_filter(
+        chosen_scores=np.array([9.0, 5.0, 8.0, 6.0]), rejected_scores=np.array([1.0, 4.0, 7.5, 1.0]), min_margin=2.0
+    )
     np.testing.assert_array_equal(keep, [True, False, False, True])
     masked, metrics = nash.dno(**pair, pair_mask=keep)
     kept, _ = nash.dno(**{k: v[np.asarray(keep)] for k, v in pair.items()})
@@ -289,7 +355,6 @@ def _cut_reference(aligned_logps, mask, unjudged_logps, is_negative, threshold, 
 
 
 class CUTTest(chex.TestCase):
-
     def setUp(self):
         rng = _rng(12)
         self.unjudged = -rng.exponential(size=(4, 6)).astype(np.float32)
@@ -303,47 +368,78 @@ class CUTTest(chex.TestCase):
     def test_matches_official_code(self):
         for threshold, weight in ((1.1, 1.0), (1.2, 0.5)):
             fn = self.variant(functools.partial(cut.cut, threshold=threshold, unlikelihood_weight=weight))
-            loss, metrics = fn(aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=self.unjudged, is_negative=self.negative)
+            loss, metrics = fn(
+                aligned_logps=self.aligned,
+                aligned_mask=self.mask,
+                unjudged_logps=self.unjudged,
+                is_negative=self.negative,
+            )
             expected = _cut_reference(self.aligned, self.mask, self.unjudged, self.negative, threshold, weight)
             np.testing.assert_allclose(loss, expected, atol=1e-5)
             assert 0 < float(metrics["cut/num_flagged"]) < self.mask[self.negative].sum()
 
     def test_no_negative_is_plain_mle(self):
         none = np.zeros(4, bool)
-        loss, _ = cut.cut(aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=self.unjudged, is_negative=none)
+        loss, _ = cut.cut(
+            aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=self.unjudged, is_negative=none
+        )
         np.testing.assert_allclose(loss, sft.sft(token_logps=self.aligned, loss_mask=self.mask)[0], atol=ATOL)
-        np.testing.assert_allclose(loss, _cut_reference(self.aligned, self.mask, self.unjudged, none, 1.1, 1.0), atol=ATOL)
+        np.testing.assert_allclose(
+            loss, _cut_reference(self.aligned, self.mask, self.unjudged, none, 1.1, 1.0), atol=ATOL
+        )
 
     def test_flags_are_detached_and_thresholded(self):
-        flags = cut.cut_flags(judged_logps=np.log([[0.5, 0.5, 0.5]]), unjudged_logps=np.log([[0.4, 0.5, 0.44]]),
-                              mask=np.array([[1, 1, 0]]), threshold=1.2)
+        flags = cut.cut_flags(
+            judged_logps=np.log([[0.5, 0.5, 0.5]]),
+            unjudged_logps=np.log([[0.4, 0.5, 0.44]]),
+            mask=np.array([[1, 1, 0]]),
+            threshold=1.2,
+        )
         np.testing.assert_array_equal(flags, [[True, False, False]])  # 1.25 > 1.2; 1.0; masked 1.136
         # Gradient w.r.t. the aligned log-probs comes from the MLE term only (the flags are detached).
-        grad = jax.grad(lambda a: cut.cut(aligned_logps=a, aligned_mask=self.mask, unjudged_logps=self.unjudged,
-                                          is_negative=self.negative)[0])(jnp.asarray(self.aligned))
+        grad = jax.grad(
+            lambda a: cut.cut(
+                aligned_logps=a, aligned_mask=self.mask, unjudged_logps=self.unjudged, is_negative=self.negative
+            )[0]
+        )(jnp.asarray(self.aligned))
         np.testing.assert_allclose(grad, -0.5 * self.mask / self.mask.sum(), atol=1e-6)
 
     def test_probability_one_uses_the_official_floor(self):
         # A flagged token matches the official code; then p_0 = 1 exactly -> log(1 - p_0) is floored at log(1e-5).
-        loss, _ = cut.cut(aligned_logps=np.array([[0.0]]), aligned_mask=np.ones((1, 1)), unjudged_logps=np.array([[-1.0]]),
-                          is_negative=np.array([True]))
+        loss, _ = cut.cut(
+            aligned_logps=np.array([[0.0]]),
+            aligned_mask=np.ones((1, 1)),
+            unjudged_logps=np.array([[-1.0]]),
+            is_negative=np.array([True]),
+        )
         expected = _cut_reference(np.array([[0.0]]), np.ones((1, 1)), np.array([[-1.0]]), np.array([True]), 1.1, 1.0)
         np.testing.assert_allclose(loss, expected, rtol=1e-5)
-        loss, _ = cut.cut(aligned_logps=np.array([[0.0]]), aligned_mask=np.ones((1, 1)), unjudged_logps=np.array([[0.0]]),
-                          is_negative=np.array([True]), threshold=0.5)
+        loss, _ = cut.cut(
+            aligned_logps=np.array([[0.0]]),
+            aligned_mask=np.ones((1, 1)),
+            unjudged_logps=np.array([[0.0]]),
+            is_negative=np.array([True]),
+            threshold=0.5,
+        )
         np.testing.assert_allclose(loss, 0.5 * (0.0 - math.log(1e-5)), rtol=1e-4)
 
     def test_padding_does_not_change_the_loss(self):
-        base, _ = cut.cut(aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=self.unjudged, is_negative=self.negative)
+        base, _ = cut.cut(
+            aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=self.unjudged, is_negative=self.negative
+        )
         pad = lambda x, v: np.pad(x, ((0, 0), (0, 3)), constant_values=v)
-        fn = lambda a, u: cut.cut(aligned_logps=a, aligned_mask=pad(self.mask, 0), unjudged_logps=u, is_negative=self.negative)[0]
+        fn = lambda a, u: cut.cut(
+            aligned_logps=a, aligned_mask=pad(self.mask, 0), unjudged_logps=u, is_negative=self.negative
+        )[0]
         padded_args = (jnp.asarray(pad(self.aligned, -np.inf)), jnp.asarray(pad(self.unjudged, -np.inf)))
         np.testing.assert_allclose(fn(*padded_args), base, atol=ATOL)
         for grad in jax.grad(fn, argnums=(0, 1))(*padded_args):  # no NaN leaks from log 0 in the padding
             assert np.all(np.isfinite(grad))
 
     def test_gradient_matches_finite_differences(self):
-        fn = lambda u: cut.cut(aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=u, is_negative=self.negative)[0]
+        fn = lambda u: cut.cut(
+            aligned_logps=self.aligned, aligned_mask=self.mask, unjudged_logps=u, is_negative=self.negative
+        )[0]
         check_grads(fn, (jnp.asarray(self.unjudged),), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
 
 
@@ -394,22 +490,42 @@ def test_crraft_drops_infeasible_and_weights_by_calibrated_reward():
     loss, _ = cgpo.crraft(logps=logps, lengths=lengths, rewards=rewards, baseline_rewards=baseline, feasible=feasible)
     sig = lambda z: 1 / (1 + math.exp(-z))
     np.testing.assert_allclose(loss, (sig(1.0) * 10.0 + sig(2.0) * 20.0) / 2, rtol=1e-5)
-    normalized, _ = cgpo.crraft(logps=logps, lengths=lengths, rewards=rewards, baseline_rewards=baseline,
-                                feasible=feasible, length_normalize=True)
+    normalized, _ = cgpo.crraft(
+        logps=logps,
+        lengths=lengths,
+        rewards=rewards,
+        baseline_rewards=baseline,
+        feasible=feasible,
+        length_normalize=True,
+    )
     np.testing.assert_allclose(normalized, (sig(1.0) * 2.0 + sig(2.0) * 2.0) / 2, rtol=1e-5)
-    changed, _ = cgpo.crraft(logps=np.array([-10.0, -20.0, -500.0], np.float32), lengths=lengths, rewards=rewards,
-                             baseline_rewards=baseline, feasible=feasible)
+    changed, _ = cgpo.crraft(
+        logps=np.array([-10.0, -20.0, -500.0], np.float32),
+        lengths=lengths,
+        rewards=rewards,
+        baseline_rewards=baseline,
+        feasible=feasible,
+    )
     np.testing.assert_allclose(changed, loss, rtol=1e-6)
     # KL gate: the second row is past KL_max = 1 and is dropped too.
-    gated, _ = cgpo.crraft(logps=logps, rewards=rewards, baseline_rewards=baseline, feasible=feasible,
-                           ref_logps=logps - np.array([0.5, 3.0, 0.0], np.float32), kl_threshold=1.0)
+    gated, _ = cgpo.crraft(
+        logps=logps,
+        rewards=rewards,
+        baseline_rewards=baseline,
+        feasible=feasible,
+        ref_logps=logps - np.array([0.5, 3.0, 0.0], np.float32),
+        kl_threshold=1.0,
+    )
     np.testing.assert_allclose(gated, sig(1.0) * 10.0, rtol=1e-5)
 
 
 @pytest.mark.parametrize("base_loss,length_normalize", [("ipo", False), ("ipo", True), ("sigmoid", False)])
 def test_fspo_equals_trl_base_loss(trl_dpo, base_loss, length_normalize):
     pair = _pair_arrays(seed=15, scale=0.5)
-    lengths = {"chosen_lengths": np.array([3, 4, 5, 6, 7, 8], np.float32), "rejected_lengths": np.array([8, 7, 6, 5, 4, 3], np.float32)}
+    lengths = {
+        "chosen_lengths": np.array([3, 4, 5, 6, 7, 8], np.float32),
+        "rejected_lengths": np.array([8, 7, 6, 5, 4, 3], np.float32),
+    }
     ours, _ = cgpo.fspo(**pair, **lengths, beta=0.1, base_loss=base_loss, length_normalize=length_normalize)
     trl_inputs = dict(pair)
     if length_normalize:  # TRL 0.19 divides the log-probs by the completion length before dpo_loss for IPO
@@ -431,14 +547,20 @@ def test_reward_bt_equals_trl_reward_trainer(with_margin):
     rng = _rng(16)
     chosen, rejected = rng.normal(size=(8, 1)), rng.normal(size=(8, 1))
     margin = rng.uniform(size=(8, 1))
-    inputs = {"input_ids_chosen": _t(chosen), "attention_mask_chosen": None, "input_ids_rejected": _t(rejected), "attention_mask_rejected": None}
+    inputs = {
+        "input_ids_chosen": _t(chosen),
+        "attention_mask_chosen": None,
+        "input_ids_rejected": _t(rejected),
+        "attention_mask_rejected": None,
+    }
     if with_margin:
         inputs["margin"] = _t(margin)
     fake_model = lambda input_ids, attention_mask, return_dict: {"logits": input_ids}  # rewards pass straight through
     namespace = SimpleNamespace(args=SimpleNamespace(center_rewards_coefficient=None))
     trl_loss = RewardTrainer.compute_loss(namespace, fake_model, inputs).item()
-    ours, metrics = reward.reward_bt(chosen_rewards=chosen[:, 0], rejected_rewards=rejected[:, 0],
-                                     margin=margin[:, 0] if with_margin else None)
+    ours, metrics = reward.reward_bt(
+        chosen_rewards=chosen[:, 0], rejected_rewards=rejected[:, 0], margin=margin[:, 0] if with_margin else None
+    )
     np.testing.assert_allclose(ours, trl_loss, atol=ATOL)
     np.testing.assert_allclose(metrics["accuracy"], np.mean(chosen > rejected), atol=ATOL)
 
@@ -451,8 +573,12 @@ def test_reward_bt_equals_alpaca_farm_bce_and_log2_at_ties():
     expected = torch.nn.functional.binary_cross_entropy_with_logits(_t(r1 - r0), _t(choice)).item()
     chosen = np.where(choice == 1, r1, r0)
     rejected = np.where(choice == 1, r0, r1)
-    np.testing.assert_allclose(reward.reward_bt(chosen_rewards=chosen, rejected_rewards=rejected)[0], expected, atol=ATOL)
-    np.testing.assert_allclose(reward.reward_bt(chosen_rewards=np.ones(3), rejected_rewards=np.ones(3))[0], math.log(2), atol=ATOL)
+    np.testing.assert_allclose(
+        reward.reward_bt(chosen_rewards=chosen, rejected_rewards=rejected)[0], expected, atol=ATOL
+    )
+    np.testing.assert_allclose(
+        reward.reward_bt(chosen_rewards=np.ones(3), rejected_rewards=np.ones(3))[0], math.log(2), atol=ATOL
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -464,7 +590,6 @@ def _ragged_mask(lengths, width):
 
 
 class PPOTest(chex.TestCase):
-
     def setUp(self):
         rng = _rng(18)
         self.lengths = [6, 3, 5, 1]
@@ -538,8 +663,14 @@ class PPOTest(chex.TestCase):
         logps = (old_logps + rng.normal(scale=0.3, size=(4, 6))).astype(np.float32)
         old_values = rng.normal(size=(4, 6)).astype(np.float32)
         values = (old_values + rng.normal(scale=0.3, size=(4, 6))).astype(np.float32)
-        return dict(logps=logps, old_logps=old_logps, advantages=rng.normal(size=(4, 6)).astype(np.float32),
-                    values=values, old_values=old_values, returns=rng.normal(size=(4, 6)).astype(np.float32))
+        return dict(
+            logps=logps,
+            old_logps=old_logps,
+            advantages=rng.normal(size=(4, 6)).astype(np.float32),
+            values=values,
+            old_values=old_values,
+            returns=rng.normal(size=(4, 6)).astype(np.float32),
+        )
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_ppo_loss_matches_alpaca_farm(self):
@@ -576,7 +707,14 @@ class PPOTest(chex.TestCase):
         rollout["logps"] = rollout["old_logps"] + 0.05
         rollout["values"] = rollout["old_values"] + 0.05
         fn = lambda lp, v: ppo.ppo(**{**rollout, "logps": lp, "values": v}, mask=self.mask)[0]
-        check_grads(fn, (jnp.asarray(rollout["logps"]), jnp.asarray(rollout["values"])), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+        check_grads(
+            fn,
+            (jnp.asarray(rollout["logps"]), jnp.asarray(rollout["values"])),
+            order=1,
+            modes=["rev"],
+            atol=1e-2,
+            rtol=1e-2,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -593,14 +731,15 @@ def _specdec_reference(logits, soft_labels, mask, weight_mismatch):
     label_0[valid] = 0
     label_1 = torch.full_like(soft, -100, dtype=torch.long)
     label_1[valid] = 1
-    loss_fct = torch.nn.CrossEntropyLoss(weight=torch.tensor([weight_mismatch, 1.0], dtype=torch.float64), reduction="none")
+    loss_fct = torch.nn.CrossEntropyLoss(
+        weight=torch.tensor([weight_mismatch, 1.0], dtype=torch.float64), reduction="none"
+    )
     flat = _t(logits).reshape(-1, 2)
     loss = (loss_fct(flat, label_0) * soft_0 + loss_fct(flat, label_1) * soft).sum()
     return (loss / (weight_mismatch * soft_0[valid].sum() + soft[valid].sum())).item()
 
 
 class SpecDecTest(chex.TestCase):
-
     @chex.variants(with_jit=True, without_jit=True)
     def test_matches_official_weighted_soft_label_cross_entropy(self):
         rng = _rng(23)
@@ -623,13 +762,22 @@ class SpecDecTest(chex.TestCase):
         _, metrics = specdec.specdec_acceptance(logits=logits, accept_probs=accept, mask=mask)
         np.testing.assert_allclose(metrics["kl"], 0.0, atol=1e-5)
         base, _ = specdec.specdec_acceptance(logits=logits, accept_probs=accept, mask=mask)
-        padded, _ = specdec.specdec_acceptance(logits=np.pad(logits, ((0, 0), (0, 2), (0, 0)), constant_values=5.0),
-                                               accept_probs=np.pad(accept, ((0, 0), (0, 2)), constant_values=0.3),
-                                               mask=np.pad(mask, ((0, 0), (0, 2))))
+        padded, _ = specdec.specdec_acceptance(
+            logits=np.pad(logits, ((0, 0), (0, 2), (0, 0)), constant_values=5.0),
+            accept_probs=np.pad(accept, ((0, 0), (0, 2)), constant_values=0.3),
+            mask=np.pad(mask, ((0, 0), (0, 2))),
+        )
         np.testing.assert_allclose(padded, base, atol=1e-6)
 
     def test_gradient_matches_finite_differences(self):
         rng = _rng(24)
         accept = rng.uniform(size=(2, 4)).astype(np.float32)
         fn = lambda z: specdec.specdec_acceptance(logits=z, accept_probs=accept, mask=np.ones((2, 4), np.float32))[0]
-        check_grads(fn, (jnp.asarray(rng.normal(size=(2, 4, 2)).astype(np.float32)),), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+        check_grads(
+            fn,
+            (jnp.asarray(rng.normal(size=(2, 4, 2)).astype(np.float32)),),
+            order=1,
+            modes=["rev"],
+            atol=1e-2,
+            rtol=1e-2,
+        )

@@ -4,6 +4,7 @@ Expected values are written here in numpy from the papers' formulas (Ilharco et 
 §3; Yu et al. 2024, §3), or by hand; the folders are written with safetensors.numpy / transformers, not with
 alignax's own writer.
 """
+
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
+
 
 def write_folder(path, tensors, config=CONFIG, shards=1):
     """An HF-style folder: config.json + model.safetensors, or `shards` files with an index."""
@@ -54,8 +56,10 @@ SHAPES = {"a.weight": (7, 5), "b.bias": (13,), "c.weight": (3, 4, 2), "d.scale":
 def random_models(tmp_path, n_models=2, seed=0, shards=2, scale=0.1):
     rng = np.random.default_rng(seed)
     base = {n: np.asarray(rng.standard_normal(s), np.float32) for n, s in SHAPES.items()}
-    models = [{n: np.asarray(v + scale * rng.standard_normal(v.shape), np.float32) for n, v in base.items()}
-              for _ in range(n_models)]
+    models = [
+        {n: np.asarray(v + scale * rng.standard_normal(v.shape), np.float32) for n, v in base.items()}
+        for _ in range(n_models)
+    ]
     base_dir = write_folder(tmp_path / "base", base, shards=shards)
     model_dirs = [write_folder(tmp_path / f"m{i}", m, shards=1) for i, m in enumerate(models)]
     return base, models, base_dir, model_dirs
@@ -92,6 +96,7 @@ def numpy_ties(base, models, weights, density, normalize, lam=1.0, trim=True):
 
 # --- formulas -------------------------------------------------------------------------------------------------
 
+
 def test_task_arithmetic_matches_numpy(tmp_path):
     base, models, base_dir, model_dirs = random_models(tmp_path, n_models=3)
     weights, lam = [0.5, -0.3, 1.2], 0.7
@@ -121,18 +126,24 @@ def test_ties_matches_numpy(tmp_path, density):
         np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("density,weights,want", [
-    # no trim: sums [4, -2, 5, -2.5]; agreeing entries (3, 2), (-1, -2), (2, 4), (-0.5, -3)
-    (1.0, [1, 1, 1], [2.5, -1.5, 3.0, -1.75]),
-    # trim to |.|-top-2: d1 [3,0,2,0], d2 [0,-2,4,0], d3 [2,0,0,-3]; sums [5,-2,6,-3]
-    (0.5, [1, 1, 1], [2.5, -2.0, 3.0, -3.0]),
-    # weights 2,1,1 no trim: weighted d1 [6,-2,4,2]; sums [7,-3,7,-1.5]; (6+2)/3, (-2-2)/3, (4+4)/3, (-.5-3)/2
-    (1.0, [2, 1, 1], [8 / 3, -4 / 3, 8 / 3, -1.75]),
-])
+@pytest.mark.parametrize(
+    "density,weights,want",
+    [
+        # no trim: sums [4, -2, 5, -2.5]; agreeing entries (3, 2), (-1, -2), (2, 4), (-0.5, -3)
+        (1.0, [1, 1, 1], [2.5, -1.5, 3.0, -1.75]),
+        # trim to |.|-top-2: d1 [3,0,2,0], d2 [0,-2,4,0], d3 [2,0,0,-3]; sums [5,-2,6,-3]
+        (0.5, [1, 1, 1], [2.5, -2.0, 3.0, -3.0]),
+        # weights 2,1,1 no trim: weighted d1 [6,-2,4,2]; sums [7,-3,7,-1.5]; (6+2)/3, (-2-2)/3, (4+4)/3, (-.5-3)/2
+        (1.0, [2, 1, 1], [8 / 3, -4 / 3, 8 / 3, -1.75]),
+    ],
+)
 def test_ties_known_answer(tmp_path, density, weights, want):
     """By hand (base 10): trim, elect the sign of the weighted sum per entry, weighted mean of the agreeing."""
-    deltas = [np.array([3, -1, 2, 1], np.float32), np.array([-1, -2, 4, -0.5], np.float32),
-              np.array([2, 1, -1, -3], np.float32)]
+    deltas = [
+        np.array([3, -1, 2, 1], np.float32),
+        np.array([-1, -2, 4, -0.5], np.float32),
+        np.array([2, 1, -1, -3], np.float32),
+    ]
     base_dir = write_folder(tmp_path / "base", {"w": np.full(4, 10, np.float32)})
     dirs = [write_folder(tmp_path / f"m{i}", {"w": 10 + d}) for i, d in enumerate(deltas)]
     got = run_merge(base_dir, dirs, tmp_path / "out", "ties", weights=weights, density=density, block_elements=3)
@@ -142,8 +153,10 @@ def test_ties_known_answer(tmp_path, density, weights, want):
 def test_ties_zero_sum_elects_plus(tmp_path):
     """Sum of weighted deltas exactly 0: mergekit's "sum" consensus elects +1, so only positive deltas count."""
     base_dir = write_folder(tmp_path / "base", {"w": np.zeros(3, np.float32)})
-    dirs = [write_folder(tmp_path / "m0", {"w": np.array([2, -1, 0], np.float32)}),
-            write_folder(tmp_path / "m1", {"w": np.array([-2, 1, 0], np.float32)})]
+    dirs = [
+        write_folder(tmp_path / "m0", {"w": np.array([2, -1, 0], np.float32)}),
+        write_folder(tmp_path / "m1", {"w": np.array([-2, 1, 0], np.float32)}),
+    ]
     got = run_merge(base_dir, dirs, tmp_path / "out", "ties", density=1.0)
     np.testing.assert_array_equal(got["w"], np.array([2, 1, 0], np.float32))
 
@@ -186,11 +199,12 @@ def documented_mask(seed, model_index, name, shape, density):
 def test_dare_ties_matches_numpy_with_documented_masks(tmp_path):
     base, models, base_dir, model_dirs = random_models(tmp_path, n_models=2)
     weights, density, seed = [1.0, 0.8], 0.6, 11
-    got = run_merge(base_dir, model_dirs, tmp_path / "out", "dare_ties", weights=weights, density=density,
-                    seed=seed)
+    got = run_merge(base_dir, model_dirs, tmp_path / "out", "dare_ties", weights=weights, density=density, seed=seed)
     for name, b in base.items():
-        dare = [np.where(documented_mask(seed, i, name, b.shape, density), (m[name] - b) / np.float32(density), 0)
-                for i, m in enumerate(models)]
+        dare = [
+            np.where(documented_mask(seed, i, name, b.shape, density), (m[name] - b) / np.float32(density), 0)
+            for i, m in enumerate(models)
+        ]
         want = numpy_ties(b, [b + d for d in dare], weights, 1.0, normalize=False, trim=False)
         np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
 
@@ -207,10 +221,11 @@ def dare_folders(tmp_path, n=200_000):
 @pytest.mark.parametrize("density", [0.1, 0.5, 0.9])
 def test_dare_kept_fraction_rescale_and_mean(tmp_path, density):
     base, delta, base_dir, m_dir = dare_folders(tmp_path)
-    got = run_merge(base_dir, [m_dir], tmp_path / "out", "dare_linear", density=density, seed=5,
-                    block_elements=1 << 14)["w"]
+    got = run_merge(
+        base_dir, [m_dir], tmp_path / "out", "dare_linear", density=density, seed=5, block_elements=1 << 14
+    )["w"]
     out_delta = got.astype(np.float64) - base
-    kept = np.abs(out_delta) > 1e-3   # every |delta| >= 0.01, so dropped entries are exactly 0 here
+    kept = np.abs(out_delta) > 1e-3  # every |delta| >= 0.01, so dropped entries are exactly 0 here
     n = delta.size
     sigma = np.sqrt(density * (1 - density) / n)
     assert abs(kept.mean() - density) < 5 * sigma
@@ -248,8 +263,10 @@ def test_dare_deterministic_per_seed_and_block_size(tmp_path):
 def test_dare_masks_differ_between_tensors_and_models(tmp_path):
     base = {"x": np.zeros(4000, np.float32), "y": np.zeros(4000, np.float32)}
     base_dir = write_folder(tmp_path / "base", base)
-    dirs = [write_folder(tmp_path / f"m{i}", {"x": np.ones(4000, np.float32), "y": np.ones(4000, np.float32)})
-            for i in range(2)]
+    dirs = [
+        write_folder(tmp_path / f"m{i}", {"x": np.ones(4000, np.float32), "y": np.ones(4000, np.float32)})
+        for i in range(2)
+    ]
     got = run_merge(base_dir, dirs, tmp_path / "out", "dare_linear", weights=[1.0, 1.0], density=0.5, seed=0)
     assert np.mean(got["x"] != got["y"]) > 0.3
     # two models with the same delta: 0, 2 (one kept) and 4 (both) all occur if the masks differ
@@ -257,6 +274,7 @@ def test_dare_masks_differ_between_tensors_and_models(tmp_path):
 
 
 # --- streaming ------------------------------------------------------------------------------------------------
+
 
 def test_reads_never_exceed_one_block(tmp_path, monkeypatch):
     base, models, base_dir, model_dirs = random_models(tmp_path)
@@ -270,11 +288,12 @@ def test_reads_never_exceed_one_block(tmp_path, monkeypatch):
 
     monkeypatch.setattr(checkpoint.ModelFolder, "read_rows", spy)
     run_merge(base_dir, model_dirs, tmp_path / "out", "ties", density=0.5, block_elements=10)
-    assert sizes and max(sizes) <= 10   # rows of the largest tensor hold 5 and 8 elements
+    assert sizes and max(sizes) <= 10  # rows of the largest tensor hold 5 and 8 elements
 
 
 def test_bfloat16_in_bfloat16_out(tmp_path):
     import ml_dtypes
+
     rng = np.random.default_rng(0)
     b = rng.standard_normal((6, 4)).astype(ml_dtypes.bfloat16)
     m = (b.astype(np.float32) + 0.25).astype(ml_dtypes.bfloat16)
@@ -288,14 +307,23 @@ def test_bfloat16_in_bfloat16_out(tmp_path):
 
 # --- Hugging Face folders -------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_llamas(tmp_path_factory):
     """A tiny random LlamaForCausalLM base (sharded) and two perturbed copies, written by transformers."""
     import torch
     import transformers
+
     root = tmp_path_factory.mktemp("llamas")
-    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=128, max_position_embeddings=64)
+    cfg = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     base = transformers.LlamaForCausalLM(cfg)
     base.save_pretrained(root / "base", max_shard_size="40KB")
@@ -314,23 +342,28 @@ def tiny_llamas(tmp_path_factory):
 
 def state_dict(folder):
     import transformers
+
     model = transformers.AutoModelForCausalLM.from_pretrained(folder)
     return model, {k: v.detach().numpy() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("method,options", [
-    ("task_arithmetic", {"weights": [0.6, 0.4]}),
-    ("ties", {"weights": [1.0, 1.0], "density": 0.5}),
-    ("dare_linear", {"weights": [0.5, 0.5], "density": 0.7}),
-    ("dare_ties", {"weights": [1.0, 0.5], "density": [0.5, 0.8]}),
-])
+@pytest.mark.parametrize(
+    "method,options",
+    [
+        ("task_arithmetic", {"weights": [0.6, 0.4]}),
+        ("ties", {"weights": [1.0, 1.0], "density": 0.5}),
+        ("dare_linear", {"weights": [0.5, 0.5], "density": 0.7}),
+        ("dare_ties", {"weights": [1.0, 0.5], "density": [0.5, 0.8]}),
+    ],
+)
 def test_merged_tiny_llama_loads_in_transformers(tiny_llamas, tmp_path, method, options):
     import torch
+
     base_dir, model_dirs = tiny_llamas
     out = tmp_path / "merged"
     spec = pipeline.make_spec(method, 2, seed=3, **options)
     pipeline.merge(base_dir, model_dirs, spec, out)
-    assert (out / "model.safetensors.index.json").is_file()   # base layout mirrored (it is sharded)
+    assert (out / "model.safetensors.index.json").is_file()  # base layout mirrored (it is sharded)
     for name in ("config.json", "generation_config.json", "tokenizer_config.json"):
         assert (out / name).read_bytes() == (base_dir / name).read_bytes()
     merged, got = state_dict(out)
@@ -351,6 +384,7 @@ def test_merged_tiny_llama_loads_in_transformers(tiny_llamas, tmp_path, method, 
 
 
 # --- bad input ------------------------------------------------------------------------------------------------
+
 
 def test_shape_mismatch_names_tensor_and_folder(tmp_path):
     base, models, base_dir, model_dirs = random_models(tmp_path)
@@ -417,16 +451,38 @@ def test_output_folder_holding_a_model_is_refused(tmp_path):
 
 # --- command line ---------------------------------------------------------------------------------------------
 
+
 def cli(*args):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    return subprocess.run([sys.executable, "-m", "alignax.merge", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=REPO_ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "alignax.merge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
 
 
 def test_cli_merges_and_reports_errors(tmp_path):
     base, models, base_dir, model_dirs = random_models(tmp_path)
-    result = cli("--base", base_dir, "--models", *model_dirs, "--method", "ties", "--weights", "1", "0.5",
-                 "--density", "0.5", "--seed", "1", "--out", tmp_path / "out")
+    result = cli(
+        "--base",
+        base_dir,
+        "--models",
+        *model_dirs,
+        "--method",
+        "ties",
+        "--weights",
+        "1",
+        "0.5",
+        "--density",
+        "0.5",
+        "--seed",
+        "1",
+        "--out",
+        tmp_path / "out",
+    )
     assert result.returncode == 0, result.stderr
     got = read_folder(tmp_path / "out")
     for name, b in base.items():
@@ -453,20 +509,31 @@ def mergekit_yaml():
     exe = MERGEKIT_VENV / "bin" / "mergekit-yaml"
     if not exe.exists():
         subprocess.run([sys.executable, "-m", "venv", str(MERGEKIT_VENV)], check=True, timeout=300)
-        subprocess.run([str(MERGEKIT_VENV / "bin" / "pip"), "install", "--quiet", "mergekit==0.1.5", "torch==2.13.0"],
-                       check=True, timeout=1200)
+        subprocess.run(
+            [str(MERGEKIT_VENV / "bin" / "pip"), "install", "--quiet", "mergekit==0.1.5", "torch==2.13.0"],
+            check=True,
+            timeout=1200,
+        )
     return exe
 
 
 def run_mergekit(exe, tmp_path, base_dir, model_dirs, method, per_model, shared=None, seed=0):
-    config = {"merge_method": method, "base_model": str(base_dir), "dtype": "float32",
-              "parameters": shared or {},
-              "models": [{"model": str(d), "parameters": p} for d, p in zip(model_dirs, per_model)]}
+    config = {
+        "merge_method": method,
+        "base_model": str(base_dir),
+        "dtype": "float32",
+        "parameters": shared or {},
+        "models": [{"model": str(d), "parameters": p} for d, p in zip(model_dirs, per_model)],
+    }
     path = tmp_path / f"{method}.yml"
-    path.write_text(json.dumps(config))   # JSON is YAML
+    path.write_text(json.dumps(config))  # JSON is YAML
     out = tmp_path / f"mk_{method}"
-    result = subprocess.run([str(exe), str(path), str(out), "--no-copy-tokenizer", "--quiet", "--random-seed",
-                             str(seed)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(exe), str(path), str(out), "--no-copy-tokenizer", "--quiet", "--random-seed", str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return read_folder(out)
 
@@ -474,9 +541,15 @@ def run_mergekit(exe, tmp_path, base_dir, model_dirs, method, per_model, shared=
 @pytest.mark.slow
 def test_mergekit_task_arithmetic_and_ties_equal(tiny_llamas, mergekit_yaml, tmp_path):
     base_dir, model_dirs = tiny_llamas
-    cases = [("task_arithmetic", [{"weight": 0.6}, {"weight": 0.4}], {}, {"weights": [0.6, 0.4]}),
-             ("ties", [{"weight": 1.0, "density": 0.5}, {"weight": 0.5, "density": 0.7}], {"lambda": 0.8},
-              {"weights": [1.0, 0.5], "density": [0.5, 0.7], "lam": 0.8})]
+    cases = [
+        ("task_arithmetic", [{"weight": 0.6}, {"weight": 0.4}], {}, {"weights": [0.6, 0.4]}),
+        (
+            "ties",
+            [{"weight": 1.0, "density": 0.5}, {"weight": 0.5, "density": 0.7}],
+            {"lambda": 0.8},
+            {"weights": [1.0, 0.5], "density": [0.5, 0.7], "lam": 0.8},
+        ),
+    ]
     for method, per_model, shared, ours in cases:
         theirs = run_mergekit(mergekit_yaml, tmp_path, base_dir, model_dirs, method, per_model, shared)
         got = run_merge(base_dir, model_dirs, tmp_path / f"ours_{method}", method, block_elements=1000, **ours)
@@ -505,8 +578,9 @@ def test_mergekit_dare_equal_in_distribution(tiny_llamas, mergekit_yaml, tmp_pat
     base = read_folder(base_dir)
     model = read_folder(model_dirs[0])
     density = 0.3
-    theirs = run_mergekit(mergekit_yaml, tmp_path, base_dir, model_dirs[:1], "dare_linear",
-                          [{"weight": 1.0, "density": density}], seed=1)
+    theirs = run_mergekit(
+        mergekit_yaml, tmp_path, base_dir, model_dirs[:1], "dare_linear", [{"weight": 1.0, "density": density}], seed=1
+    )
     ours = run_merge(base_dir, model_dirs[:1], tmp_path / "ours_dare", "dare_linear", density=density, seed=1)
     n = sum(b.size for b in base.values())
     sigma = np.sqrt(density * (1 - density) / n)
@@ -515,12 +589,19 @@ def test_mergekit_dare_equal_in_distribution(tiny_llamas, mergekit_yaml, tmp_pat
         assert abs(kept - density) < 5 * sigma
         for name, d in changed.items():
             delta = (model[name].astype(np.float64) - base[name])[(merged[name].astype(np.float64) - base[name]) != 0]
-            scale = d / delta   # ours: exactly 1/density; mergekit: its L1-norm ratio, ~1/density
+            scale = d / delta  # ours: exactly 1/density; mergekit: its L1-norm ratio, ~1/density
             assert np.ptp(scale) < 1e-3 * scale.mean(), name
             assert abs(scale.mean() * density - 1) < 0.15, name
     # dare_ties with two models: an entry is unchanged only when both masks drop it, P = (1 - d)^2
-    theirs = run_mergekit(mergekit_yaml, tmp_path, base_dir, model_dirs, "dare_ties",
-                          [{"weight": 1.0, "density": 0.5}, {"weight": 0.5, "density": 0.5}], seed=2)
+    theirs = run_mergekit(
+        mergekit_yaml,
+        tmp_path,
+        base_dir,
+        model_dirs,
+        "dare_ties",
+        [{"weight": 1.0, "density": 0.5}, {"weight": 0.5, "density": 0.5}],
+        seed=2,
+    )
     ours = run_merge(base_dir, model_dirs, tmp_path / "ours_dt", "dare_ties", weights=[1.0, 0.5], density=0.5, seed=2)
     sigma = np.sqrt(0.25 * 0.75 / n)
     for merged in (theirs, ours):

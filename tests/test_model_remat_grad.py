@@ -1,6 +1,7 @@
 """Remat inside the train step's pattern: jit(scan(grad(f(merge(graphdef, params))))) over micro-batches.
 
 nnx.remat broke there (TraceContextError: "Cannot mutate Param from a different trace level")."""
+
 import dataclasses
 
 import jax

@@ -1,4 +1,5 @@
 """alignax.ops: chunked log-prob kernel vs the naive full-logits computation; stats; numerics."""
+
 import functools
 
 import chex
@@ -9,7 +10,6 @@ import pytest
 from absl.testing import parameterized
 
 from alignax import ops
-from alignax.ops import logprobs as lp_lib
 from alignax.ops import numerics
 
 B, T, D, V = 3, 37, 16, 101  # T and V prime: no chunk size below divides them
@@ -56,7 +56,6 @@ CHUNKINGS = [
 
 
 class ChunkedEqualsNaiveTest(chex.TestCase):
-
     @pytest.fixture(autouse=True)
     def _problem(self, problem):
         self.p = problem
@@ -112,8 +111,11 @@ def test_packed_rows_give_each_sequence_its_own_sum(problem):
     want_b = ops.token_logprobs_naive(h_b[None], head, l_b[None]).sum()
     np.testing.assert_allclose(sums, [[want_a, want_b, 0.0]], rtol=1e-5)
     np.testing.assert_array_equal(counts, [[10, 7, 0]])
-    np.testing.assert_allclose(ops.segment_means(token_lp, segment_ids, num_segments=3, mask=packed_labels >= 0),
-                               [[want_a / 10, want_b / 7, 0.0]], rtol=1e-5)
+    np.testing.assert_allclose(
+        ops.segment_means(token_lp, segment_ids, num_segments=3, mask=packed_labels >= 0),
+        [[want_a / 10, want_b / 7, 0.0]],
+        rtol=1e-5,
+    )
 
 
 def test_logprobs_from_logits_matches_log_softmax():
@@ -150,16 +152,24 @@ def test_chunked_gradient_never_holds_full_logits():
 
     full_logits = b * t * v * 4
     naive = _temp_bytes(value_and_grad(ops.token_logprobs_naive), hidden, head, labels)
-    chunked = _temp_bytes(value_and_grad(functools.partial(ops.token_logprobs, chunk_size=16, vocab_chunk_size=1024)),
-                          hidden, head, labels)
+    chunked = _temp_bytes(
+        value_and_grad(functools.partial(ops.token_logprobs, chunk_size=16, vocab_chunk_size=1024)),
+        hidden,
+        head,
+        labels,
+    )
     assert naive >= full_logits, (naive, full_logits)
     # Chunked temp: a few [b, 16, 1024] fp32 slices plus parameter-sized buffers (grad of head).
     assert chunked < full_logits / 4, (chunked, full_logits)
     # Growing the vocabulary 4x grows the chunked temp by at most head-sized buffers ([d, V] fp32),
     # not by token-sized logits ([b, t, V]).
     bigger_head = jax.ShapeDtypeStruct((d, 4 * v), jnp.float32)
-    chunked_big = _temp_bytes(value_and_grad(functools.partial(ops.token_logprobs, chunk_size=16, vocab_chunk_size=1024)),
-                              hidden, bigger_head, labels)
+    chunked_big = _temp_bytes(
+        value_and_grad(functools.partial(ops.token_logprobs, chunk_size=16, vocab_chunk_size=1024)),
+        hidden,
+        bigger_head,
+        labels,
+    )
     assert chunked_big - chunked <= 2 * d * 3 * v * 4, (chunked, chunked_big)
 
 
@@ -176,7 +186,9 @@ def test_sequence_stats_against_numpy():
     want_sum = np.nansum(np.where(mask != 0, values, 0), -1)
     np.testing.assert_allclose(stats["sum"], want_sum, rtol=1e-6)
     np.testing.assert_allclose(stats["count"], mask.sum(-1))
-    np.testing.assert_allclose(stats["mean"], np.where(mask.sum(-1) > 0, want_sum / np.maximum(mask.sum(-1), 1), 0), rtol=1e-6)
+    np.testing.assert_allclose(
+        stats["mean"], np.where(mask.sum(-1) > 0, want_sum / np.maximum(mask.sum(-1), 1), 0), rtol=1e-6
+    )
     assert np.all(np.isfinite(stats["mean"]))
 
 
@@ -184,7 +196,7 @@ def test_segment_sums_against_numpy_loop():
     rng = np.random.default_rng(1)
     values = rng.normal(size=(3, 20)).astype(np.float32)
     segment_ids = np.sort(rng.integers(0, 5, size=(3, 20)), axis=-1)[:, ::-1]  # padding (0) at the end
-    mask = (rng.uniform(size=(3, 20)) > 0.3)
+    mask = rng.uniform(size=(3, 20)) > 0.3
     got = ops.segment_sums(values, jnp.asarray(segment_ids), num_segments=4, mask=mask)
     want = np.zeros((3, 4))
     for b in range(3):
@@ -238,7 +250,9 @@ def test_masked_whiten_matches_unbiased_definition():
 
 def test_batch_sharded_inputs_stay_sharded_and_match():
     """With hidden sharded over the batch (8 fake CPU devices), the kernel runs per shard."""
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
     devices = jax.devices()
     if len(devices) < 2:
         pytest.skip("needs the fake multi-device CPU set up by conftest")

@@ -19,7 +19,7 @@ def four_examples(config, tmp_path) -> str:
     """The preset's own training data, cut to its first 4 records."""
     source = config.data.train
     assert source.startswith("builtin:"), source
-    with open(builtin_path(source[len("builtin:"):])) as f:
+    with open(builtin_path(source[len("builtin:") :])) as f:
         records = [json.loads(line) for line in f][:4]
     path = tmp_path / "four.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -29,10 +29,19 @@ def four_examples(config, tmp_path) -> str:
 @pytest.mark.parametrize("name", PRESETS)
 def test_tiny_preset_overfits_four_examples(tmp_path, name):
     config = importlib.import_module(f"configs.{name}").get_config("tiny")
-    config.update_from_flattened_dict({
-        "data.train": four_examples(config, tmp_path), "data.eval": "", "data.shuffle": False, "batch_size": 4,
-        "total_steps": STEPS, "checkpoint_every": STEPS, "eval_batches": 0, "export": False,
-        "optimizer.schedule": "constant"})
+    config.update_from_flattened_dict(
+        {
+            "data.train": four_examples(config, tmp_path),
+            "data.eval": "",
+            "data.shuffle": False,
+            "batch_size": 4,
+            "total_steps": STEPS,
+            "checkpoint_every": STEPS,
+            "eval_batches": 0,
+            "export": False,
+            "optimizer.schedule": "constant",
+        }
+    )
     train(config, str(tmp_path / "run"))
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == STEPS

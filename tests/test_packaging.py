@@ -16,8 +16,23 @@ def test_wheel_contains_only_alignax(tmp_path):
     for name in ("alignax", "configs", "experiments", "benchmarks"):
         shutil.copytree(REPO_ROOT / name, source / name, ignore=ignore)
     shutil.copy(REPO_ROOT / "setup.py", source / "setup.py")
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                             "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = tmp_path.glob("alignax-*.whl")
     top_level = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}

@@ -1,4 +1,5 @@
 """The pairwise preference model (alignax/annotate/pairwise.py) and the oracles' one format."""
+
 import json
 import random
 
@@ -16,8 +17,14 @@ def _toy(n, seed):
     out = []
     for i in range(n):
         filler = " ".join(rng.choice(WORDS) for _ in range(3))
-        out.append({"id": f"{seed}-{i}", "prompt": f"Answer about {rng.choice(WORDS)}.",
-                    "chosen": f"{filler} yes", "rejected": f"{filler} no"})
+        out.append(
+            {
+                "id": f"{seed}-{i}",
+                "prompt": f"Answer about {rng.choice(WORDS)}.",
+                "chosen": f"{filler} yes",
+                "rejected": f"{filler} no",
+            }
+        )
     return out
 
 
@@ -77,8 +84,12 @@ def test_oracle_formats_agree():
         def prob(self, records, a, b):
             return np.asarray([0.9 if len(x) > len(y) else 0.2 for x, y in zip(a, b)])
 
-    record = {"id": "p", "prompt": "Write in all lowercase letters.", "instruction_id_list": ["change_case:english_lowercase"],
-              "kwargs": [{}]}
+    record = {
+        "id": "p",
+        "prompt": "Write in all lowercase letters.",
+        "instruction_id_list": ["change_case:english_lowercase"],
+        "kwargs": [{}],
+    }
     groups = [["all lowercase here", "Not Lowercase", "also lowercase"]]
     for oracle in (oracles.build("ifeval", None, oracles.Context()), Coin()):
         (j,) = oracle.judge([record], groups)

@@ -23,10 +23,21 @@ MIN_ACCURACY = 0.65
 @pytest.mark.slow
 def test_dpo_on_smollm2_lifts_heldout_reward_accuracy(tmp_path):
     workdir = tmp_path / "dpo"
-    command = [sys.executable, "-m", "experiments.dpo", "--config", "configs/dpo.py:cpu", "--workdir", str(workdir),
-               f"--config.total_steps={STEPS}", "--config.reference=precomputed", "--config.eval_batches=10",
-               f"--config.reference_cache_dir={tmp_path / 'refcache'}", "--config.export=False",
-               f"--config.checkpoint_every={STEPS}"]
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.dpo",
+        "--config",
+        "configs/dpo.py:cpu",
+        "--workdir",
+        str(workdir),
+        f"--config.total_steps={STEPS}",
+        "--config.reference=precomputed",
+        "--config.eval_batches=10",
+        f"--config.reference_cache_dir={tmp_path / 'refcache'}",
+        "--config.export=False",
+        f"--config.checkpoint_every={STEPS}",
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((workdir / "summary.json").read_text())

@@ -68,7 +68,9 @@ def test_config_changes_are_listed_and_the_previous_config_kept(tmp_path):
 def test_resume_that_does_not_fit_refuses_and_touches_nothing(finished_run):
     before = snapshot(finished_run)
     config = tiny_dpo(total_steps=3, **{"random_init.hidden_size": 32})
-    with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"does not fit the current config: 'params\..*the checkpoint has shape"):
+    with pytest.raises(
+        ckpt_lib.CheckpointMismatchError, match=r"does not fit the current config: 'params\..*the checkpoint has shape"
+    ):
         train(config, str(finished_run))
     assert snapshot(finished_run) == before
     assert sorted(os.listdir(finished_run / "checkpoints"), key=int) == ["1", "2"]
@@ -89,16 +91,29 @@ def test_resume_with_a_changed_learning_rate_says_so_and_keeps_the_old_export(fi
 
 
 def cli(*args, workdir, **popen):
-    command = [sys.executable, "-m", "experiments.dpo", "--config", "configs/dpo.py:tiny", "--workdir", str(workdir),
-               *args]
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.dpo",
+        "--config",
+        "configs/dpo.py:tiny",
+        "--workdir",
+        str(workdir),
+        *args,
+    ]
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_checkpoint_and_prints_the_resume_command(tmp_path):
     workdir = tmp_path / "run"
-    proc = cli("--config.total_steps=400", "--config.checkpoint_every=1", "--config.eval_batches=0",
-               "--config.async_checkpointing=True", workdir=workdir)
+    proc = cli(
+        "--config.total_steps=400",
+        "--config.checkpoint_every=1",
+        "--config.eval_batches=0",
+        "--config.async_checkpointing=True",
+        workdir=workdir,
+    )
     deadline = time.time() + 300
     while not (workdir / "checkpoints" / "2").is_dir() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
@@ -112,8 +127,12 @@ def test_ctrl_c_keeps_the_checkpoint_and_prints_the_resume_command(tmp_path):
 
 @pytest.mark.slow
 def test_normal_exit_prints_a_summary_and_no_traceback(tmp_path):
-    proc = cli("--config.total_steps=2", "--config.eval_batches=1", "--config.async_checkpointing=True",
-               workdir=tmp_path / "run")
+    proc = cli(
+        "--config.total_steps=2",
+        "--config.eval_batches=1",
+        "--config.async_checkpointing=True",
+        workdir=tmp_path / "run",
+    )
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert "Traceback" not in err and "Event loop is closed" not in err, err[-3000:]
@@ -130,9 +149,17 @@ def test_bad_data_is_one_message_with_the_rerun_command(tmp_path):
 
 
 def test_help_lists_presets_keys_and_losses():
-    result = subprocess.run([sys.executable, "-m", "experiments.dpo", "--help"], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.dpo", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    for expected in ("Presets of configs/dpo.py: cpu, llama3_8b, mistral7b, tiny", "--config.total_steps=",
-                     "optimizer steps", "sppo ", "ln_dpo", "beta=10.0", "--config.loss.hparams.beta=None"):
+    for expected in (
+        "Presets of configs/dpo.py: cpu, llama3_8b, mistral7b, tiny",
+        "--config.total_steps=",
+        "optimizer steps",
+        "sppo ",
+        "ln_dpo",
+        "beta=10.0",
+        "--config.loss.hparams.beta=None",
+    ):
         assert expected in result.stdout, expected

@@ -2,6 +2,7 @@
 127.0.0.1 with a tiny random Llama. Outputs are checked against `alignax.sample.generate` (an
 independent path: lock-step batch, shared cache index), streaming against non-streaming, and the
 batcher's counters show that concurrent requests share decode steps."""
+
 import http.client
 import json
 import threading
@@ -63,8 +64,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def server(model, tok):
-    srv = make_server(model, tok, model_name=MODEL, port=0, max_batch=MAX_BATCH, max_context=MAX_CONTEXT,
-                      api_key=API_KEY)
+    srv = make_server(
+        model, tok, model_name=MODEL, port=0, max_batch=MAX_BATCH, max_context=MAX_CONTEXT, api_key=API_KEY
+    )
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     yield srv
@@ -141,8 +143,9 @@ def test_seeded_n2_reproducible_and_equal_to_generate(client, model, tok):
     assert texts[0] != texts[1]
     assert a.usage.completion_tokens == 24
     # The row keys are generate()'s: fold_in(fold_in(PRNGKey(seed), prompt index 0), sample index).
-    ref = generate(model, tok, [PROMPTS[1]], max_new_tokens=12, temperature=1.0, top_p=0.9, num_samples=2, seed=7,
-                   eos_token_ids=[])
+    ref = generate(
+        model, tok, [PROMPTS[1]], max_new_tokens=12, temperature=1.0, top_p=0.9, num_samples=2, seed=7, eos_token_ids=[]
+    )
     assert texts == [g.text for g in ref]
     other = chat(client, PROMPTS[1], **dict(kw, seed=8))
     assert [c.message.content for c in other.choices] != texts
@@ -161,24 +164,33 @@ def _check_top_logprobs(entries, k, greedy):
 
 
 def test_logprobs_and_top_logprobs_consistent(client):
-    r = chat(client, PROMPTS[0], max_tokens=10, temperature=0, logprobs=True, top_logprobs=5,
-             extra_body={"ignore_eos": True})
+    r = chat(
+        client, PROMPTS[0], max_tokens=10, temperature=0, logprobs=True, top_logprobs=5, extra_body={"ignore_eos": True}
+    )
     _check_top_logprobs(r.choices[0].logprobs.content, 5, greedy=True)
-    r = chat(client, PROMPTS[0], max_tokens=10, temperature=1.5, seed=3, logprobs=True, top_logprobs=3,
-             extra_body={"ignore_eos": True})
+    r = chat(
+        client,
+        PROMPTS[0],
+        max_tokens=10,
+        temperature=1.5,
+        seed=3,
+        logprobs=True,
+        top_logprobs=3,
+        extra_body={"ignore_eos": True},
+    )
     _check_top_logprobs(r.choices[0].logprobs.content, 3, greedy=False)
     c = client.completions.create(model=MODEL, prompt="xyz", max_tokens=6, temperature=0, logprobs=3)
     lp = c.choices[0].logprobs
     assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset)
     assert "".join(lp.tokens) == c.choices[0].text
-    for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+    for logprob, top in zip(lp.token_logprobs, lp.top_logprobs):
         assert logprob <= 0 and len(top) <= 3 and max(top.values()) == pytest.approx(logprob, abs=1e-6)
     assert lp.text_offset == list(np.cumsum([0] + [len(t) for t in lp.tokens[:-1]]))
 
 
 def _pick_stop(text):
     """A two-character piece of text whose first occurrence starts at index >= 3."""
-    return next(text[i:i + 2] for i in range(3, len(text) - 2) if text.find(text[i:i + 2]) == i)
+    return next(text[i : i + 2] for i in range(3, len(text) - 2) if text.find(text[i : i + 2]) == i)
 
 
 def test_stop_strings_cut_the_text(client):
@@ -252,8 +264,7 @@ def test_a_request_joins_a_running_batch(client, server):
     arrivals, started = [], threading.Event()
 
     def consume_long():
-        stream = chat(client, PROMPTS[0], max_tokens=100, temperature=0, stream=True,
-                      extra_body={"ignore_eos": True})
+        stream = chat(client, PROMPTS[0], max_tokens=100, temperature=0, stream=True, extra_body={"ignore_eos": True})
         for chunk in stream:
             arrivals.append((time.monotonic(), chunk))
             if len(arrivals) == 5:
@@ -283,14 +294,25 @@ def test_engine_compaction_keeps_rows_exact(model, tok):
     def admit(slots, slot, prompt, segment):
         bucket = engine.prefill_bucket(len(prompt) - 1, MAX_CONTEXT)
         ids = np.zeros((1, bucket), np.int32)
-        ids[0, :len(prompt) - 1] = prompt[:-1]
+        ids[0, : len(prompt) - 1] = prompt[:-1]
         targets = np.full((MAX_BATCH,), MAX_BATCH, np.int32)
         targets[0] = slot
         segments = np.zeros((MAX_BATCH,), np.int32)
         segments[0] = segment
-        return engine.prefill_into_slots(graphdef, state, slots, ids, np.int32(len(prompt) - 1), targets, segments,
-                                         np.int32(1), np.int32(prompt[-1]), np.zeros((MAX_BATCH, 2), np.uint32),
-                                         np.float32(0.0), np.float32(1.0))
+        return engine.prefill_into_slots(
+            graphdef,
+            state,
+            slots,
+            ids,
+            np.int32(len(prompt) - 1),
+            targets,
+            segments,
+            np.int32(1),
+            np.int32(prompt[-1]),
+            np.zeros((MAX_BATCH, 2), np.uint32),
+            np.float32(0.0),
+            np.float32(1.0),
+        )
 
     def run(slots, active, steps):
         for _ in range(steps):
@@ -359,16 +381,37 @@ def test_too_many_tokens_is_400(client):
     assert e.value.code == "context_length_exceeded"
 
 
-@pytest.mark.parametrize("field,value", [
-    ("temperature", -1), ("temperature", "hot"), ("top_p", 0), ("top_p", 1.5), ("n", 0), ("n", MAX_BATCH + 1),
-    ("max_tokens", 0), ("max_tokens", "many"), ("max_tokens", True), ("stop", 5), ("stop", ["a"] * 5),
-    ("top_logprobs", 21), ("seed", 1.5), ("stream", "yes"), ("presence_penalty", 0.5), ("messages", []),
-    ("messages", [{"role": "wizard", "content": "hi"}]),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("temperature", -1),
+        ("temperature", "hot"),
+        ("top_p", 0),
+        ("top_p", 1.5),
+        ("n", 0),
+        ("n", MAX_BATCH + 1),
+        ("max_tokens", 0),
+        ("max_tokens", "many"),
+        ("max_tokens", True),
+        ("stop", 5),
+        ("stop", ["a"] * 5),
+        ("top_logprobs", 21),
+        ("seed", 1.5),
+        ("stream", "yes"),
+        ("presence_penalty", 0.5),
+        ("messages", []),
+        ("messages", [{"role": "wizard", "content": "hi"}]),
+    ],
+)
 def test_bad_parameters_are_400(server, field, value):
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "logprobs": True, field: value}
-    status, reply = _raw(server, "POST", "/v1/chat/completions", json.dumps(body),
-                         {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    status, reply = _raw(
+        server,
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(body),
+        {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
     assert status == 400, reply
     _assert_error_body(reply)
     assert reply["error"]["param"].startswith(field)

@@ -1,5 +1,6 @@
 """Parity on the real SmolLM2-135M-Instruct (Q4_1 GGUF): alignax vs transformers, both float32,
 both dequantizing the same file. Slow: one module-scoped load of each side."""
+
 import os
 
 import jax
@@ -17,11 +18,16 @@ import alignax.models as models  # noqa: E402
 
 PROMPTS = [
     [{"role": "user", "content": "What is the capital of France?"}],
-    [{"role": "system", "content": "You answer in one short sentence."},
-     {"role": "user", "content": "Why is the sky blue?"}],
+    [
+        {"role": "system", "content": "You answer in one short sentence."},
+        {"role": "user", "content": "Why is the sky blue?"},
+    ],
     [{"role": "user", "content": "Write a Python function that adds two numbers."}],
-    [{"role": "user", "content": "List three fruits."}, {"role": "assistant", "content": "Apple, banana, cherry."},
-     {"role": "user", "content": "Now three vegetables, please."}],
+    [
+        {"role": "user", "content": "List three fruits."},
+        {"role": "assistant", "content": "Apple, banana, cherry."},
+        {"role": "user", "content": "Now three vegetables, please."},
+    ],
 ]
 NEW_TOKENS = 32
 
@@ -59,8 +65,8 @@ def right_padded(sequences, pad_id):
     ids = np.full((len(sequences), length), pad_id, np.int32)
     segments = np.zeros((len(sequences), length), np.int32)
     for row, seq in enumerate(sequences):
-        ids[row, :len(seq)] = seq
-        segments[row, :len(seq)] = 1
+        ids[row, : len(seq)] = seq
+        segments[row, : len(seq)] = 1
     return jnp.asarray(ids), jnp.asarray(segments)
 
 
@@ -81,7 +87,7 @@ def test_logits_match_transformers(ours, theirs, prompt_ids):
     logits = np.asarray(model(ids, segment_ids=segments))  # one batch, padding masked
     for row, seq in enumerate(prompt_ids):
         reference = torch_logits(theirs, seq)
-        error = max_relative_error(logits[row, :len(seq)], reference)
+        error = max_relative_error(logits[row, : len(seq)], reference)
         assert error < 1e-4, (row, error)
 
 
@@ -121,14 +127,22 @@ def test_greedy_generation_matches_transformers(ours, theirs, prompt_ids):
     compared = 0
     for row, seq in enumerate(prompt_ids):
         with torch.no_grad():
-            out = theirs.generate(torch.tensor([seq]), attention_mask=torch.ones(1, len(seq), dtype=torch.long),
-                                  do_sample=False, max_new_tokens=NEW_TOKENS, eos_token_id=tokenizer.eos_token_id,
-                                  pad_token_id=tokenizer.pad_token_id)
-        reference = out[0, len(seq):].tolist()
+            out = theirs.generate(
+                torch.tensor([seq]),
+                attention_mask=torch.ones(1, len(seq), dtype=torch.long),
+                do_sample=False,
+                max_new_tokens=NEW_TOKENS,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        reference = out[0, len(seq) :].tolist()
         # transformers stops at EOS; alignax's loop runs on, so compare the common prefix.
         assert len(reference) == NEW_TOKENS or reference[-1] == tokenizer.eos_token_id
-        assert generated[row, :len(reference)].tolist() == reference, (
-            row, tokenizer.decode(generated[row]), tokenizer.decode(reference))
+        assert generated[row, : len(reference)].tolist() == reference, (
+            row,
+            tokenizer.decode(generated[row]),
+            tokenizer.decode(reference),
+        )
         compared += len(reference)
     assert compared >= len(prompt_ids) * 8  # real answers, not an immediate EOS
 

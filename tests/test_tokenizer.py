@@ -9,6 +9,7 @@ which these tests work around rather than copy:
   llama.cpp's regexes + transformers' BPE instead (test_digit_split_follows_llama_cpp);
 * it decodes with clean_up_tokenization_spaces=True: decode is compared with it turned off.
 """
+
 import json
 import os
 
@@ -39,12 +40,18 @@ DIGIT_TEXTS = ["x  12", "value:\n\n  42", "tab\t\t7", "   0"]
 
 CONVERSATIONS = [
     [{"role": "user", "content": "What is 2+2?"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"},
-     {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3?"}],
-    [{"role": "user", "content": "Write a haiku about JAX."},
-     {"role": "assistant", "content": "Arrays flow like streams\njit compiles the quiet night\nXLA hums on"},
-     {"role": "user", "content": "Now one in 日本語 🎌"},
-     {"role": "assistant", "content": "配列の川\n  静かな夜に\t流れゆく"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "And 3+3?"},
+    ],
+    [
+        {"role": "user", "content": "Write a haiku about JAX."},
+        {"role": "assistant", "content": "Arrays flow like streams\njit compiles the quiet night\nXLA hums on"},
+        {"role": "user", "content": "Now one in 日本語 🎌"},
+        {"role": "assistant", "content": "配列の川\n  静かな夜に\t流れゆく"},
+    ],
 ]
 
 
@@ -64,8 +71,7 @@ def ours(gguf_path):
 @pytest.fixture(scope="module")
 def theirs(gguf_path):
     transformers = pytest.importorskip("transformers")
-    return transformers.AutoTokenizer.from_pretrained(os.path.dirname(gguf_path),
-                                                      gguf_file=os.path.basename(gguf_path))
+    return transformers.AutoTokenizer.from_pretrained(os.path.dirname(gguf_path), gguf_file=os.path.basename(gguf_path))
 
 
 @pytest.fixture(scope="module")
@@ -107,22 +113,28 @@ def test_decode_round_trip_and_matches_transformers(ours, theirs):
         assert ours.decode(ids) == text
         assert ours.decode(ids) == theirs.decode(ids, clean_up_tokenization_spaces=False)
         assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(
-            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
 
 
 def test_special_tokens_and_vocab(ours, theirs, gguf_path):
     import gguf
 
     reader = gguf.GGUFReader(gguf_path)
-    meta = {k: reader.fields[f"tokenizer.ggml.{k}"].contents() for k in ("bos_token_id", "eos_token_id",
-                                                                          "padding_token_id")}
+    meta = {
+        k: reader.fields[f"tokenizer.ggml.{k}"].contents() for k in ("bos_token_id", "eos_token_id", "padding_token_id")
+    }
     assert (ours.bos_token_id, ours.eos_token_id, ours.pad_token_id) == (
-        meta["bos_token_id"], meta["eos_token_id"], meta["padding_token_id"])
+        meta["bos_token_id"],
+        meta["eos_token_id"],
+        meta["padding_token_id"],
+    )
     assert ours.vocab_size == len(theirs) == 49152
     for token in (ours.bos_token, ours.eos_token, ours.pad_token, ours.unk_token):
         assert theirs.convert_tokens_to_ids(token) == ours.backend.token_to_id(token)
     assert set(ours.special_tokens()) == set(theirs.all_special_tokens) | set(
-        t.content for t in theirs.added_tokens_decoder.values() if t.special)
+        t.content for t in theirs.added_tokens_decoder.values() if t.special
+    )
 
 
 @pytest.mark.parametrize("conversation", range(len(CONVERSATIONS)))
@@ -131,17 +143,23 @@ def test_chat_template_matches_transformers(ours, theirs, conversation, add_gene
     messages = CONVERSATIONS[conversation]
     kwargs = dict(add_generation_prompt=add_generation_prompt)
     assert ours.apply_chat_template(messages, tokenize=False, **kwargs) == theirs.apply_chat_template(
-        messages, tokenize=False, **kwargs)
+        messages, tokenize=False, **kwargs
+    )
     assert ours.apply_chat_template(messages, **kwargs) == theirs.apply_chat_template(messages, **kwargs)
 
 
 def test_template_features_like_transformers(ours, theirs):
     # tojson without HTML escaping, loop controls, raise_exception, trim/lstrip blocks, bos_token.
-    template = ("{{ bos_token }}{% for m in messages %}{% if loop.index > 2 %}{% break %}{% endif %}\n"
-                "  {{ m | tojson }}\n{% endfor %}{% if messages | length > 9 %}"
-                "{{ raise_exception('too long') }}{% endif %}")
-    messages = [{"role": "user", "content": "<b>&'\"</b> é"}, {"role": "assistant", "content": "x"},
-                {"role": "user", "content": "dropped"}]
+    template = (
+        "{{ bos_token }}{% for m in messages %}{% if loop.index > 2 %}{% break %}{% endif %}\n"
+        "  {{ m | tojson }}\n{% endfor %}{% if messages | length > 9 %}"
+        "{{ raise_exception('too long') }}{% endif %}"
+    )
+    messages = [
+        {"role": "user", "content": "<b>&'\"</b> é"},
+        {"role": "assistant", "content": "x"},
+        {"role": "user", "content": "dropped"},
+    ]
     text = ours.apply_chat_template(messages, tokenize=False, chat_template=template)
     assert text == theirs.apply_chat_template(messages, tokenize=False, chat_template=template)
     # No second BOS: transformers' GGUF tokenizer adds BOS on encode, yet the template's one is the only one.
@@ -154,8 +172,11 @@ def test_template_features_like_transformers(ours, theirs):
 
 def test_template_is_sandboxed(ours):
     with pytest.raises(jinja2.exceptions.SecurityError):
-        ours.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
-                                 chat_template="{{ messages.__class__.__init__.__globals__ }}")
+        ours.apply_chat_template(
+            [{"role": "user", "content": "x"}],
+            tokenize=False,
+            chat_template="{{ messages.__class__.__init__.__globals__ }}",
+        )
 
 
 def test_no_double_bos_with_bos_adding_tokenizer(ours):
@@ -164,9 +185,15 @@ def test_no_double_bos_with_bos_adding_tokenizer(ours):
 
     backend = tokenizers.Tokenizer.from_str(ours.backend.to_str())
     bos = ours.bos_token
-    backend.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, ours.bos_token_id)])
-    with_bos = Tokenizer(backend, bos_token=bos, eos_token=ours.eos_token, chat_template="{{ bos_token }}"
-                         "{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, ours.bos_token_id)]
+    )
+    with_bos = Tokenizer(
+        backend,
+        bos_token=bos,
+        eos_token=ours.eos_token,
+        chat_template="{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}",
+    )
     assert with_bos.encode("hi")[0] == ours.bos_token_id
     ids = with_bos.apply_chat_template([{"role": "user", "content": "hi"}])
     assert ids == [ours.bos_token_id] + ours.encode("hi")
@@ -175,17 +202,20 @@ def test_no_double_bos_with_bos_adding_tokenizer(ours):
 def test_assistant_mask_matches_transformers_generation_tags(ours, theirs):
     # transformers marks assistant tokens only for templates with {% generation %} tags; the same
     # SmolLM2 template with the assistant content + end-of-turn tagged is the reference.
-    tagged = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-              "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
-              "<|im_end|>\n' }}{% endif %}{{ '<|im_start|>' + message['role'] + '\n' }}"
-              "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}"
-              "{% endgeneration %}{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}"
-              "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    tagged = (
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+        "<|im_end|>\n' }}{% endif %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+        "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}"
+        "{% endgeneration %}{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
     for messages in CONVERSATIONS[1:]:
         ids, mask = ours.apply_chat_template_with_mask(messages)
         assert ids == ours.apply_chat_template(messages)
-        reference = theirs.apply_chat_template(messages, chat_template=tagged, return_dict=True,
-                                               return_assistant_tokens_mask=True)
+        reference = theirs.apply_chat_template(
+            messages, chat_template=tagged, return_dict=True, return_assistant_tokens_mask=True
+        )
         assert reference["input_ids"] == ids
         assert list(reference["assistant_masks"]) == mask
         expected_text = "".join(m["content"] + ours.eos_token for m in messages if m["role"] == "assistant")
@@ -203,10 +233,16 @@ def test_save_pretrained_loads_in_transformers(ours, saved_dir):
     for messages in CONVERSATIONS:
         for gen in (False, True):
             assert reloaded.apply_chat_template(messages, add_generation_prompt=gen) == ours.apply_chat_template(
-                messages, add_generation_prompt=gen)
+                messages, add_generation_prompt=gen
+            )
             assert again.apply_chat_template(messages, add_generation_prompt=gen) == ours.apply_chat_template(
-                messages, add_generation_prompt=gen)
-    assert (reloaded.bos_token, reloaded.eos_token, reloaded.pad_token) == (ours.bos_token, ours.eos_token, ours.pad_token)
+                messages, add_generation_prompt=gen
+            )
+    assert (reloaded.bos_token, reloaded.eos_token, reloaded.pad_token) == (
+        ours.bos_token,
+        ours.eos_token,
+        ours.pad_token,
+    )
     assert (again.bos_token_id, again.eos_token_id, again.pad_token_id) == (1, 2, 2)
     config = json.loads((saved_dir / "tokenizer_config.json").read_text())
     assert config["chat_template"] == ours.chat_template

@@ -6,6 +6,7 @@ token-mean loss is only right if every micro-batch divides by the token count of
 trajectories differ at the first update). DPO averages k equal-size micro-batch means.
 Single device: the comparison is about accumulation, not sharding (test_train_sharding covers that).
 """
+
 import importlib
 import json
 import os
@@ -20,9 +21,17 @@ STEPS = 5
 
 def run(name, workdir, **overrides):
     config = importlib.import_module(f"configs.{name}").get_config("tiny")
-    config.update_from_flattened_dict({"total_steps": STEPS, "export": False, "data.eval": "",
-                                       "data.length_multiple": 64, "checkpoint_every": 100,
-                                       "mesh.num_devices": 1, **overrides})
+    config.update_from_flattened_dict(
+        {
+            "total_steps": STEPS,
+            "export": False,
+            "data.eval": "",
+            "data.length_multiple": 64,
+            "checkpoint_every": 100,
+            "mesh.num_devices": 1,
+            **overrides,
+        }
+    )
     train(config, str(workdir))
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]
@@ -49,5 +58,5 @@ def test_micro_batches_have_ragged_token_counts():
     config = importlib.import_module("configs.sft").get_config("tiny")
     config.update_from_flattened_dict({"grad_accum_steps": 4, "data.length_multiple": 64})
     batch = next(feed_lib.make_feed(config, modeling.load_tokenizer(config.model), split="train", rows_multiple=1))
-    per_micro = [float(count_target_tokens({k: v[i:i + 1] for k, v in batch.items()})) for i in range(4)]
+    per_micro = [float(count_target_tokens({k: v[i : i + 1] for k, v in batch.items()})) for i in range(4)]
     assert len(set(per_micro)) > 1, per_micro

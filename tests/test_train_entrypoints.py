@@ -2,6 +2,7 @@
 metrics.jsonl (step, loss), TensorBoard events, Orbax checkpoints, export/ (loaded by transformers'
 AutoModelForCausalLM for SFT and equal to the final checkpoint's weights), curves.png, summary.json.
 Unknown config keys on the command line are errors."""
+
 import importlib
 import json
 import math
@@ -83,8 +84,16 @@ def test_export_loads_in_transformers_with_the_trained_weights(sft_run):
 
 
 def test_unknown_config_key_is_an_error(tmp_path):
-    command = [sys.executable, "-m", "experiments.sft", "--config", "configs/sft.py:tiny", "--workdir",
-               str(tmp_path / "run"), "--config.nope=1"]
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.sft",
+        "--config",
+        "configs/sft.py:tiny",
+        "--workdir",
+        str(tmp_path / "run"),
+        "--config.nope=1",
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "nope" in result.stderr and "unknown config key" in result.stderr

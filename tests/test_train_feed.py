@@ -41,8 +41,12 @@ def test_packed_rows_hold_every_sequence_once(tokenizer):
             seen.append(int(sequence))
             plain_row = int(np.flatnonzero(plain["sequence_index"][:, 0] == sequence)[0])
             plain_tokens = plain["segment_ids"][plain_row] > 0
-            np.testing.assert_array_equal(packed["input_ids"][row][in_segment], plain["input_ids"][plain_row][plain_tokens])
-            np.testing.assert_array_equal(packed["loss_mask"][row][in_segment], plain["loss_mask"][plain_row][plain_tokens])
+            np.testing.assert_array_equal(
+                packed["input_ids"][row][in_segment], plain["input_ids"][plain_row][plain_tokens]
+            )
+            np.testing.assert_array_equal(
+                packed["loss_mask"][row][in_segment], plain["loss_mask"][plain_row][plain_tokens]
+            )
             np.testing.assert_array_equal(packed["positions"][row][in_segment], np.arange(in_segment.sum()))
             for key in [k for k in plain if k.startswith("field/")]:
                 assert packed[key][row, slot] == plain[key][plain_row, 0], key
@@ -55,8 +59,14 @@ def test_packed_and_unpacked_training_agree(tmp_path, name):
     records = {}
     for packing in (True, False):
         workdir = tmp_path / f"packing_{packing}"
-        config = tiny(name, total_steps=2, checkpoint_every=100, eval_batches=0, export=False,
-                      **{"data.packing": packing, "data.max_length": 160})
+        config = tiny(
+            name,
+            total_steps=2,
+            checkpoint_every=100,
+            eval_batches=0,
+            export=False,
+            **{"data.packing": packing, "data.max_length": 160},
+        )
         train(config, str(workdir))
         records[packing] = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     packed, plain = records[True], records[False]

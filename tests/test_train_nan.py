@@ -1,5 +1,6 @@
 """NaN/Inf guard (issue 5): `nan_policy=stop` stops with a message naming the step and the metric,
 before the bad step is checkpointed; `nan_policy=skip` leaves params and optimizer state unchanged."""
+
 import importlib
 import json
 import os
@@ -22,9 +23,17 @@ HUGE_LR = {"optimizer.learning_rate": 1e30, "optimizer.grad_clip_norm": 0.0}
 
 def tiny_config(**overrides):
     config = importlib.import_module("configs.simpo").get_config("tiny")
-    config.update_from_flattened_dict({"export": False, "data.eval": "", "data.length_multiple": 64,
-                                       "mesh.num_devices": 1, "checkpoint_every": 1, "keep_checkpoints": 10,
-                                       **overrides})
+    config.update_from_flattened_dict(
+        {
+            "export": False,
+            "data.eval": "",
+            "data.length_multiple": 64,
+            "mesh.num_devices": 1,
+            "checkpoint_every": 1,
+            "keep_checkpoints": 10,
+            **overrides,
+        }
+    )
     return config
 
 
@@ -68,10 +77,24 @@ def test_step_with_injected_nan_is_skipped_and_a_finite_one_is_not():
 
     optimizer = optax.adam(0.1)
     schedule = optax.constant_schedule(0.1)
-    step = jax.jit(make_train_step(graphdef=graphdef, non_trainable=rest, method_fn=method, method_kwargs={},
-                                   optimizer=optimizer, schedule=schedule, grad_accum_steps=1, nan_policy="skip"))
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                       rng=jax.random.key_data(jax.random.PRNGKey(0)))
+    step = jax.jit(
+        make_train_step(
+            graphdef=graphdef,
+            non_trainable=rest,
+            method_fn=method,
+            method_kwargs={},
+            optimizer=optimizer,
+            schedule=schedule,
+            grad_accum_steps=1,
+            nan_policy="skip",
+        )
+    )
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        rng=jax.random.key_data(jax.random.PRNGKey(0)),
+    )
 
     def batch(x):
         ones = jnp.ones((1, 1, 2), jnp.int32)

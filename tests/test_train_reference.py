@@ -13,8 +13,9 @@ from alignax.train.loop import train
 
 def tiny(name="dpo", **overrides):
     config = importlib.import_module(f"configs.{name}").get_config("tiny")
-    config.update_from_flattened_dict({"total_steps": 2, "checkpoint_every": 100, "eval_batches": 1, "export": False,
-                                       **overrides})
+    config.update_from_flattened_dict(
+        {"total_steps": 2, "checkpoint_every": 100, "eval_batches": 1, "export": False, **overrides}
+    )
     return config
 
 
@@ -33,10 +34,19 @@ def test_precomputed_equals_on_the_fly_and_is_cached(tmp_path, capsys, loss):
     out = capsys.readouterr().out
     on_the_fly, first, second = runs["on_the_fly_0"], runs["precomputed_1"], runs["precomputed_2"]
     for key in ("loss", "grad_norm", "rewards/margins"):
-        np.testing.assert_allclose([r[key] for r in first if key in r], [r[key] for r in on_the_fly if key in r],
-                                   rtol=1e-4, atol=1e-5, err_msg=key)
-    np.testing.assert_allclose([r["eval/loss"] for r in first if "eval/loss" in r],
-                               [r["eval/loss"] for r in on_the_fly if "eval/loss" in r], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            [r[key] for r in first if key in r],
+            [r[key] for r in on_the_fly if key in r],
+            rtol=1e-4,
+            atol=1e-5,
+            err_msg=key,
+        )
+    np.testing.assert_allclose(
+        [r["eval/loss"] for r in first if "eval/loss" in r],
+        [r["eval/loss"] for r in on_the_fly if "eval/loss" in r],
+        rtol=1e-4,
+        atol=1e-5,
+    )
     assert [r["loss"] for r in second if "loss" in r] == [r["loss"] for r in first if "loss" in r]
     # The first precomputed run computed the train and eval splits; the second read them all back.
     assert "0 cached shards read, 400 examples computed" in out and "0 cached shards read, 80 examples computed" in out

@@ -1,8 +1,8 @@
 """Resume (issue 5): a run killed with SIGKILL mid-training and restarted with the same workdir
 writes the same metrics.jsonl, step by step to 1e-6, as an uninterrupted run; a corrupt or partial
 last checkpoint falls back to the previous one with a warning."""
+
 import importlib
-import json
 import os
 import pathlib
 import shutil
@@ -19,8 +19,14 @@ from alignax.train.loop import train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 8
-OVERRIDES = {"total_steps": STEPS, "checkpoint_every": 2, "keep_checkpoints": 2, "export": False,
-             "data.eval": "", "data.length_multiple": 64}
+OVERRIDES = {
+    "total_steps": STEPS,
+    "checkpoint_every": 2,
+    "keep_checkpoints": 2,
+    "export": False,
+    "data.eval": "",
+    "data.length_multiple": 64,
+}
 
 
 def tiny_config():
@@ -38,8 +44,9 @@ def assert_same_metrics(actual: list[dict], expected: list[dict]) -> None:
     for got, want in zip(actual, expected):
         assert got.keys() == want.keys()
         keys = sorted(want)
-        np.testing.assert_allclose([got[k] for k in keys], [want[k] for k in keys], rtol=0, atol=1e-6,
-                                   err_msg=f"step {want['step']}")
+        np.testing.assert_allclose(
+            [got[k] for k in keys], [want[k] for k in keys], rtol=0, atol=1e-6, err_msg=f"step {want['step']}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +59,16 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.slow
 def test_sigkill_then_resume_writes_the_same_metrics(uninterrupted, tmp_path, capsys):
     workdir = tmp_path / "run"
-    command = [sys.executable, "-m", "experiments.dpo", "--config", "configs/dpo.py:tiny", "--workdir", str(workdir),
-               *[f"--config.{k}={v}" for k, v in OVERRIDES.items()]]
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.dpo",
+        "--config",
+        "configs/dpo.py:tiny",
+        "--workdir",
+        str(workdir),
+        *[f"--config.{k}={v}" for k, v in OVERRIDES.items()],
+    ]
     log = open(tmp_path / "killed.log", "w")
     proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     first_checkpoint = workdir / "checkpoints" / "2"
@@ -61,7 +76,9 @@ def test_sigkill_then_resume_writes_the_same_metrics(uninterrupted, tmp_path, ca
     try:
         while not first_checkpoint.is_dir() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be killed: " + (tmp_path / "killed.log").read_text()[-2000:]
+        assert proc.poll() is None, (
+            "the run ended before it could be killed: " + (tmp_path / "killed.log").read_text()[-2000:]
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:

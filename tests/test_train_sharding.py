@@ -4,6 +4,7 @@ devices (jax.distributed on 127.0.0.1) gives the same losses to 1e-5 (issue 5, "
 The 1-device run is the reference: no sharding, no padding rows, no collectives. The 8-device runs
 pad SFT's 4 sequences to 8 rows (one per data shard) — padding rows must not change the loss.
 """
+
 import importlib
 import json
 import os
@@ -21,8 +22,7 @@ from alignax.train.loop import train
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 5
 # One length bucket (max_length) so every run compiles one step; no eval, no export: only losses matter.
-COMMON = {"total_steps": STEPS, "export": False, "data.eval": "", "data.length_multiple": 64,
-          "checkpoint_every": 100}
+COMMON = {"total_steps": STEPS, "export": False, "data.eval": "", "data.length_multiple": 64, "checkpoint_every": 100}
 
 
 def tiny_config(name: str, overrides: dict):
@@ -111,10 +111,21 @@ def test_two_processes_match_single_device(single_device, tmp_path):
     overrides = [f"--config.{k}={v}" for k, v in COMMON.items() if k != "data.eval"] + ["--config.data.eval="]
     procs = []
     for process_id in range(2):
-        command = [sys.executable, "-m", "experiments.dpo", "--config", "configs/dpo.py:tiny", "--workdir",
-                   str(workdir), *overrides, "--config.mesh.data=2", "--config.mesh.fsdp=2",
-                   "--config.distributed.num_processes=2", f"--config.distributed.process_id={process_id}",
-                   f"--config.distributed.coordinator_address=127.0.0.1:{port}"]
+        command = [
+            sys.executable,
+            "-m",
+            "experiments.dpo",
+            "--config",
+            "configs/dpo.py:tiny",
+            "--workdir",
+            str(workdir),
+            *overrides,
+            "--config.mesh.data=2",
+            "--config.mesh.fsdp=2",
+            "--config.distributed.num_processes=2",
+            f"--config.distributed.process_id={process_id}",
+            f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+        ]
         log = open(tmp_path / f"process{process_id}.log", "w")
         procs.append((subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     try:
@@ -129,7 +140,9 @@ def test_two_processes_match_single_device(single_device, tmp_path):
     for i, (proc, _) in enumerate(procs):
         assert proc.returncode == 0, f"process {i} failed:\n{logs[i][-3000:]}"
     for i in range(2):  # each process really was one of two, with 2 local devices, on one 4-device mesh
-        assert f"process {i} of 2, 2 local devices, mesh {{'data': 2, 'fsdp': 2, 'tensor': 1}}" in logs[i], logs[i][-2000:]
+        assert f"process {i} of 2, 2 local devices, mesh {{'data': 2, 'fsdp': 2, 'tensor': 1}}" in logs[i], logs[i][
+            -2000:
+        ]
     losses = np.array([r["loss"] for r in read_metrics(workdir)])
     assert len(losses) == STEPS
     np.testing.assert_allclose(losses, reference, rtol=0, atol=1e-5)
@@ -140,9 +153,19 @@ def test_two_processes_match_single_device(single_device, tmp_path):
 # One plain-SGD step, no clipping: the updated parameters are params - lr * grad, so comparing them
 # (and grad_norm) compares the gradient itself; with AdamW + clipping a gradient wrong by a constant
 # factor would still pass a loss comparison.
-SGD = {"total_steps": 1, "export": False, "data.eval": "", "data.length_multiple": 64, "checkpoint_every": 1,
-       "optimizer.name": "sgd", "optimizer.learning_rate": 0.5, "optimizer.grad_clip_norm": 0.0,
-       "optimizer.warmup_ratio": 0.0, "optimizer.schedule": "constant", "async_checkpointing": False}
+SGD = {
+    "total_steps": 1,
+    "export": False,
+    "data.eval": "",
+    "data.length_multiple": 64,
+    "checkpoint_every": 1,
+    "optimizer.name": "sgd",
+    "optimizer.learning_rate": 0.5,
+    "optimizer.grad_clip_norm": 0.0,
+    "optimizer.warmup_ratio": 0.0,
+    "optimizer.schedule": "constant",
+    "async_checkpointing": False,
+}
 
 
 def params_after_one_step(workdir) -> dict:
@@ -156,8 +179,10 @@ def params_after_one_step(workdir) -> dict:
     tree = getattr(metadata, "item_metadata", None) or getattr(metadata, "tree", metadata)
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
     restored = checkpointer.restore(path, target)
-    return {jax.tree_util.keystr(path): np.asarray(leaf)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(restored["params"])[0]}
+    return {
+        jax.tree_util.keystr(path): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(restored["params"])[0]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -180,11 +205,14 @@ def assert_same_step(actual_dir, reference) -> None:
         np.testing.assert_allclose(params[key], reference_params[key], rtol=0, atol=2e-6, err_msg=key)
 
 
-@pytest.mark.parametrize("name,mesh", [
-    pytest.param("dpo", dict(data=8), id="dpo-data8"),
-    pytest.param("dpo", dict(data=2, fsdp=2, tensor=2), id="dpo-data2-fsdp2-tensor2"),
-    pytest.param("sft", dict(data=1, fsdp=8), id="sft-fsdp8"),
-])
+@pytest.mark.parametrize(
+    "name,mesh",
+    [
+        pytest.param("dpo", dict(data=8), id="dpo-data8"),
+        pytest.param("dpo", dict(data=2, fsdp=2, tensor=2), id="dpo-data2-fsdp2-tensor2"),
+        pytest.param("sft", dict(data=1, fsdp=8), id="sft-fsdp8"),
+    ],
+)
 def test_sgd_step_gradient_matches_single_device(single_device_sgd, tmp_path, name, mesh):
     train(tiny_config(name, dict(SGD, **{f"mesh.{k}": v for k, v in mesh.items()})), str(tmp_path))
     assert_same_step(tmp_path, single_device_sgd[name])
@@ -199,10 +227,21 @@ def test_sgd_step_on_two_processes_matches_single_device(single_device_sgd, tmp_
     overrides = [f"--config.{k}={v}" for k, v in SGD.items() if k != "data.eval"] + ["--config.data.eval="]
     procs = []
     for process_id in range(2):
-        command = [sys.executable, "-m", "experiments.dpo", "--config", "configs/dpo.py:tiny", "--workdir",
-                   str(workdir), *overrides, "--config.mesh.data=2", "--config.mesh.fsdp=2",
-                   "--config.distributed.num_processes=2", f"--config.distributed.process_id={process_id}",
-                   f"--config.distributed.coordinator_address=127.0.0.1:{port}"]
+        command = [
+            sys.executable,
+            "-m",
+            "experiments.dpo",
+            "--config",
+            "configs/dpo.py:tiny",
+            "--workdir",
+            str(workdir),
+            *overrides,
+            "--config.mesh.data=2",
+            "--config.mesh.fsdp=2",
+            "--config.distributed.num_processes=2",
+            f"--config.distributed.process_id={process_id}",
+            f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+        ]
         log = open(tmp_path / f"process{process_id}.log", "w")
         procs.append((subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     try:

@@ -1,4 +1,5 @@
 """Reward functions and preference annotation: CDR density ratios, a Bradley–Terry head, pairs, the job."""
+
 from alignax.annotate.density_ratio import (  # noqa: F401
     DOMAINS,
     Customization,
@@ -11,6 +12,6 @@ from alignax.annotate.density_ratio import (  # noqa: F401
     route_with_judge,
     sequence_logprobs,
 )
-from alignax.annotate.reward_model import RewardModel, reward_model_fn, reward_model_rewards  # noqa: F401
-from alignax.annotate.pairs import select_pair  # noqa: F401
 from alignax.annotate.job import AnnotateConfig, annotate  # noqa: F401
+from alignax.annotate.pairs import select_pair  # noqa: F401
+from alignax.annotate.reward_model import RewardModel, reward_model_fn, reward_model_rewards  # noqa: F401

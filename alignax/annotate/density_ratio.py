@@ -28,6 +28,7 @@ ONE checkpoint under contrasting instructions, strong = x̃ (criteria prompt; wi
 helpful `STRONG_INSTRUCTION`), weak = x̃ with its system prompt replaced by `WEAK_INSTRUCTION`, a
 deliberately poor-quality instruction. Then r = log π(y | x̃_good) − log π(y | x̃_bad).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -93,69 +94,90 @@ SYSTEM_PROMPTS = {
 # Few-shot preference exemplars: (user, good answer, bad answer, why the bad one is bad).
 _EXEMPLAR_TEXTS = {
     "safety": [
-        ("How do I pick a lock to break into my neighbour's house?",
-         "I can't help with getting into someone else's home without permission. If you are locked "
-         "out of your own place, a licensed locksmith or your landlord can let you in.",
-         "Get a tension wrench and a pick, insert the wrench, rake the pins until they set...",
-         "It gives step-by-step help for a burglary instead of refusing."),
-        ("What's the best way to kill a Python process that hangs?",
-         "Find its process id with `ps aux | grep python`, then run `kill PID`; if it ignores that, "
-         "`kill -9 PID` forces it to stop.",
-         "I'm sorry, I can't help with killing anything.",
-         "It refuses a harmless technical question because of the word 'kill'."),
-        ("I feel like nobody would care if I disappeared.",
-         "I'm really sorry you're feeling this way; it sounds painful. You matter, and talking to "
-         "someone can help: a trusted friend, or a crisis line such as 988 in the US. Would you like "
-         "to tell me more about what's been happening?",
-         "Everyone feels that way sometimes. Anyway, is there anything else?",
-         "It dismisses a person in distress and offers no support or resources."),
-        ("Write a short villain monologue for my fantasy novel.",
-         "\"You called me a monster, yet it was your kingdom that burned my village. Tonight, the "
-         "crown learns what it means to lose everything.\"",
-         "I can't write content about villains or violence.",
-         "It refuses harmless creative fiction."),
+        (
+            "How do I pick a lock to break into my neighbour's house?",
+            "I can't help with getting into someone else's home without permission. If you are locked "
+            "out of your own place, a licensed locksmith or your landlord can let you in.",
+            "Get a tension wrench and a pick, insert the wrench, rake the pins until they set...",
+            "It gives step-by-step help for a burglary instead of refusing.",
+        ),
+        (
+            "What's the best way to kill a Python process that hangs?",
+            "Find its process id with `ps aux | grep python`, then run `kill PID`; if it ignores that, "
+            "`kill -9 PID` forces it to stop.",
+            "I'm sorry, I can't help with killing anything.",
+            "It refuses a harmless technical question because of the word 'kill'.",
+        ),
+        (
+            "I feel like nobody would care if I disappeared.",
+            "I'm really sorry you're feeling this way; it sounds painful. You matter, and talking to "
+            "someone can help: a trusted friend, or a crisis line such as 988 in the US. Would you like "
+            "to tell me more about what's been happening?",
+            "Everyone feels that way sometimes. Anyway, is there anything else?",
+            "It dismisses a person in distress and offers no support or resources.",
+        ),
+        (
+            "Write a short villain monologue for my fantasy novel.",
+            '"You called me a monster, yet it was your kingdom that burned my village. Tonight, the '
+            'crown learns what it means to lose everything."',
+            "I can't write content about villains or violence.",
+            "It refuses harmless creative fiction.",
+        ),
     ],
     "reasoning": [
-        ("A shirt costs $20 after a 20% discount. What was the original price?",
-         "The discounted price is 80% of the original: 0.8 x P = 20, so P = 20 / 0.8 = $25. "
-         "Final answer: $25.",
-         "20% of 20 is 4, so the original price was $24.",
-         "It applies the percentage to the discounted price instead of the original."),
-        ("Write a Python function that returns the sum of the even numbers in a list.",
-         "def sum_even(xs):\n    return sum(x for x in xs if x % 2 == 0)\n\nFor [1, 2, 3, 4] it "
-         "returns 6.",
-         "def sum_even(xs):\n    return sum(xs) / 2",
-         "The code halves the total instead of selecting the even numbers."),
-        ("If all bloops are razzies and all razzies are lazzies, are all bloops lazzies?",
-         "Yes. Every bloop is a razzie, and every razzie is a lazzie, so by transitivity every bloop "
-         "is a lazzie.",
-         "Not necessarily, because we don't know what a bloop is.",
-         "It misses a valid syllogism."),
-        ("How many minutes are there in 3.5 hours?",
-         "One hour has 60 minutes, so 3.5 x 60 = 210 minutes. Final answer: 210.",
-         "3.5 hours is 350 minutes.",
-         "It treats hours as having 100 minutes."),
+        (
+            "A shirt costs $20 after a 20% discount. What was the original price?",
+            "The discounted price is 80% of the original: 0.8 x P = 20, so P = 20 / 0.8 = $25. Final answer: $25.",
+            "20% of 20 is 4, so the original price was $24.",
+            "It applies the percentage to the discounted price instead of the original.",
+        ),
+        (
+            "Write a Python function that returns the sum of the even numbers in a list.",
+            "def sum_even(xs):\n    return sum(x for x in xs if x % 2 == 0)\n\nFor [1, 2, 3, 4] it returns 6.",
+            "def sum_even(xs):\n    return sum(xs) / 2",
+            "The code halves the total instead of selecting the even numbers.",
+        ),
+        (
+            "If all bloops are razzies and all razzies are lazzies, are all bloops lazzies?",
+            "Yes. Every bloop is a razzie, and every razzie is a lazzie, so by transitivity every bloop is a lazzie.",
+            "Not necessarily, because we don't know what a bloop is.",
+            "It misses a valid syllogism.",
+        ),
+        (
+            "How many minutes are there in 3.5 hours?",
+            "One hour has 60 minutes, so 3.5 x 60 = 210 minutes. Final answer: 210.",
+            "3.5 hours is 350 minutes.",
+            "It treats hours as having 100 minutes.",
+        ),
     ],
     "chat": [
-        ("Can you suggest a name for a golden retriever puppy?",
-         "Some ideas: Sunny, Maple, Biscuit, Honey or Goldie. Pick one that is easy to call out and "
-         "fits the puppy's personality!",
-         "Dog.",
-         "It is curt and gives no real suggestions."),
-        ("What is the capital of Australia?",
-         "The capital of Australia is Canberra, chosen as a compromise between Sydney and Melbourne.",
-         "The capital of Australia is Sydney.",
-         "It states a common but wrong fact."),
-        ("Give me one tip for sleeping better.",
-         "Keep a consistent schedule: going to bed and waking up at the same time every day, even on "
-         "weekends, helps your body's clock and makes falling asleep easier.",
-         "Just sleep more lol.",
-         "It is unhelpful and does not explain anything."),
-        ("Summarize the plot of Romeo and Juliet in one sentence.",
-         "Two young lovers from feuding families in Verona secretly marry, and a chain of "
-         "misunderstandings leads to both of their tragic deaths, which finally reconciles the families.",
-         "It's a play by Shakespeare about stuff that happens.",
-         "It does not summarize the plot."),
+        (
+            "Can you suggest a name for a golden retriever puppy?",
+            "Some ideas: Sunny, Maple, Biscuit, Honey or Goldie. Pick one that is easy to call out and "
+            "fits the puppy's personality!",
+            "Dog.",
+            "It is curt and gives no real suggestions.",
+        ),
+        (
+            "What is the capital of Australia?",
+            "The capital of Australia is Canberra, chosen as a compromise between Sydney and Melbourne.",
+            "The capital of Australia is Sydney.",
+            "It states a common but wrong fact.",
+        ),
+        (
+            "Give me one tip for sleeping better.",
+            "Keep a consistent schedule: going to bed and waking up at the same time every day, even on "
+            "weekends, helps your body's clock and makes falling asleep easier.",
+            "Just sleep more lol.",
+            "It is unhelpful and does not explain anything.",
+        ),
+        (
+            "Summarize the plot of Romeo and Juliet in one sentence.",
+            "Two young lovers from feuding families in Verona secretly marry, and a chain of "
+            "misunderstandings leads to both of their tragic deaths, which finally reconciles the families.",
+            "It's a play by Shakespeare about stuff that happens.",
+            "It does not summarize the plot.",
+        ),
     ],
 }
 
@@ -228,8 +250,15 @@ def llm_judge(model, tokenizer, *, max_new_tokens: int = 12, batch_size: int = 1
     from alignax.sample.sampler import generate
 
     def judge(router_prompts: list[str]) -> list[str]:
-        gens = generate(model, tokenizer, router_prompts, max_new_tokens=max_new_tokens, temperature=0.0,
-                        stop_strings=["[END]"], batch_size=batch_size)
+        gens = generate(
+            model,
+            tokenizer,
+            router_prompts,
+            max_new_tokens=max_new_tokens,
+            temperature=0.0,
+            stop_strings=["[END]"],
+            batch_size=batch_size,
+        )
         out = []
         for g in gens:
             text = g.text
@@ -311,7 +340,9 @@ def customize_prompt(prompt: Any, domain: str, *, customization: Customization) 
     return messages
 
 
-def contrast_prompts(prompt: Any, domain: str, *, customization: Customization, weak_instruction: str = WEAK_INSTRUCTION):
+def contrast_prompts(
+    prompt: Any, domain: str, *, customization: Customization, weak_instruction: str = WEAK_INSTRUCTION
+):
     """Single-model pair: (strong x̃, weak x̃). Strong keeps the criteria prompt (or
     STRONG_INSTRUCTION when none applies); weak gets `weak_instruction` as its system prompt."""
     strong = customize_prompt(prompt, domain, customization=customization)
@@ -449,6 +480,8 @@ def density_ratio_rewards(
     )
 
 
-def density_ratio_reward_fn(strong, weak, tokenizer, **kwargs) -> Callable[[Sequence[Any], Sequence[str]], DensityRatioRewards]:
+def density_ratio_reward_fn(
+    strong, weak, tokenizer, **kwargs
+) -> Callable[[Sequence[Any], Sequence[str]], DensityRatioRewards]:
     """A `reward_fn(prompts, responses)` for best-of-n and the annotation job (result has .rewards)."""
     return lambda prompts, responses: density_ratio_rewards(strong, weak, tokenizer, prompts, responses, **kwargs)

@@ -17,6 +17,7 @@ missing, and never duplicates or drops a record):
 Defaults follow the CDR release (METHODS.md §3): N = 8, temperature 0.7, top_p 0.85,
 rejected = random non-max.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from alignax.annotate.pairs import select_pair
 from alignax import files as jsonl
+from alignax.annotate.pairs import select_pair
 from alignax.sample.sampler import generate_to_jsonl, stable_prompt_key
 
 
@@ -147,7 +148,9 @@ def annotate(
     ordered = [scored[str(r["id"])] for r in recs]
     prefs = []
     for rec in ordered:
-        pair = select_pair(rec["rewards"], strategy=config.pair_strategy, seed=config.seed, key=stable_prompt_key(rec["id"]))
+        pair = select_pair(
+            rec["rewards"], strategy=config.pair_strategy, seed=config.seed, key=stable_prompt_key(rec["id"])
+        )
         if pair is None:
             continue
         c, r = pair
@@ -173,7 +176,9 @@ def annotate(
     return summary
 
 
-def summarize(scored: Sequence[dict[str, Any]], prefs: Sequence[dict[str, Any]], *, config: AnnotateConfig) -> dict[str, Any]:
+def summarize(
+    scored: Sequence[dict[str, Any]], prefs: Sequence[dict[str, Any]], *, config: AnnotateConfig
+) -> dict[str, Any]:
     """Reward spread, ties and lengths of a finished job."""
     all_rewards = np.concatenate([np.asarray(r["rewards"], np.float64) for r in scored]) if scored else np.zeros(0)
     spreads = np.array([max(r["rewards"]) - min(r["rewards"]) for r in scored]) if scored else np.zeros(0)
@@ -189,7 +194,9 @@ def summarize(scored: Sequence[dict[str, Any]], prefs: Sequence[dict[str, Any]],
             domains[r["domain"]] = domains.get(r["domain"], 0) + 1
     mean = lambda x: float(np.mean(x)) if len(x) else float("nan")
     margins = [p["margin"] for p in prefs]
-    rewards_with = np.array([[p["chosen_num_tokens"], p["rejected_num_tokens"]] for p in prefs], np.float64).reshape(-1, 2)
+    rewards_with = np.array([[p["chosen_num_tokens"], p["rejected_num_tokens"]] for p in prefs], np.float64).reshape(
+        -1, 2
+    )
     return {
         "num_prompts": len(scored),
         "num_samples": config.num_samples,

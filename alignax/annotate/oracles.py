@@ -20,6 +20,7 @@ pairwise (alignax/annotate/pairwise.py), density_ratio (CDR, alignax/annotate/de
 local_judge (alignax/evaluate/judges/local.py), http_judge (alignax/evaluate/judges/http.py, with
 its concurrency limit and cache) and ifeval (alignax/evaluate/ifeval/scoring.py).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -82,7 +83,7 @@ class PointwiseOracle:
         flat = np.asarray(self.scores(flat_records, [y for g in groups for y in g]), np.float64)
         out, start = [], 0
         for g in groups:
-            s = flat[start:start + len(g)]
+            s = flat[start : start + len(g)]
             start += len(g)
             diff = s[:, None] - s[None, :]
             matrix = 1.0 / (1.0 + np.exp(-diff)) if self.link == "bt" else 0.5 * (1.0 + np.sign(diff))
@@ -98,8 +99,14 @@ class PairwiseOracle:
 
     def judge(self, records: Sequence[dict], groups: Sequence[Sequence[str]]) -> list[dict]:
         triples = [(n, i, j) for n, g in enumerate(groups) for i in range(len(g)) for j in range(len(g)) if i != j]
-        p = np.asarray(self.prob([records[n] for n, _, _ in triples], [groups[n][i] for n, i, _ in triples],
-                                 [groups[n][j] for n, _, j in triples]), np.float64)
+        p = np.asarray(
+            self.prob(
+                [records[n] for n, _, _ in triples],
+                [groups[n][i] for n, i, _ in triples],
+                [groups[n][j] for n, _, j in triples],
+            ),
+            np.float64,
+        )
         raw = [np.full((len(g), len(g)), 0.5) for g in groups]
         for (n, i, j), value in zip(triples, p):
             raw[n][i, j] = value
@@ -124,8 +131,9 @@ class _RewardModelOracle(PointwiseOracle):
     def scores(self, records, responses):
         from alignax.annotate.reward_model import reward_model_rewards
 
-        return reward_model_rewards(self.rm, self.tokenizer, [_prompt(r) for r in records], responses,
-                                    batch_size=self.batch_size)
+        return reward_model_rewards(
+            self.rm, self.tokenizer, [_prompt(r) for r in records], responses, batch_size=self.batch_size
+        )
 
 
 @register("reward_model")
@@ -133,8 +141,10 @@ def _reward_model(options, context: Context):
     from alignax.models.reward_head import RewardModel
 
     if not options.model:
-        raise ValueError("oracle reward_model needs oracle.model: a folder written by the reward-model run "
-                         "(python -m experiments.reward_model ... -> DIR/export)")
+        raise ValueError(
+            "oracle reward_model needs oracle.model: a folder written by the reward-model run "
+            "(python -m experiments.reward_model ... -> DIR/export)"
+        )
     rm, tokenizer = RewardModel.from_pretrained(options.model, dtype=context.dtype)
     return _RewardModelOracle(rm, tokenizer or context.tokenizer, options.batch_size)
 
@@ -156,11 +166,15 @@ def _pairwise(options, context: Context):
     from alignax.annotate.pairwise import PairwisePreferenceModel
 
     if not options.model:
-        raise ValueError("oracle pairwise needs oracle.model: a folder trained on pairwise.training_records "
-                         "(alignax/annotate/pairwise.py)")
-    return _PairwiseModelOracle(PairwisePreferenceModel.load(options.model, dtype=context.dtype,
-                                                            batch_size=options.batch_size,
-                                                            tokenizer=context.tokenizer))
+        raise ValueError(
+            "oracle pairwise needs oracle.model: a folder trained on pairwise.training_records "
+            "(alignax/annotate/pairwise.py)"
+        )
+    return _PairwiseModelOracle(
+        PairwisePreferenceModel.load(
+            options.model, dtype=context.dtype, batch_size=options.batch_size, tokenizer=context.tokenizer
+        )
+    )
 
 
 class _DensityRatioOracle(PointwiseOracle):
@@ -172,9 +186,16 @@ class _DensityRatioOracle(PointwiseOracle):
         from alignax.annotate.density_ratio import density_ratio_rewards
 
         kwargs = {"weak_instruction": self.weak_instruction} if self.weak_instruction else {}
-        return density_ratio_rewards(self.strong, self.weak, self.tokenizer, [_prompt(r) for r in records],
-                                     list(responses), customization=self.customization,
-                                     batch_size=self.batch_size, **kwargs).rewards
+        return density_ratio_rewards(
+            self.strong,
+            self.weak,
+            self.tokenizer,
+            [_prompt(r) for r in records],
+            list(responses),
+            customization=self.customization,
+            batch_size=self.batch_size,
+            **kwargs,
+        ).rewards
 
 
 @register("density_ratio")
@@ -184,11 +205,18 @@ def _density_ratio(options, context: Context):
     from alignax.annotate.density_ratio import Customization
     from alignax.models import load
 
-    strong, tokenizer = (load(options.model, dtype=context.dtype) if options.model
-                         else (context.policy, context.tokenizer))
+    strong, tokenizer = (
+        load(options.model, dtype=context.dtype) if options.model else (context.policy, context.tokenizer)
+    )
     weak = load(options.weak_model, dtype=context.dtype)[0] if options.weak_model else strong
-    return _DensityRatioOracle(strong, weak, tokenizer or context.tokenizer, Customization(mode=options.customization),
-                               options.weak_instruction, options.batch_size)
+    return _DensityRatioOracle(
+        strong,
+        weak,
+        tokenizer or context.tokenizer,
+        Customization(mode=options.customization),
+        options.weak_instruction,
+        options.batch_size,
+    )
 
 
 class _IFEvalOracle(PointwiseOracle):
@@ -199,8 +227,10 @@ class _IFEvalOracle(PointwiseOracle):
 
         for r in records:
             if "instruction_id_list" not in r:
-                raise ValueError(f"oracle ifeval: prompt {r.get('id')!r} has no instruction_id_list; use IFEval-style "
-                                 "prompts (prompt source ifeval:SEED)")
+                raise ValueError(
+                    f"oracle ifeval: prompt {r.get('id')!r} has no instruction_id_list; use IFEval-style "
+                    "prompts (prompt source ifeval:SEED)"
+                )
         return np.asarray([num_followed(r, y) for r, y in zip(records, responses)], np.float64)
 
 
@@ -249,9 +279,9 @@ class BucketedForward:
         length = ids.shape[1]
         padded = int(math.ceil(length / self.bucket) * self.bucket)
         padded_ids, segment_ids = np.zeros((1, padded), np.int32), np.zeros((1, padded), np.int32)
-        padded_ids[0, padded - length:] = ids[0]
-        segment_ids[0, padded - length:] = 1
-        return self._forward(self.state, jnp.asarray(padded_ids), jnp.asarray(segment_ids))[:, padded - length:]
+        padded_ids[0, padded - length :] = ids[0]
+        segment_ids[0, padded - length :] = 1
+        return self._forward(self.state, jnp.asarray(padded_ids), jnp.asarray(segment_ids))[:, padded - length :]
 
 
 @register("local_judge")
@@ -259,8 +289,9 @@ def _local_judge(options, context: Context):
     from alignax.evaluate.judges.local import LocalModelJudge
     from alignax.models import load
 
-    model, tokenizer = (load(options.model, dtype=context.dtype) if options.model
-                        else (context.policy, context.tokenizer))
+    model, tokenizer = (
+        load(options.model, dtype=context.dtype) if options.model else (context.policy, context.tokenizer)
+    )
     return _JudgeOracle(LocalModelJudge(BucketedForward(model), tokenizer or context.tokenizer))
 
 
@@ -272,13 +303,27 @@ def _http_judge(options, context: Context):
     if not options.base_url or not options.judge_model:
         raise ValueError("oracle http_judge needs oracle.base_url and oracle.judge_model")
     cache = os.path.join(context.cache_dir, "http_judge_cache") if context.cache_dir else None
-    client = OpenAIChatClient(base_url=options.base_url, model=options.judge_model, api_key_env=options.api_key_env,
-                              cache_dir=cache, max_concurrency=options.max_concurrency)
+    client = OpenAIChatClient(
+        base_url=options.base_url,
+        model=options.judge_model,
+        api_key_env=options.api_key_env,
+        cache_dir=cache,
+        max_concurrency=options.max_concurrency,
+    )
     return _JudgeOracle(AlpacaEvalJudge(client), workers=options.max_concurrency)
 
 
 def option_defaults() -> dict:
     """The keys of a config's `oracle` block (configs/sppo.py and friends)."""
-    return {"name": "density_ratio", "model": "", "weak_model": "", "weak_instruction": "",
-            "customization": "none", "batch_size": 8, "base_url": "", "judge_model": "",
-            "api_key_env": "OPENAI_API_KEY", "max_concurrency": 8}
+    return {
+        "name": "density_ratio",
+        "model": "",
+        "weak_model": "",
+        "weak_instruction": "",
+        "customization": "none",
+        "batch_size": 8,
+        "base_url": "",
+        "judge_model": "",
+        "api_key_env": "OPENAI_API_KEY",
+        "max_concurrency": 8,
+    }

@@ -9,6 +9,7 @@ Prompts whose responses all score the same give no pair (the CDR code skips them
 tied with the maximum are never picked as rejected, so every pair has a strictly positive margin.
 The random draw uses an RNG keyed by (seed, prompt key), so a resumed job picks the same pairs.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -18,7 +19,9 @@ import numpy as np
 STRATEGIES = ("worst", "random_nonmax")
 
 
-def select_pair(rewards: Sequence[float], *, strategy: str = "random_nonmax", seed: int = 0, key: int = 0) -> tuple[int, int] | None:
+def select_pair(
+    rewards: Sequence[float], *, strategy: str = "random_nonmax", seed: int = 0, key: int = 0
+) -> tuple[int, int] | None:
     """(chosen index, rejected index), or None when every reward is equal (or fewer than 2)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"pair strategy must be one of {STRATEGIES}, got {strategy!r}")

@@ -17,6 +17,7 @@ record {prompt, chosen: compare(chosen, rejected), rejected: compare(rejected, c
 (configs/reward_model.py, e.g. `--config.data.train=DIR/pairwise_train.jsonl`). The export is a
 sequence-classification folder that `PairwisePreferenceModel.load` reads back.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
@@ -40,9 +41,14 @@ def training_records(preferences: Iterable[dict[str, Any]]) -> list[dict[str, An
     for i, r in enumerate(preferences):
         if not all(isinstance(r.get(k), str) for k in ("prompt", "chosen", "rejected")):
             raise ValueError(f"pairwise.training_records: record {i} needs string prompt/chosen/rejected")
-        out.append({"id": str(r.get("id", i)), "prompt": r["prompt"],
-                    "chosen": compare_text(r["chosen"], r["rejected"]),
-                    "rejected": compare_text(r["rejected"], r["chosen"])})
+        out.append(
+            {
+                "id": str(r.get("id", i)),
+                "prompt": r["prompt"],
+                "chosen": compare_text(r["chosen"], r["rejected"]),
+                "rejected": compare_text(r["rejected"], r["chosen"]),
+            }
+        )
     return out
 
 
@@ -95,8 +101,9 @@ class PairwisePreferenceModel:
 
 def accuracy(model: PairwisePreferenceModel, preferences: Sequence[dict[str, Any]]) -> float:
     """Fraction of records with P(chosen ≻ rejected) > ½."""
-    p = model.prob([r["prompt"] for r in preferences], [r["chosen"] for r in preferences],
-                   [r["rejected"] for r in preferences])
+    p = model.prob(
+        [r["prompt"] for r in preferences], [r["chosen"] for r in preferences], [r["rejected"] for r in preferences]
+    )
     return float(np.mean(p > 0.5))
 
 

@@ -4,6 +4,7 @@
 re-exported here for existing callers. Training uses `alignax.losses.get("reward_bt")`
 (−log σ(r_w − r_l)) on rewards from `RewardModel.__call__`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,8 +25,9 @@ def _score(graphdef, state, ids, seg):
     return nnx.merge(graphdef, state)(ids, segment_ids=seg)
 
 
-def reward_model_rewards(rm: RewardModel, tokenizer, prompts: Sequence[Any], responses: Sequence[str], *,
-                         batch_size: int = 8) -> np.ndarray:
+def reward_model_rewards(
+    rm: RewardModel, tokenizer, prompts: Sequence[Any], responses: Sequence[str], *, batch_size: int = 8
+) -> np.ndarray:
     """r(x, y) for each pair: the conversation rendered with the chat template, right-padded."""
     if len(prompts) != len(responses):
         raise ValueError(f"reward_model_rewards: {len(prompts)} prompts but {len(responses)} responses")

@@ -6,6 +6,7 @@ first problem raises; with `on_error="skip"` the record is dropped, counted per 
 reader goes on with the next record (records are parsed independently, so a skipped record
 never shifts or corrupts its neighbours).
 """
+
 from __future__ import annotations
 
 import collections
@@ -55,7 +56,11 @@ class SkipReport:
         return sum(self.counts.values())
 
     def as_dict(self) -> dict:
-        return {"total": self.total, "counts": dict(self.counts), "samples": {k: list(v) for k, v in self.samples.items()}}
+        return {
+            "total": self.total,
+            "counts": dict(self.counts),
+            "samples": {k: list(v) for k, v in self.samples.items()},
+        }
 
     def summary(self) -> str:
         if not self.total:

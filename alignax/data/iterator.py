@@ -14,6 +14,7 @@ uninterrupted one would.
 Every host builds the shape of the whole global batch (the largest row count / length among the
 hosts' slices), so a multi-host job assembles one global array.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,9 +23,20 @@ from alignax.data.packing import BatchLayout, build_batch, padding_fraction, row
 
 
 class BatchIterator:
-    def __init__(self, dataset, *, batch_size: int, layout: BatchLayout = BatchLayout(), seed: int = 0, shuffle: bool = True,
-                 sort_window: int | None = None, num_epochs: int | None = None, process_index: int = 0,
-                 process_count: int = 1, reference_logps: np.ndarray | None = None):
+    def __init__(
+        self,
+        dataset,
+        *,
+        batch_size: int,
+        layout: BatchLayout = BatchLayout(),
+        seed: int = 0,
+        shuffle: bool = True,
+        sort_window: int | None = None,
+        num_epochs: int | None = None,
+        process_index: int = 0,
+        process_count: int = 1,
+        reference_logps: np.ndarray | None = None,
+    ):
         if not 0 <= process_index < process_count:
             raise ValueError(f"process_index {process_index} not in [0, {process_count})")
         self.dataset = dataset
@@ -39,10 +51,14 @@ class BatchIterator:
         self.num_examples = len(dataset.examples)
         self.batches_per_epoch = self.num_examples // (batch_size * process_count)
         if self.batches_per_epoch == 0:
-            raise ValueError(f"{self.num_examples} examples are fewer than one global batch ({batch_size} x {process_count} hosts)")
+            raise ValueError(
+                f"{self.num_examples} examples are fewer than one global batch ({batch_size} x {process_count} hosts)"
+            )
         if reference_logps is not None and reference_logps.shape != (len(dataset.side_names), self.num_examples):
-            raise ValueError(f"reference_logps has shape {reference_logps.shape}; expected [num_sides, num_examples] = "
-                             f"{(len(dataset.side_names), self.num_examples)}")
+            raise ValueError(
+                f"reference_logps has shape {reference_logps.shape}; expected [num_sides, num_examples] = "
+                f"{(len(dataset.side_names), self.num_examples)}"
+            )
         self.reference_logps = reference_logps
         self.epoch = 0
         self.batch = 0
@@ -58,14 +74,14 @@ class BatchIterator:
         order = rng.permutation(self.num_examples) if self.shuffle else np.arange(self.num_examples)
         global_size = self.batch_size * self.process_count
         order = order[: self.batches_per_epoch * global_size]
-        batches = [order[i:i + global_size] for i in range(0, len(order), global_size)]
+        batches = [order[i : i + global_size] for i in range(0, len(order), global_size)]
         if self.sort_window:
             lengths = np.asarray([max(e.lengths) for e in self.dataset.examples])
             regrouped = []
             for w in range(0, len(batches), self.sort_window):
-                window = np.concatenate(batches[w:w + self.sort_window])
+                window = np.concatenate(batches[w : w + self.sort_window])
                 window = window[np.argsort(lengths[window], kind="stable")]
-                chunk = [window[i:i + global_size] for i in range(0, len(window), global_size)]
+                chunk = [window[i : i + global_size] for i in range(0, len(window), global_size)]
                 regrouped += [chunk[j] for j in rng.permutation(len(chunk))]
             batches = regrouped
         self._epoch_plan = (epoch, batches)
@@ -82,11 +98,16 @@ class BatchIterator:
         if self.num_epochs is not None and self.epoch >= self.num_epochs:
             raise StopIteration
         global_batch = self._global_batches(self.epoch)[self.batch]
-        slices = [global_batch[p * self.batch_size:(p + 1) * self.batch_size] for p in range(self.process_count)]
+        slices = [global_batch[p * self.batch_size : (p + 1) * self.batch_size] for p in range(self.process_count)]
         examples = [[self.dataset.examples[i] for i in s] for s in slices]
         shapes = [rows_needed(ex, self.layout) for ex in examples]
-        batch = build_batch(examples[self.process_index], self.layout, side_names=self.dataset.side_names,
-                            min_rows=max(r for r, _ in shapes), min_length=max(n for _, n in shapes))
+        batch = build_batch(
+            examples[self.process_index],
+            self.layout,
+            side_names=self.dataset.side_names,
+            min_rows=max(r for r, _ in shapes),
+            min_length=max(n for _, n in shapes),
+        )
         batch["dataset_position"] = slices[self.process_index].astype(np.int32)
         if self.reference_logps is not None:
             ref = self.reference_logps[:, slices[self.process_index]].astype(np.float32)
@@ -106,8 +127,14 @@ class BatchIterator:
     # -- state ---------------------------------------------------------------------------
 
     def _settings(self) -> dict:
-        return {"seed": self.seed, "batch_size": self.batch_size, "num_examples": self.num_examples,
-                "process_count": self.process_count, "shuffle": self.shuffle, "sort_window": self.sort_window}
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "num_examples": self.num_examples,
+            "process_count": self.process_count,
+            "shuffle": self.shuffle,
+            "sort_window": self.sort_window,
+        }
 
     def get_state(self) -> dict:
         return {"epoch": int(self.epoch), "batch": int(self.batch), **self._settings()}
@@ -119,7 +146,9 @@ class BatchIterator:
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
 
 
-def epoch_padding_fraction(dataset, *, batch_size: int, layout: BatchLayout, sort_window: int | None = None, seed: int = 0) -> float:
+def epoch_padding_fraction(
+    dataset, *, batch_size: int, layout: BatchLayout, sort_window: int | None = None, seed: int = 0
+) -> float:
     """Padding fraction of one full epoch under `layout` (the report the brief asks for)."""
     it = BatchIterator(dataset, batch_size=batch_size, layout=layout, seed=seed, sort_window=sort_window, num_epochs=1)
     for _ in it:

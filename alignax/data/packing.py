@@ -22,6 +22,7 @@ from per-row segment sums [R, S] (`alignax.ops.segment_sums`, column k-1 = segme
 `segment_sequence` [R, K*B] (the sequence number of segment k of row r; -1 = none) with
 `sequences_from_segment_sums`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,7 +43,9 @@ class BatchLayout:
         if self.mode not in LAYOUT_MODES:
             raise ValueError(f"layout mode must be one of {LAYOUT_MODES}, got {self.mode!r}")
         if self.row_length < 2 or self.row_multiple < 1:
-            raise ValueError(f"row_length must be >= 2 and row_multiple >= 1, got {self.row_length}, {self.row_multiple}")
+            raise ValueError(
+                f"row_length must be >= 2 and row_multiple >= 1, got {self.row_length}, {self.row_multiple}"
+            )
 
     def buckets(self) -> tuple:
         if self.bucket_lengths is not None:
@@ -61,7 +64,9 @@ def first_fit_decreasing(lengths, capacity: int) -> list[list[int]]:
     free: list[int] = []
     for i in order:
         if lengths[i] > capacity:
-            raise ValueError(f"sequence {i} has {lengths[i]} tokens > row length {capacity}; set max_length <= row_length")
+            raise ValueError(
+                f"sequence {i} has {lengths[i]} tokens > row length {capacity}; set max_length <= row_length"
+            )
         for b, room in enumerate(free):
             if lengths[i] <= room:
                 bins[b].append(i)
@@ -82,7 +87,9 @@ def plan_rows(examples, layout: BatchLayout) -> tuple[list[list[int]], int]:
         longest = max(lengths)
         fitting = [n for n in layout.buckets() if n >= longest]
         if not fitting:
-            raise ValueError(f"sequence of {longest} tokens > largest bucket {layout.buckets()[-1]}; set max_length <= row_length")
+            raise ValueError(
+                f"sequence of {longest} tokens > largest bucket {layout.buckets()[-1]}; set max_length <= row_length"
+            )
         return [[s] for s in range(len(lengths))], fitting[0]
     return first_fit_decreasing(lengths, layout.row_length), layout.row_length
 
@@ -123,8 +130,8 @@ def build_batch(examples, layout: BatchLayout, *, side_names=None, min_rows: int
             n = seq.length
             span = slice(offset, offset + n)
             input_ids[r, span] = seq.input_ids
-            labels[r, offset:offset + n - 1] = seq.input_ids[1:]
-            loss_mask[r, offset:offset + n - 1] = seq.loss_mask[1:]
+            labels[r, offset : offset + n - 1] = seq.input_ids[1:]
+            loss_mask[r, offset : offset + n - 1] = seq.loss_mask[1:]
             positions[r, span] = np.arange(n)
             segment_ids[r, span] = segment
             sequence_ids[r, span] = s
@@ -132,18 +139,30 @@ def build_batch(examples, layout: BatchLayout, *, side_names=None, min_rows: int
             offset += n
 
     batch = {
-        "input_ids": input_ids, "labels": labels, "loss_mask": loss_mask, "positions": positions,
-        "segment_ids": segment_ids, "sequence_ids": sequence_ids, "segment_sequence": segment_sequence,
+        "input_ids": input_ids,
+        "labels": labels,
+        "loss_mask": loss_mask,
+        "positions": positions,
+        "segment_ids": segment_ids,
+        "sequence_ids": sequence_ids,
+        "segment_sequence": segment_sequence,
         "example_index": np.asarray([e.index for e in examples], np.int32),
-        "prompt_lengths": np.asarray([[e.sequences[k].prompt_length for e in examples] for k in range(num_sides)], np.int32),
-        "response_lengths": np.asarray([[e.sequences[k].response_length for e in examples] for k in range(num_sides)], np.int32),
+        "prompt_lengths": np.asarray(
+            [[e.sequences[k].prompt_length for e in examples] for k in range(num_sides)], np.int32
+        ),
+        "response_lengths": np.asarray(
+            [[e.sequences[k].response_length for e in examples] for k in range(num_sides)], np.int32
+        ),
     }
     if side_names is not None and tuple(side_names) == ("chosen", "rejected"):
         batch["chosen_lengths"] = batch["response_lengths"][0]
         batch["rejected_lengths"] = batch["response_lengths"][1]
     for key in examples[0].scalars:
         batch[key] = np.stack([np.asarray(e.scalars[key]) for e in examples]).astype(np.float32)
-    assert batch["input_ids"].shape == (num_rows, length) and batch["response_lengths"].shape == (num_sides, num_examples)
+    assert batch["input_ids"].shape == (num_rows, length) and batch["response_lengths"].shape == (
+        num_sides,
+        num_examples,
+    )
     return batch
 
 
@@ -162,7 +181,9 @@ def sequence_sums(token_values, batch: dict, num_sides: int):
 
     num_examples = batch["example_index"].shape[0]
     values = jnp.asarray(token_values) * jnp.asarray(batch["loss_mask"], token_values.dtype)
-    sums = jax.ops.segment_sum(values.reshape(-1), jnp.asarray(batch["sequence_ids"]).reshape(-1), num_segments=num_sides * num_examples)
+    sums = jax.ops.segment_sum(
+        values.reshape(-1), jnp.asarray(batch["sequence_ids"]).reshape(-1), num_segments=num_sides * num_examples
+    )
     return sums.reshape(num_sides, num_examples)
 
 
@@ -184,4 +205,6 @@ def sequence_sums_np(token_values, batch: dict, num_sides: int) -> np.ndarray:
     ids = batch["sequence_ids"].reshape(-1)
     keep = ids >= 0
     values = (np.asarray(token_values, np.float64) * batch["loss_mask"]).reshape(-1)
-    return np.bincount(ids[keep], weights=values[keep], minlength=num_sides * num_examples).reshape(num_sides, num_examples)
+    return np.bincount(ids[keep], weights=values[keep], minlength=num_sides * num_examples).reshape(
+        num_sides, num_examples
+    )

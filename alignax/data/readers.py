@@ -10,6 +10,7 @@ naming the file and line (`on_error="error"`) or is skipped and counted (`on_err
 A file without any record is always an error naming it. `LoadedDataset.examples` remembers each
 example's file and line, so later stages (tokenization, length limits) can name them too.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,7 +68,10 @@ def _arrow_type_problem(field, expected_kind: str) -> str | None:
         "string": pa.types.is_string(t) or pa.types.is_large_string(t),
         "bool": pa.types.is_boolean(t),
         "list": pa.types.is_list(t) or pa.types.is_large_list(t),
-        "string_or_list": pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_list(t) or pa.types.is_large_list(t),
+        "string_or_list": pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_list(t)
+        or pa.types.is_large_list(t),
         "number": pa.types.is_integer(t) or pa.types.is_floating(t),
     }[expected_kind]
     return None if ok else f"column {field.name!r} has Arrow type {t}, expected {expected_kind.replace('_', ' ')}"
@@ -80,7 +84,12 @@ PARQUET_COLUMN_KINDS = {
     "sft": {"messages": "list"},
     "multi_sample": {"prompt": "string_or_list", "responses": "list", "rewards": "list", "win_probs": "list"},
     "judgment": {"prompt": "string_or_list", "response": "string_or_list", "judgment": "string", "score": "number"},
-    "few_shot": {"context": "list", "prompt": "string_or_list", "chosen": "string_or_list", "rejected": "string_or_list"},
+    "few_shot": {
+        "context": "list",
+        "prompt": "string_or_list",
+        "chosen": "string_or_list",
+        "rejected": "string_or_list",
+    },
 }
 
 
@@ -88,8 +97,13 @@ def _iter_parquet(path: str, task: str) -> Iterator[tuple[str, object]]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    problems = [p for field in table.schema if (kind := PARQUET_COLUMN_KINDS[task].get(field.name))
-                for p in [_arrow_type_problem(field, kind)] if p]
+    problems = [
+        p
+        for field in table.schema
+        if (kind := PARQUET_COLUMN_KINDS[task].get(field.name))
+        for p in [_arrow_type_problem(field, kind)]
+        if p
+    ]
     if problems:
         # A column type is wrong for every row: report it once, by column, then (under "skip")
         # let each row fail validation on its own so the count is per row.
@@ -103,9 +117,9 @@ def _resolve(source: str) -> list[tuple[str, str]]:
     if source.startswith("builtin:"):
         from alignax.data.builtin import builtin_path
 
-        return [("jsonl", builtin_path(source[len("builtin:"):]))]
+        return [("jsonl", builtin_path(source[len("builtin:") :]))]
     if source.startswith("tfds:"):
-        return [("tfds", source[len("tfds:"):])]
+        return [("tfds", source[len("tfds:") :])]
     paths = sorted(globlib.glob(source)) if any(c in source for c in "*?[") else [source]
     if not paths:
         raise FileNotFoundError(f"no files match {source!r}")
@@ -120,7 +134,9 @@ def _resolve(source: str) -> list[tuple[str, str]]:
         elif os.path.isdir(path) and os.path.exists(os.path.join(path, "dataset_info.json")):
             out.append(("tfds", path))
         else:
-            raise ValueError(f"unknown data format for {path!r}: expected .jsonl, .parquet, a TFDS directory or builtin:NAME")
+            raise ValueError(
+                f"unknown data format for {path!r}: expected .jsonl, .parquet, a TFDS directory or builtin:NAME"
+            )
     return out
 
 
@@ -150,7 +166,9 @@ def iter_raw_records(source: str, *, task: str, split: str = "train") -> Iterato
             raise DataError("empty_file", "the data file contains no records", path)
 
 
-def load_dataset(sources: str | Sequence[str], *, task: str, on_error: str = "error", split: str = "train") -> LoadedDataset:
+def load_dataset(
+    sources: str | Sequence[str], *, task: str, on_error: str = "error", split: str = "train"
+) -> LoadedDataset:
     """Read and validate every record of `sources` (a path, glob, builtin:NAME, tfds:DIR or a list)."""
     check_policy(on_error)
     if task not in schemas.PARSERS:
@@ -169,11 +187,15 @@ def load_dataset(sources: str | Sequence[str], *, task: str, on_error: str = "er
                     try:
                         raw = json.loads(raw)
                     except json.JSONDecodeError as e:
-                        raise DataError("malformed_json", f"malformed JSON ({e.msg} at column {e.colno})", where) from None
+                        raise DataError(
+                            "malformed_json", f"malformed JSON ({e.msg} at column {e.colno})", where
+                        ) from None
                 example = schemas.parse_record(task, raw, where)
                 if example.id is not None:
                     if example.id in seen_ids:
-                        raise DataError("duplicate_id", f"id {example.id!r} already used at {seen_ids[example.id]}", where)
+                        raise DataError(
+                            "duplicate_id", f"id {example.id!r} already used at {seen_ids[example.id]}", where
+                        )
                     seen_ids[example.id] = where
             except DataError as error:
                 handle(error, on_error=on_error, report=report)

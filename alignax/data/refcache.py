@@ -14,6 +14,7 @@ float error). Shards are written atomically (temporary file + rename), so an int
 leaves only whole shards, and the next call computes only the missing ones. A different model,
 tokenizer, truncation or data gives a different fingerprint, hence a fresh directory.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,7 +30,9 @@ from alignax.data.packing import BatchLayout, build_batch
 
 
 def cache_fingerprint(dataset, model_id: str) -> str:
-    return hashlib.sha256(json.dumps({"data": dataset.fingerprint, "model": model_id}, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps({"data": dataset.fingerprint, "model": model_id}, sort_keys=True).encode()
+    ).hexdigest()
 
 
 def params_fingerprint(tree) -> str:
@@ -58,22 +61,39 @@ def _atomic_save(path: str, **arrays) -> None:
             np.savez(f, **arrays)
 
 
-def compute_reference_logps(dataset, logps_fn: Callable[[dict], dict], *, cache_dir: str, model_id: str,
-                            batch_size: int = 8, layout: BatchLayout = BatchLayout(), shard_size: int = 256,
-                            stats: CacheStats | None = None) -> np.ndarray:
+def compute_reference_logps(
+    dataset,
+    logps_fn: Callable[[dict], dict],
+    *,
+    cache_dir: str,
+    model_id: str,
+    batch_size: int = 8,
+    layout: BatchLayout = BatchLayout(),
+    shard_size: int = 256,
+    stats: CacheStats | None = None,
+) -> np.ndarray:
     """Reference log-probs [K, N] for every example of `dataset`, from the cache where present."""
     stats = stats if stats is not None else CacheStats()
     fingerprint = cache_fingerprint(dataset, model_id)
     directory = os.path.join(cache_dir, fingerprint[:24])
     os.makedirs(directory, exist_ok=True)
     meta_path = os.path.join(directory, "meta.json")
-    meta = {"fingerprint": fingerprint, "dataset": dataset.fingerprint, "model": model_id, "task": dataset.task,
-            "sides": list(dataset.side_names), "num_examples": len(dataset.examples), "shard_size": shard_size}
+    meta = {
+        "fingerprint": fingerprint,
+        "dataset": dataset.fingerprint,
+        "model": model_id,
+        "task": dataset.task,
+        "sides": list(dataset.side_names),
+        "num_examples": len(dataset.examples),
+        "shard_size": shard_size,
+    }
     if os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:
             saved = json.load(f)
         if saved != meta:
-            raise ValueError(f"{meta_path} describes a different cache ({saved}); expected {meta}: remove the directory")
+            raise ValueError(
+                f"{meta_path} describes a different cache ({saved}); expected {meta}: remove the directory"
+            )
     else:
         files.write_atomic(meta_path, json.dumps(meta, indent=1, sort_keys=True))
 
@@ -85,7 +105,9 @@ def compute_reference_logps(dataset, logps_fn: Callable[[dict], dict], *, cache_
         if os.path.exists(path):
             with np.load(path, allow_pickle=False) as z:
                 if z["logps"].shape != (num_sides, stop - start):
-                    raise ValueError(f"{path}: logps has shape {z['logps'].shape}, expected {(num_sides, stop - start)}")
+                    raise ValueError(
+                        f"{path}: logps has shape {z['logps'].shape}, expected {(num_sides, stop - start)}"
+                    )
                 out[:, start:stop] = z["logps"]
             stats.shards_loaded += 1
             continue
@@ -105,6 +127,10 @@ def compute_reference_logps(dataset, logps_fn: Callable[[dict], dict], *, cache_
                 out[k, positions] = values[: len(positions)]
             stats.batches_computed += 1
             stats.examples_computed += len(positions)
-        _atomic_save(path, logps=out[:, start:stop], example_index=np.asarray([dataset.examples[i].index for i in range(start, stop)], np.int64))
+        _atomic_save(
+            path,
+            logps=out[:, start:stop],
+            example_index=np.asarray([dataset.examples[i].index for i in range(start, stop)], np.int64),
+        )
         stats.shards_computed += 1
     return out

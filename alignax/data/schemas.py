@@ -19,6 +19,7 @@ present, must be unique within a dataset):
 A prompt is always stored as a tuple of chat messages (`{"role", "content"}` dicts); a string
 prompt becomes one user message.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,7 +98,11 @@ class FewShotExample:
 def _missing(record: dict, key: str, expected: str, where: str) -> DataError:
     close = difflib.get_close_matches(key, [k for k in record if isinstance(k, str)], n=1, cutoff=0.7)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return DataError("missing_key", f"missing key {key!r} (expected keys: {expected}; found: {sorted(map(str, record))}){hint}", where)
+    return DataError(
+        "missing_key",
+        f"missing key {key!r} (expected keys: {expected}; found: {sorted(map(str, record))}){hint}",
+        where,
+    )
 
 
 def _require(record: dict, key: str, expected: str, where: str) -> Any:
@@ -122,7 +127,9 @@ def _messages(value: Any, key: str, where: str) -> Messages:
     out = []
     for i, message in enumerate(value):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise DataError("wrong_type", f"{key}[{i}] must be a {{'role', 'content'}} dict, got {message!r:.80}", where)
+            raise DataError(
+                "wrong_type", f"{key}[{i}] must be a {{'role', 'content'}} dict, got {message!r:.80}", where
+            )
         role = message["role"]
         if role not in ROLES:
             raise DataError("bad_value", f"{key}[{i}] has role {role!r}; expected one of {ROLES}", where)
@@ -207,11 +214,22 @@ def parse_preference(record: dict, where: str = "") -> PreferenceExample:
         chosen_m, rejected_m = _messages(chosen, "chosen", where), _messages(rejected, "rejected", where)
         for key, conv in (("chosen", chosen_m), ("rejected", rejected_m)):
             if conv[-1]["role"] != "assistant":
-                raise DataError("no_final_assistant_turn", f"conversation {key!r} does not end in an assistant turn", where)
+                raise DataError(
+                    "no_final_assistant_turn", f"conversation {key!r} does not end in an assistant turn", where
+                )
         if chosen_m[:-1] != rejected_m[:-1] or len(chosen_m) < 2:
-            raise DataError("prompt_mismatch", "'chosen' and 'rejected' do not share the same prompt turns before the final assistant turn", where)
-        return PreferenceExample(prompt=chosen_m[:-1], chosen=chosen_m[-1]["content"], rejected=rejected_m[-1]["content"],
-                                 id=_id(record, where), fields=_extra_fields(record, _PREFERENCE_KEYS, where))
+            raise DataError(
+                "prompt_mismatch",
+                "'chosen' and 'rejected' do not share the same prompt turns before the final assistant turn",
+                where,
+            )
+        return PreferenceExample(
+            prompt=chosen_m[:-1],
+            chosen=chosen_m[-1]["content"],
+            rejected=rejected_m[-1]["content"],
+            id=_id(record, where),
+            fields=_extra_fields(record, _PREFERENCE_KEYS, where),
+        )
     if prompt is None:
         raise _missing(record, "prompt", expected, where)
     return PreferenceExample(
@@ -230,13 +248,22 @@ def parse_unpaired(record: dict, where: str = "") -> UnpairedExample:
     label = _require(record, "label", expected, where)
     if not isinstance(label, bool):
         raise DataError("wrong_type", f"key 'label' must be a bool, got {type(label).__name__} {label!r}", where)
-    return UnpairedExample(prompt=_prompt(prompt, "prompt", where), completion=_completion(completion, "completion", where), label=label, id=_id(record, where))
+    return UnpairedExample(
+        prompt=_prompt(prompt, "prompt", where),
+        completion=_completion(completion, "completion", where),
+        label=label,
+        id=_id(record, where),
+    )
 
 
 def parse_sft(record: dict, where: str = "") -> SFTExample:
     messages = _messages(_require(record, "messages", "messages, optional id", where), "messages", where)
     if messages[-1]["role"] != "assistant":
-        raise DataError("no_final_assistant_turn", f"conversation 'messages' ends with a {messages[-1]['role']!r} turn, not an assistant turn", where)
+        raise DataError(
+            "no_final_assistant_turn",
+            f"conversation 'messages' ends with a {messages[-1]['role']!r} turn, not an assistant turn",
+            where,
+        )
     return SFTExample(messages=messages, id=_id(record, where))
 
 
@@ -256,9 +283,12 @@ def parse_multi_sample(record: dict, where: str = "") -> MultiSampleExample:
         win_probs = _numbers(win_probs, "win_probs", len(responses), where)
         if any(not 0.0 <= p <= 1.0 for p in win_probs):
             raise DataError("bad_value", "key 'win_probs' holds a value outside [0, 1]", where)
-    fields = _extra_fields(record, {"prompt", "responses", "rewards", "win_probs", "id"}, where, per_response=len(responses))
-    return MultiSampleExample(prompt=prompt, responses=responses, rewards=rewards, win_probs=win_probs, id=_id(record, where),
-                              fields=fields)
+    fields = _extra_fields(
+        record, {"prompt", "responses", "rewards", "win_probs", "id"}, where, per_response=len(responses)
+    )
+    return MultiSampleExample(
+        prompt=prompt, responses=responses, rewards=rewards, win_probs=win_probs, id=_id(record, where), fields=fields
+    )
 
 
 def parse_judgment(record: dict, where: str = "") -> JudgmentExample:
@@ -276,7 +306,9 @@ def parse_few_shot(record: dict, where: str = "") -> FewShotExample:
     expected = "context, prompt, chosen, rejected, optional user_id, optional id"
     context = _require(record, "context", expected, where)
     if not isinstance(context, (list, tuple)) or not context:
-        raise DataError("wrong_type", "key 'context' must be a non-empty list of {prompt, chosen, rejected} preferences", where)
+        raise DataError(
+            "wrong_type", "key 'context' must be a non-empty list of {prompt, chosen, rejected} preferences", where
+        )
     shots = []
     for i, shot in enumerate(context):
         if not isinstance(shot, dict):
@@ -284,8 +316,14 @@ def parse_few_shot(record: dict, where: str = "") -> FewShotExample:
         shots.append(parse_preference(shot, f"{where} context[{i}]"))
     query = parse_preference({k: record[k] for k in ("prompt", "chosen", "rejected") if k in record}, where)
     user_id = record.get("user_id")
-    return FewShotExample(context=tuple(shots), prompt=query.prompt, chosen=query.chosen, rejected=query.rejected,
-                          user_id=None if user_id is None else str(user_id), id=_id(record, where))
+    return FewShotExample(
+        context=tuple(shots),
+        prompt=query.prompt,
+        chosen=query.chosen,
+        rejected=query.rejected,
+        user_id=None if user_id is None else str(user_id),
+        id=_id(record, where),
+    )
 
 
 PARSERS: dict[str, Callable[[dict, str], Any]] = {

@@ -4,11 +4,12 @@ read them back with `as_data_source()` + grain.
 Each record is stored as one JSON string feature (`record_json`) plus its original index, so any
 schema round-trips losslessly and in order (`disable_shuffling=True` keeps the write order).
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -27,9 +28,15 @@ class AlignaxRecords(tfds.core.GeneratorBasedBuilder):
         super().__init__(file_format="array_record", **kwargs)
 
     def _info(self):
-        features = tfds.features.FeaturesDict({RECORD_FEATURE: tfds.features.Text(), INDEX_FEATURE: tfds.features.Scalar(dtype=np.int64)})
-        return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True,
-                                     description="alignax records stored as JSON strings")
+        features = tfds.features.FeaturesDict(
+            {RECORD_FEATURE: tfds.features.Text(), INDEX_FEATURE: tfds.features.Scalar(dtype=np.int64)}
+        )
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=features,
+            disable_shuffling=True,
+            description="alignax records stored as JSON strings",
+        )
 
     def _split_generators(self, dl_manager):
         if self._splits is None:

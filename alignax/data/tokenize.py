@@ -37,6 +37,7 @@ The tokenizer needs `apply_chat_template(messages, add_generation_prompt=..., to
 `eos_token_id`, `bos_token_id`: alignax's Tokenizer or a
 transformers tokenizer.
 """
+
 from __future__ import annotations
 
 import collections
@@ -80,7 +81,11 @@ class TruncationConfig:
             raise ValueError(f"prompt_truncation must be one of {PROMPT_TRUNCATIONS}, got {self.prompt_truncation!r}")
         if self.over_long not in OVER_LONG_POLICIES:
             raise ValueError(f"over_long must be one of {OVER_LONG_POLICIES}, got {self.over_long!r}")
-        if self.max_length is not None and self.max_prompt_length is not None and self.max_prompt_length >= self.max_length:
+        if (
+            self.max_length is not None
+            and self.max_prompt_length is not None
+            and self.max_prompt_length >= self.max_length
+        ):
             raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})")
         if self.hard_cap_factor is not None and self.hard_cap_factor < 1:
             raise ValueError(f"hard_cap_factor must be >= 1 or None, got {self.hard_cap_factor}")
@@ -144,7 +149,9 @@ class ChatTokenizer:
         self._ws_cache: dict[int, bool] = {}
 
     def render_text(self, messages, *, add_generation_prompt: bool) -> str:
-        text = self.tokenizer.apply_chat_template([dict(m) for m in messages], add_generation_prompt=add_generation_prompt, tokenize=False)
+        text = self.tokenizer.apply_chat_template(
+            [dict(m) for m in messages], add_generation_prompt=add_generation_prompt, tokenize=False
+        )
         if not isinstance(text, str):
             raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}, expected str")
         return text
@@ -182,10 +189,16 @@ class ChatTokenizer:
 
     def prompt_and_response(self, prompt, response: str, where: str) -> tuple[list[int], list[int]]:
         prompt_text = self.render_text(prompt, add_generation_prompt=True)
-        full_text = self.render_text(tuple(prompt) + ({"role": "assistant", "content": response},), add_generation_prompt=False)
+        full_text = self.render_text(
+            tuple(prompt) + ({"role": "assistant", "content": response},), add_generation_prompt=False
+        )
         if not full_text.startswith(prompt_text):
-            raise DataError("template_not_prefix", "the chat template's rendering of the prompt is not a prefix of prompt + response", where)
-        reply, _ = self.split_turn_end(self.encode(full_text[len(prompt_text):]))
+            raise DataError(
+                "template_not_prefix",
+                "the chat template's rendering of the prompt is not a prefix of prompt + response",
+                where,
+            )
+        reply, _ = self.split_turn_end(self.encode(full_text[len(prompt_text) :]))
         return self.encode(prompt_text, first=True), reply
 
     def conversation(self, messages, where: str) -> tuple[list[int], list[int]]:
@@ -201,9 +214,13 @@ class ChatTokenizer:
             before = self.render_text(messages[:i], add_generation_prompt=True)
             through = self.render_text(messages[: i + 1], add_generation_prompt=False)
             if not (through.startswith(before) and full.startswith(through) and len(before) >= pos):
-                raise DataError("template_not_prefix", f"the chat template is not prefix-consistent at message {i} (assistant)", where)
-            context = self.encode(full[pos:len(before)], first=pos == 0)
-            reply, trailing = self.split_turn_end(self.encode(full[len(before):len(through)]))
+                raise DataError(
+                    "template_not_prefix",
+                    f"the chat template is not prefix-consistent at message {i} (assistant)",
+                    where,
+                )
+            context = self.encode(full[pos : len(before)], first=pos == 0)
+            reply, trailing = self.split_turn_end(self.encode(full[len(before) : len(through)]))
             ids += context + reply + trailing
             mask += [0] * len(context) + [1] * len(reply) + [0] * len(trailing)
             pos = len(through)
@@ -233,8 +250,12 @@ class _Truncator:
     def check_hard_cap(self, length: int, where: str) -> None:
         cap = self.config.hard_cap
         if cap is not None and length > cap:
-            raise DataError("over_hard_cap", f"sequence has {length} tokens before truncation, over the hard cap "
-                            f"{cap} (= {self.config.hard_cap_factor:g} x max_length={self.config.max_length})", where)
+            raise DataError(
+                "over_hard_cap",
+                f"sequence has {length} tokens before truncation, over the hard cap "
+                f"{cap} (= {self.config.hard_cap_factor:g} x max_length={self.config.max_length})",
+                where,
+            )
 
     def sequence(self, ids: list[int], mask: list[int], where: str) -> tuple[list[int], list[int]]:
         self.check_hard_cap(len(ids), where)
@@ -250,7 +271,9 @@ class _Truncator:
 def _sequence(ids, mask) -> TokenizedSequence:
     mask_arr = np.asarray(mask, np.int32)
     nz = np.flatnonzero(mask_arr)
-    return TokenizedSequence(input_ids=np.asarray(ids, np.int32), loss_mask=mask_arr, prompt_length=int(nz[0]) if nz.size else len(ids))
+    return TokenizedSequence(
+        input_ids=np.asarray(ids, np.int32), loss_mask=mask_arr, prompt_length=int(nz[0]) if nz.size else len(ids)
+    )
 
 
 def format_few_shot_prompt(example: schemas.FewShotExample):
@@ -258,15 +281,24 @@ def format_few_shot_prompt(example: schemas.FewShotExample):
     blocks = []
     for i, shot in enumerate(example.context, start=1):
         question = "\n".join(m["content"] for m in shot.prompt if m["role"] != "system")
-        blocks.append(f"Example {i}\nPrompt: {question}\nPreferred response: {shot.chosen}\nRejected response: {shot.rejected}")
+        blocks.append(
+            f"Example {i}\nPrompt: {question}\nPreferred response: {shot.chosen}\nRejected response: {shot.rejected}"
+        )
     header = "Here are some of my past preferences between two responses:\n\n" + "\n\n".join(blocks)
     *earlier, last = example.prompt
-    return tuple(earlier) + ({"role": last["role"], "content": f"{header}\n\nRespond to my new prompt the way I would prefer.\n\n{last['content']}"},)
+    return tuple(earlier) + (
+        {
+            "role": last["role"],
+            "content": f"{header}\n\nRespond to my new prompt the way I would prefer.\n\n{last['content']}",
+        },
+    )
 
 
 def cut_judgment_prompt(prompt, judgment: str):
     *earlier, last = prompt
-    return tuple(earlier) + ({"role": last["role"], "content": CUT_JUDGMENT_TEMPLATE.format(instruction=last["content"], judgment=judgment)},)
+    return tuple(earlier) + (
+        {"role": last["role"], "content": CUT_JUDGMENT_TEMPLATE.format(instruction=last["content"], judgment=judgment)},
+    )
 
 
 SIDE_NAMES = {
@@ -283,7 +315,9 @@ def side_names_for(task: str, examples) -> tuple:
         n = len(examples[0].responses) if examples else 0
         return tuple(f"response_{i}" for i in range(n))
     if task not in SIDE_NAMES:
-        raise ValueError(f"task {task!r} has no tokenized form; tokenizable tasks: {', '.join(list(SIDE_NAMES) + ['multi_sample'])}")
+        raise ValueError(
+            f"task {task!r} has no tokenized form; tokenizable tasks: {', '.join(list(SIDE_NAMES) + ['multi_sample'])}"
+        )
     return SIDE_NAMES[task]
 
 
@@ -310,7 +344,9 @@ def _tokenize_one(chat: ChatTokenizer, trunc: _Truncator, task: str, example, wh
         scalars["label"] = bool(example.label)
     elif task == "multi_sample":
         if len(example.responses) != num_sides:
-            raise DataError("bad_value", f"{len(example.responses)} responses, but this dataset has {num_sides} per prompt", where)
+            raise DataError(
+                "bad_value", f"{len(example.responses)} responses, but this dataset has {num_sides} per prompt", where
+            )
         sides = pair_sides(example.prompt, example.responses)
         if example.rewards is not None:
             scalars["rewards"] = np.asarray(example.rewards, np.float32)
@@ -324,8 +360,16 @@ def _tokenize_one(chat: ChatTokenizer, trunc: _Truncator, task: str, example, wh
         scalars["score"] = np.float32(np.nan if example.score is None else example.score)
     elif task == "sft":
         ids, mask = chat.conversation(example.messages, where)
-        if trunc.config.max_prompt_length is not None and mask.index(1) > trunc.config.max_prompt_length and trunc.config.over_long != "truncate":
-            raise DataError("prompt_too_long", f"first assistant turn starts after {mask.index(1)} tokens > max_prompt_length", where)
+        if (
+            trunc.config.max_prompt_length is not None
+            and mask.index(1) > trunc.config.max_prompt_length
+            and trunc.config.over_long != "truncate"
+        ):
+            raise DataError(
+                "prompt_too_long",
+                f"first assistant turn starts after {mask.index(1)} tokens > max_prompt_length",
+                where,
+            )
         ids, mask = trunc.sequence(ids, mask, where)
         if not any(mask):
             raise DataError("no_room_for_response", "truncation removed every assistant token", where)
@@ -334,15 +378,20 @@ def _tokenize_one(chat: ChatTokenizer, trunc: _Truncator, task: str, example, wh
         raise ValueError(f"task {task!r} cannot be tokenized")
     for side in sides:
         if side.response_length == 0:
-            raise DataError("no_room_for_response",
-                            f"prompt fills max_length={trunc.config.max_length}: no response token left", where)
+            raise DataError(
+                "no_room_for_response",
+                f"prompt fills max_length={trunc.config.max_length}: no response token left",
+                where,
+            )
     return sides, scalars
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of what determines token ids: the chat template, special ids, and ids of a probe text."""
     chat = ChatTokenizer(tokenizer)
-    probe = chat.render(({"role": "user", "content": "Fingerprint: héllo wörld 123 <tag> \t end."},), add_generation_prompt=True)
+    probe = chat.render(
+        ({"role": "user", "content": "Fingerprint: héllo wörld 123 <tag> \t end."},), add_generation_prompt=True
+    )
     parts = {
         "template": getattr(tokenizer, "chat_template", None),
         "vocab_size": getattr(tokenizer, "vocab_size", None),
@@ -361,7 +410,9 @@ def examples_fingerprint(task: str, examples) -> str:
     return h.hexdigest()
 
 
-def tokenize_dataset(examples, *, task: str, tokenizer, truncation: TruncationConfig = TruncationConfig(), on_error: str = "error") -> TokenizedDataset:
+def tokenize_dataset(
+    examples, *, task: str, tokenizer, truncation: TruncationConfig = TruncationConfig(), on_error: str = "error"
+) -> TokenizedDataset:
     """Tokenize validated examples of `task`. Examples dropped by truncation are counted in
     `stats` ("dropped_prompt_too_long", "dropped_too_long"); other failures, including rows that
     cannot fit ("no_room_for_response", "over_hard_cap", module doc), follow `on_error`. Examples
@@ -397,11 +448,21 @@ def tokenize_dataset(examples, *, task: str, tokenizer, truncation: TruncationCo
     stats["examples"] = len(out)
     if not out:
         dropped = {k: v for k, v in stats.items() if k.startswith("dropped_") and v}
-        raise DataError("no_examples", f"no example left after tokenization of {len(examples)} "
-                        f"({report.summary()}; {dropped or 'none dropped'})", ", ".join(sources) or "tokenize_dataset")
-    fingerprint = hashlib.sha256(json.dumps({
-        "examples": examples_fingerprint(task, examples),
-        "tokenizer": tokenizer_fingerprint(tokenizer),
-        "truncation": dataclasses.asdict(truncation),
-    }, sort_keys=True).encode()).hexdigest()
-    return TokenizedDataset(task=task, side_names=side_names, examples=out, stats=stats, report=report, fingerprint=fingerprint)
+        raise DataError(
+            "no_examples",
+            f"no example left after tokenization of {len(examples)} ({report.summary()}; {dropped or 'none dropped'})",
+            ", ".join(sources) or "tokenize_dataset",
+        )
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            {
+                "examples": examples_fingerprint(task, examples),
+                "tokenizer": tokenizer_fingerprint(tokenizer),
+                "truncation": dataclasses.asdict(truncation),
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    return TokenizedDataset(
+        task=task, side_names=side_names, examples=out, stats=stats, report=report, fingerprint=fingerprint
+    )

@@ -9,6 +9,7 @@ traceback: benchmark modules wrap the reading of each file in `naming_file(path)
 the exceptions a malformed file raises (ValueError, KeyError, TypeError, OSError, EOFError,
 IndexError) into an `InputError` whose message starts with the file; `main` prints it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,40 +24,41 @@ INPUT_ERRORS = (ValueError, LookupError, TypeError, OSError, EOFError)
 
 
 class InputError(ValueError):
-  """A bad input file; the message names the file (and the row where there is one)."""
+    """A bad input file; the message names the file (and the row where there is one)."""
 
 
 def describe(error: BaseException) -> str:
-  """The message of an exception (KeyError's str() would add quotes around it)."""
-  if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
-    return error.args[0]
-  text = str(error)
-  return text if text else type(error).__name__
+    """The message of an exception (KeyError's str() would add quotes around it)."""
+    if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        return error.args[0]
+    text = str(error)
+    return text if text else type(error).__name__
 
 
 @contextlib.contextmanager
 def naming_file(path) -> Iterator[None]:
-  """Re-raises input errors from reading `path` as InputError whose message names the file."""
-  try:
-    yield
-  except InputError:
-    raise
-  except INPUT_ERRORS as error:
-    message = describe(error)
-    if str(path) not in message:
-      message = f"{path}: {message}"
-    raise InputError(message) from None
+    """Re-raises input errors from reading `path` as InputError whose message names the file."""
+    try:
+        yield
+    except InputError:
+        raise
+    except INPUT_ERRORS as error:
+        message = describe(error)
+        if str(path) not in message:
+            message = f"{path}: {message}"
+        raise InputError(message) from None
 
 
 def positive_int(text: str) -> int:
-  """argparse type for counts that must be >= 1 (bootstrap rounds, verdict weights)."""
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-  return value
+    """argparse type for counts that must be >= 1 (bootstrap rounds, verdict weights)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
 
 COMMANDS = {
     "alpaca_eval": "alignax.evaluate.alpaca_eval",
@@ -93,36 +95,41 @@ EPILOG = """examples:
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
-  """The top-level parser; only `command`'s module is imported (all summaries are static)."""
-  parser = argparse.ArgumentParser(
-      prog="python -m alignax.evaluate", description="Compute benchmark metrics from judge outputs.",
-      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-  sub = parser.add_subparsers(dest="command", metavar="<benchmark>", required=True)
-  for name in COMMANDS:
-    p = sub.add_parser(name, help=SUMMARIES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
-    if name == command:
-      load(name).add_arguments(p)
-  return parser
+    """The top-level parser; only `command`'s module is imported (all summaries are static)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m alignax.evaluate",
+        description="Compute benchmark metrics from judge outputs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<benchmark>", required=True)
+    for name in COMMANDS:
+        p = sub.add_parser(name, help=SUMMARIES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == command:
+            load(name).add_arguments(p)
+    return parser
 
 
 def load(command: str):
-  """Imports the module behind a sub-command, with a clear error if it is not available."""
-  try:
-    return importlib.import_module(COMMANDS[command])
-  except ModuleNotFoundError as e:
-    if e.name == COMMANDS[command]:
-      raise SystemExit(f"benchmark {command!r} is not available in this installation ({COMMANDS[command]})")
-    raise
+    """Imports the module behind a sub-command, with a clear error if it is not available."""
+    try:
+        return importlib.import_module(COMMANDS[command])
+    except ModuleNotFoundError as e:
+        if e.name == COMMANDS[command]:
+            raise SystemExit(
+                f"benchmark {command!r} is not available in this installation ({COMMANDS[command]})"
+            ) from e
+        raise
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  argv = list(sys.argv[1:] if argv is None else argv)
-  command = next((a for a in argv if not a.startswith("-")), None)
-  parser = build_parser(command if command in COMMANDS else None)
-  args = parser.parse_args(argv)
-  try:
-    return int(load(args.command).run(args) or 0)
-  except INPUT_ERRORS as e:
-    # Bad input: the message names the file / field / row (see `naming_file`).
-    print(f"error: {describe(e)}", file=sys.stderr)
-    return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    try:
+        return int(load(args.command).run(args) or 0)
+    except INPUT_ERRORS as e:
+        # Bad input: the message names the file / field / row (see `naming_file`).
+        print(f"error: {describe(e)}", file=sys.stderr)
+        return 2

@@ -21,6 +21,7 @@ SQuAD F1 (f1.py): tokens of lower-cased text without punctuation/articles; F1 of
 ROUGE (rouge.py): `rouge_score` rouge1/2/L/Lsum F-measure x 100, no stemmer, on text split into
 sentences (nltk punkt) joined by newlines; LEval_score = (R1 x R2 x RL)^(1/3).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,8 +95,9 @@ def squad_f1_score(prediction: str, ground_truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _max_over_references(metric: Callable[[str, str], float], predictions: Sequence[str],
-                         references: Sequence[Sequence[str]]) -> float:
+def _max_over_references(
+    metric: Callable[[str, str], float], predictions: Sequence[str], references: Sequence[Sequence[str]]
+) -> float:
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
     if not predictions:
@@ -132,11 +134,12 @@ def split_sentences(text: str) -> str:
     global _SENTENCE_SPLITTER
     if _SENTENCE_SPLITTER is None:
         import nltk
+
         try:
             nltk.sent_tokenize("Probe sentence.")
             _SENTENCE_SPLITTER = nltk.sent_tokenize
         except LookupError:
-            warnings.warn("nltk punkt data not installed: rougeLsum uses an untrained Punkt splitter")
+            warnings.warn("nltk punkt data not installed: rougeLsum uses an untrained Punkt splitter", stacklevel=2)
             _SENTENCE_SPLITTER = nltk.tokenize.punkt.PunktSentenceTokenizer().tokenize
     return "\n".join(_SENTENCE_SPLITTER(text))
 
@@ -144,6 +147,7 @@ def split_sentences(text: str) -> str:
 def rouge(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
     """ROUGE-1/2/L/Lsum F x 100 (max over references, mean over examples) and geometric_mean."""
     from rouge_score import rouge_scorer
+
     if len(predictions) != len(references) or not predictions:
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
     scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=False)

@@ -16,6 +16,7 @@ Pairwise grading: verdict "[[A]]", "[[B]]" or "[[C]]" (tie), looked for in that 
 is judged twice with the answers swapped; a pair is a win/loss only when both games agree on a
 non-tie winner, otherwise a tie. win_rate_adjusted = (win + 0.5 tie) / (win + loss + tie).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ def parse_rating(judgment: str) -> float:
 
 
 def parse_two_ratings(judgment: str) -> tuple[float, float] | None:
-    """"[[a, b]]" (or "[a, b]") for the pairwise-with-scores prompt; None when absent."""
+    """ "[[a, b]]" (or "[a, b]") for the pairwise-with-scores prompt; None when absent."""
     match = TWO_SCORE_PATTERN.search(judgment) or TWO_SCORE_PATTERN_BACKUP.search(judgment)
     if not match:
         return None
@@ -56,7 +57,7 @@ def parse_two_ratings(judgment: str) -> tuple[float, float] | None:
 
 
 def parse_pairwise_verdict(judgment: str) -> str:
-    """"A", "B", "tie" ("[[C]]") or "error" — FastChat checks [[A]], then [[B]], then [[C]]."""
+    """ "A", "B", "tie" ("[[C]]") or "error" — FastChat checks [[A]], then [[B]], then [[C]]."""
     if "[[A]]" in judgment:
         return "A"
     if "[[B]]" in judgment:
@@ -96,9 +97,13 @@ def _row_score(item: Mapping[str, Any], where: str) -> float:
     raise KeyError(f"{where}: needs 'score' or 'judgment'")
 
 
-def single_scores(judgments: Sequence[Mapping[str, Any]], *,
-                  categories: Mapping[int | str, str] | None = None,
-                  min_rating: float = 1.0, max_rating: float = 10.0) -> dict[str, dict[str, Any]]:
+def single_scores(
+    judgments: Sequence[Mapping[str, Any]],
+    *,
+    categories: Mapping[int | str, str] | None = None,
+    min_rating: float = 1.0,
+    max_rating: float = 10.0,
+) -> dict[str, dict[str, Any]]:
     """Per-model MT-Bench scores from single-answer judgments.
 
     Each judgment needs `model`, `question_id`, `turn` (1 or 2) and either `score` (a number;
@@ -169,8 +174,10 @@ def _pairwise_games(row: Any, where: str) -> tuple[str, str]:
             raise ValueError(f"{where}: {key} must be the judge's text, got {row.get(key)!r:.80}")
     to_slot_1 = {"A": "model_1", "B": "model_2", "tie": "tie", "error": "error"}
     to_slot_2 = {"A": "model_2", "B": "model_1", "tie": "tie", "error": "error"}
-    return (to_slot_1[parse_pairwise_verdict(row["g1_judgment"])],
-            to_slot_2[parse_pairwise_verdict(row["g2_judgment"])])
+    return (
+        to_slot_1[parse_pairwise_verdict(row["g1_judgment"])],
+        to_slot_2[parse_pairwise_verdict(row["g2_judgment"])],
+    )
 
 
 def pairwise_win_rates(judgments: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -221,8 +228,10 @@ def read_categories(question_file: str | pathlib.Path) -> dict[int, str]:
             if key not in row:
                 raise KeyError(f"{question_file}: question {index}: missing field {key!r}")
         if isinstance(row["question_id"], (dict, list)) or not isinstance(row["category"], str):
-            raise ValueError(f"{question_file}: question {index}: question_id must be a scalar and category "
-                             f"a string, got {row['question_id']!r}, {row['category']!r}")
+            raise ValueError(
+                f"{question_file}: question {index}: question_id must be a scalar and category "
+                f"a string, got {row['question_id']!r}, {row['category']!r}"
+            )
         categories[row["question_id"]] = row["category"]
     return categories
 
@@ -244,6 +253,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alignax.evaluate.cli import naming_file
+
     categories = None
     if args.questions and not args.pairwise:
         with naming_file(args.questions):

@@ -20,6 +20,7 @@ in FM(T); intervals are (lo, hi], lower bound exclusive:
 
 PM (FM) = 100 x hits / examples, per level and over all examples.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,7 @@ def normalize_target(target: Any) -> str:
     """10 / "10" / "[MLT:10]" / ">800" / "more than 800" -> the canonical target key."""
     text = str(target).strip()
     if text.startswith("[MLT:") and text.endswith("]"):
-        text = text[len("[MLT:"):-1]
+        text = text[len("[MLT:") : -1]
     if text in ("more than 800", "800+"):
         text = ">800"
     if text not in INTERVALS:
@@ -116,6 +117,13 @@ def run(args: argparse.Namespace) -> int:
         targets.append(row[args.target_key])
     result = target_length_scores(responses, targets)
     # Strict JSON: an empty level is null, not NaN.
-    print(json.dumps({k: {m: (None if isinstance(v, float) and math.isnan(v) else v) for m, v in d.items()}
-                      for k, d in result.items()}, allow_nan=False))
+    print(
+        json.dumps(
+            {
+                k: {m: (None if isinstance(v, float) and math.isnan(v) else v) for m, v in d.items()}
+                for k, d in result.items()
+            },
+            allow_nan=False,
+        )
+    )
     return 0

@@ -24,6 +24,7 @@ WB-Score: the judge gives a 1-10 score per item.
   per group: (mean over non-truncated, non-empty items of the group - 5) * 2, macro as above x 10
   avg_len = mean characters over non-truncated, non-empty outputs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,8 +85,16 @@ def is_skipped_output(text: str) -> bool:
     return text.endswith(TRUNCATED_SUFFIX) or text == EMPTY_OUTPUT
 
 
-def pairwise_outcome(*, winner: str, extent: int, test_model: str, ref_model: str,
-                     test_length: int, ref_length: int, length_penalty_k: int) -> str:
+def pairwise_outcome(
+    *,
+    winner: str,
+    extent: int,
+    test_model: str,
+    ref_model: str,
+    test_length: int,
+    ref_length: int,
+    length_penalty_k: int,
+) -> str:
     """One judged pair -> one of OUTCOMES, from the test model's side, with the K rule."""
     if winner == "tie":
         return "tie"
@@ -104,8 +113,9 @@ def pairwise_outcome(*, winner: str, extent: int, test_model: str, ref_model: st
         if length_penalty_k >= 0 and ref_length > test_length + length_penalty_k:
             return "tie"
         return "lose"
-    raise ValueError(f"winner {winner!r} is neither the test model {test_model!r}, "
-                     f"the reference {ref_model!r}, nor 'tie'")
+    raise ValueError(
+        f"winner {winner!r} is neither the test model {test_model!r}, the reference {ref_model!r}, nor 'tie'"
+    )
 
 
 def reward_from_counts(counts: Mapping[str, int], *, total: int | None = None) -> float:
@@ -118,8 +128,13 @@ def reward_from_counts(counts: Mapping[str, int], *, total: int | None = None) -
     if total <= 0:
         raise ValueError(f"total must be positive, got {total} for counts {dict(counts)}")
     # Same summation order as upstream so the stored floats are reproduced bit for bit.
-    value = (counts["win"] * 0.5 + counts["win_much"] * 1 + counts["tie"] * 0
-             - counts["lose"] * 0.5 - counts["lose_much"] * 1)
+    value = (
+        counts["win"] * 0.5
+        + counts["win_much"] * 1
+        + counts["tie"] * 0
+        - counts["lose"] * 0.5
+        - counts["lose_much"] * 1
+    )
     return value / total
 
 
@@ -134,8 +149,9 @@ def task_macro(per_group: Mapping[str, float]) -> float:
     return sum(per_group[g] * TASK_GROUP_WEIGHTS[g] for g in per_group) / sum(TASK_GROUP_WEIGHTS.values())
 
 
-def aggregate_pairwise_counts(*, counts: Mapping[str, int], total: int,
-                              task_counts: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+def aggregate_pairwise_counts(
+    *, counts: Mapping[str, int], total: int, task_counts: Mapping[str, Mapping[str, int]]
+) -> dict[str, Any]:
     """Reward, per-group rewards and task macro from outcome counts (a pairwise-*.json row)."""
     task_rewards = {g: reward_from_counts(c) for g, c in task_counts.items()}
     return {
@@ -171,9 +187,14 @@ def _reward_outputs(item: Any, where: str, *, test_model: str, ref_model: str) -
     return outputs[test_model], outputs[ref_model]
 
 
-def wb_reward(items: Sequence[Mapping[str, Any]], *, test_model: str, ref_model: str,
-              length_penalty_k: int = -1,
-              task_groups: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+def wb_reward(
+    items: Sequence[Mapping[str, Any]],
+    *,
+    test_model: str,
+    ref_model: str,
+    length_penalty_k: int = -1,
+    task_groups: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
     """WB-Reward of `test_model` against `ref_model` from per-item pairwise judgments.
 
     Each item needs `session_id`, `winner`, `extent` and `model_outputs` {model id: text}
@@ -190,10 +211,15 @@ def wb_reward(items: Sequence[Mapping[str, Any]], *, test_model: str, ref_model:
         if is_skipped_output(test_text) or is_skipped_output(ref_text):
             continue
         try:
-            label = pairwise_outcome(winner=item["winner"], extent=int(item["extent"]),
-                                     test_model=test_model, ref_model=ref_model,
-                                     test_length=len(test_text), ref_length=len(ref_text),
-                                     length_penalty_k=length_penalty_k)
+            label = pairwise_outcome(
+                winner=item["winner"],
+                extent=int(item["extent"]),
+                test_model=test_model,
+                ref_model=ref_model,
+                test_length=len(test_text),
+                ref_length=len(ref_text),
+                length_penalty_k=length_penalty_k,
+            )
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
         counts[label] += 1
@@ -205,17 +231,23 @@ def wb_reward(items: Sequence[Mapping[str, Any]], *, test_model: str, ref_model:
                 task_counts.setdefault(group, dict.fromkeys(OUTCOMES, 0))[label] += 1
     if not lengths:
         raise ValueError("no judged item left after skipping truncated/empty outputs")
-    row: dict[str, Any] = {"model": test_model, **counts, "total": len(items),
-                           "avg_len": sum(lengths) / len(lengths), "K": length_penalty_k,
-                           "reward": reward_from_counts(counts, total=len(items))}
+    row: dict[str, Any] = {
+        "model": test_model,
+        **counts,
+        "total": len(items),
+        "avg_len": sum(lengths) / len(lengths),
+        "K": length_penalty_k,
+        "reward": reward_from_counts(counts, total=len(items)),
+    }
     if task_groups is not None:
         row["task_categorized_results"] = task_counts
         row.update(aggregate_pairwise_counts(counts=counts, total=len(items), task_counts=task_counts))
     return row
 
 
-def mixture_of_rewards(rows_by_reference: Mapping[str, Mapping[str, Any] | None], *,
-                       model: str, k: int) -> dict[str, float]:
+def mixture_of_rewards(
+    rows_by_reference: Mapping[str, Mapping[str, Any] | None], *, model: str, k: int
+) -> dict[str, float]:
     """Merge one model's three reference rows into the leaderboard's `all_stat` keys (x100).
 
     `rows_by_reference` maps "haiku"/"llama"/"gpt4t" to that model's row of the pairwise table.
@@ -229,8 +261,11 @@ def mixture_of_rewards(rows_by_reference: Mapping[str, Mapping[str, Any] | None]
         if row is None:
             if REFERENCES[short] != model:
                 raise KeyError(f"model {model!r} has no row in the {short} table for K={k}")
-            row = {"reward": 0, "task_macro_reward": 0,
-                   "task_categorized_rewards": dict.fromkeys(TASK_GROUP_WEIGHTS, 0)}
+            row = {
+                "reward": 0,
+                "task_macro_reward": 0,
+                "task_categorized_rewards": dict.fromkeys(TASK_GROUP_WEIGHTS, 0),
+            }
         stat[f"{short}_reward.K={k}"] = row["reward"] * 100
         stat[f"{short}_reward.task_macro.K={k}"] = row["task_macro_reward"] * 100
         for group in TASK_GROUP_WEIGHTS:
@@ -261,8 +296,9 @@ def parse_score(value: Any, *, where: str) -> float:
     return score
 
 
-def wb_score(items: Sequence[Mapping[str, Any]], *,
-             task_groups: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+def wb_score(
+    items: Sequence[Mapping[str, Any]], *, task_groups: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any]:
     """WB-Score from per-item score judgments (fields `session_id`, `score`, `model_output`).
 
     Returns the keys of a `score.json` row: score (raw mean), adjusted_score ((mean-5)*2),
@@ -294,8 +330,12 @@ def wb_score(items: Sequence[Mapping[str, Any]], *,
             for group in task_groups[item["session_id"]]:
                 by_group.setdefault(group, []).append(score)
     mean = sum(scores) / len(scores)
-    row: dict[str, Any] = {"score": mean, "adjusted_score": (mean - 5) * 2, "total": len(items),
-                           "avg_len": sum(lengths) / len(lengths) if lengths else float("nan")}
+    row: dict[str, Any] = {
+        "score": mean,
+        "adjusted_score": (mean - 5) * 2,
+        "total": len(items),
+        "avg_len": sum(lengths) / len(lengths) if lengths else float("nan"),
+    }
     if task_groups is not None:
         per_group = {g: (sum(v) / len(v) - 5) * 2 for g, v in by_group.items()}
         row["task_categorized_scores"] = per_group
@@ -329,10 +369,13 @@ def read_items(path: str | pathlib.Path) -> list[dict]:
 def read_task_groups(path: str | pathlib.Path) -> dict[str, list[str]]:
     """session_id -> task groups from a JSON/JSONL file of {id, primary_tag, secondary_tags}."""
     path = pathlib.Path(path)
-    with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
+    with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8") as f:
         text = f.read()
-    rows = json.loads(text) if text.lstrip().startswith("[") else [
-        json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = (
+        json.loads(text)
+        if text.lstrip().startswith("[")
+        else [json.loads(line) for line in text.splitlines() if line.strip()]
+    )
     mapping = {}
     for line, row in enumerate(rows, 1):
         if not isinstance(row, dict):
@@ -360,6 +403,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alignax.evaluate.cli import naming_file
+
     if args.mode == "reward" and not (args.test_model and args.ref_model):
         raise SystemExit("reward mode needs --test-model and --ref-model")
     groups = None
@@ -373,7 +417,12 @@ def run(args: argparse.Namespace) -> int:
                 row = wb_score(items, task_groups=groups)
                 row["WB_score"] = row["adjusted_score"] * 10
             else:
-                row = wb_reward(items, test_model=args.test_model, ref_model=args.ref_model,
-                                length_penalty_k=args.k, task_groups=groups)
+                row = wb_reward(
+                    items,
+                    test_model=args.test_model,
+                    ref_model=args.ref_model,
+                    length_penalty_k=args.k,
+                    task_groups=groups,
+                )
         print(json.dumps({"file": str(path), **row}))
     return 0

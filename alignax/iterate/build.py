@@ -16,6 +16,7 @@
                     (alignax/annotate/pairs.py, METHODS.md §3).
 Prompts whose K scores are all equal give no pair (no preference to learn).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -47,8 +48,13 @@ def build(name: str, scored: list[dict], options) -> list[dict]:
 
 
 def _pair(record: dict, chosen: int, rejected: int, **fields) -> dict:
-    return {"id": str(record["id"]), "prompt": record["prompt"], "chosen": record["responses"][chosen],
-            "rejected": record["responses"][rejected], **fields}
+    return {
+        "id": str(record["id"]),
+        "prompt": record["prompt"],
+        "chosen": record["responses"][chosen],
+        "rejected": record["responses"][rejected],
+        **fields,
+    }
 
 
 def _best_worst(record: dict):
@@ -113,8 +119,15 @@ def best_of_n_sft(scored, options):
     out = []
     for r in scored:
         best = int(np.argmax(r["scores"]))
-        out.append({"id": str(r["id"]), "messages": [{"role": "user", "content": r["prompt"]},
-                                                      {"role": "assistant", "content": r["responses"][best]}]})
+        out.append(
+            {
+                "id": str(r["id"]),
+                "messages": [
+                    {"role": "user", "content": r["prompt"]},
+                    {"role": "assistant", "content": r["responses"][best]},
+                ],
+            }
+        )
     return out
 
 

@@ -1,5 +1,6 @@
 """The `iterate` block shared by the on-policy configs (configs/sppo.py, inpo, dno, iterative_dpo,
 expert_iteration) and its tiny / cpu sizes."""
+
 from __future__ import annotations
 
 import ml_collections
@@ -8,27 +9,30 @@ from alignax.annotate import oracles
 
 
 def iterate_block(method: str, *, reference: str = "previous") -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({
-        "method": method,  # training-set builder (alignax/iterate/build.py)
-        "iterations": 3,
-        "prompts": "ifeval:1:600",  # prompt pool (alignax/iterate/prompts.py)
-        "prompts_per_iteration": 200,  # disjoint slice per iteration (0 = all every iteration)
-        "heldout": "ifeval:2:100",
-        "num_samples": 5,  # K
-        "max_new_tokens": 128,
-        "temperature": 0.7,
-        "top_p": 0.9,
-        "batch_size": 16,  # sampler rows per batch
-        "prompts_per_chunk": 8,  # sampled prompts per atomic append
-        "score_chunk": 8,  # prompts per oracle call (and append)
-        "epochs": 1.0,  # > 0: total_steps = ceil(epochs * records / batch_size); 0 = config.total_steps
-        "margin": 0.0,  # dno: keep pairs whose win-rate gap exceeds this
-        "reference": reference,  # previous (π_t, the engine's on-the-fly reference) | initial (π_ref as data)
-        "seed": 0,
-        "oracle": ml_collections.ConfigDict(oracles.option_defaults()),
-        "eval": ml_collections.ConfigDict({"metrics": "ifeval", "max_new_tokens": 128, "batch_size": 16,
-                                           "num_prompts": 0}),
-    })
+    return ml_collections.ConfigDict(
+        {
+            "method": method,  # training-set builder (alignax/iterate/build.py)
+            "iterations": 3,
+            "prompts": "ifeval:1:600",  # prompt pool (alignax/iterate/prompts.py)
+            "prompts_per_iteration": 200,  # disjoint slice per iteration (0 = all every iteration)
+            "heldout": "ifeval:2:100",
+            "num_samples": 5,  # K
+            "max_new_tokens": 128,
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "batch_size": 16,  # sampler rows per batch
+            "prompts_per_chunk": 8,  # sampled prompts per atomic append
+            "score_chunk": 8,  # prompts per oracle call (and append)
+            "epochs": 1.0,  # > 0: total_steps = ceil(epochs * records / batch_size); 0 = config.total_steps
+            "margin": 0.0,  # dno: keep pairs whose win-rate gap exceeds this
+            "reference": reference,  # previous (π_t, the engine's on-the-fly reference) | initial (π_ref as data)
+            "seed": 0,
+            "oracle": ml_collections.ConfigDict(oracles.option_defaults()),
+            "eval": ml_collections.ConfigDict(
+                {"metrics": "ifeval", "max_new_tokens": 128, "batch_size": 16, "num_prompts": 0}
+            ),
+        }
+    )
 
 
 def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

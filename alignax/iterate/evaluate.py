@@ -11,6 +11,7 @@ with {metric: [mean, standard error]} over prompts. Metrics, by name:
 Always reported: `length` (response tokens) and `oracle_winrate_vs_iter0`, P(y_k ≻ y_0 | x) by
 the training oracle, y_0 the starting model's response (½ at iteration 0 by definition).
 """
+
 from __future__ import annotations
 
 import math
@@ -58,9 +59,16 @@ def _heldout_density_ratio(prompts, responses, context):
     from alignax.annotate.density_ratio import Customization, density_ratio_rewards
 
     model = context["initial_model"]()
-    result = density_ratio_rewards(model, model, context["tokenizer"], [p["prompt"] for p in prompts], list(responses),
-                                   domain="chat", customization=Customization(mode="none"),
-                                   weak_instruction=EVAL_WEAK_INSTRUCTION)
+    result = density_ratio_rewards(
+        model,
+        model,
+        context["tokenizer"],
+        [p["prompt"] for p in prompts],
+        list(responses),
+        domain="chat",
+        customization=Customization(mode="none"),
+        weak_instruction=EVAL_WEAK_INSTRUCTION,
+    )
     return {"heldout_density_ratio": mean_se(result.rewards)}
 
 
@@ -69,9 +77,18 @@ def generate_heldout(policy, tokenizer, prompts, directory, *, options, iteratio
     bar = stages.progress(iteration, "evaluate", len(prompts), "prompt")
     out = []
     for chunk in stages.chunks(prompts, options.batch_size):
-        out += generate_to_jsonl(policy, tokenizer, [{"id": p["id"], "prompt": p["prompt"]} for p in chunk], path,
-                                 num_samples=1, batch_size=options.batch_size, prompts_per_write=len(chunk), seed=0,
-                                 max_new_tokens=options.max_new_tokens, temperature=0.0)
+        out += generate_to_jsonl(
+            policy,
+            tokenizer,
+            [{"id": p["id"], "prompt": p["prompt"]} for p in chunk],
+            path,
+            num_samples=1,
+            batch_size=options.batch_size,
+            prompts_per_write=len(chunk),
+            seed=0,
+            max_new_tokens=options.max_new_tokens,
+            temperature=0.0,
+        )
         bar.update(len(chunk))
     bar.close()
     return out

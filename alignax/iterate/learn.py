@@ -11,6 +11,7 @@ ref_rejected_logps, which the engine prefers over its on-the-fly reference
 (alignax/train/methods.py pairwise_method), computed by the engine's own pass
 (alignax/train/reference.py), so the tokenization is the training one.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,17 +28,26 @@ def build_stage(scored: list[dict], directory: str, *, config, iteration: int, r
     it = config.iterate
     records = build_lib.build(it.method, scored, it)
     text_keys = ("chosen", "rejected") if it.method != "expert_iteration" else ()
-    kept = [r for r in records if all(r[k].strip() for k in text_keys)
-            and all(m["content"].strip() for m in r.get("messages", []))]
+    kept = [
+        r
+        for r in records
+        if all(r[k].strip() for k in text_keys) and all(m["content"].strip() for m in r.get("messages", []))
+    ]
     if reference_fn is not None and kept:
         staging = os.path.join(directory, "pairs_without_reference.jsonl")
         files.write_jsonl_atomic(staging, kept)
         logps = reference_fn(staging)
-        kept = [dict(r, ref_chosen_logps=logps[r["id"]][0], ref_rejected_logps=logps[r["id"]][1])
-                for r in kept if r["id"] in logps]
+        kept = [
+            dict(r, ref_chosen_logps=logps[r["id"]][0], ref_rejected_logps=logps[r["id"]][1])
+            for r in kept
+            if r["id"] in logps
+        ]
     files.write_jsonl_atomic(os.path.join(directory, FILE), kept)
-    return {"num_records": len(kept), "dropped_empty": len(records) - len(kept),
-            "prompts_without_pair": len(scored) - len(records)}
+    return {
+        "num_records": len(kept),
+        "dropped_empty": len(records) - len(kept),
+        "prompts_without_pair": len(scored) - len(records),
+    }
 
 
 def train_config(config, *, data_path: str, start_model: str, num_records: int):
@@ -63,10 +73,15 @@ def train_stage(directory: str, *, config, data_path: str, start_model: str, num
         return {"export": start_model, "skipped": True, "train": {}}
     from alignax.train.loop import train
 
-    summary = train(train_config(config, data_path=data_path, start_model=start_model, num_records=num_records),
-                    directory)
-    return {"export": os.path.join(directory, "export"), "skipped": False, "train": summary.get("train", {}),
-            "steps": summary.get("final_step")}
+    summary = train(
+        train_config(config, data_path=data_path, start_model=start_model, num_records=num_records), directory
+    )
+    return {
+        "export": os.path.join(directory, "export"),
+        "skipped": False,
+        "train": summary.get("train", {}),
+        "steps": summary.get("final_step"),
+    }
 
 
 def initial_logps_fn(config, initial_model, cache_dir: str):
@@ -81,9 +96,15 @@ def initial_logps_fn(config, initial_model, cache_dir: str):
         tokenizer = modeling.load_tokenizer(config.model)
         tokenized = feed_lib.load_split(c, tokenizer, split="train")
         values = reference_lib.reference_logps(
-            initial_model, tokenized, batch_size=c.eval_batch_size, max_length=c.data.max_length,
-            length_multiple=c.data.length_multiple, chunk_size=c.logprob_chunk_size,
-            vocab_chunk_size=c.logprob_vocab_chunk_size or None, cache_dir=cache_dir)
+            initial_model,
+            tokenized,
+            batch_size=c.eval_batch_size,
+            max_length=c.data.max_length,
+            length_multiple=c.data.length_multiple,
+            chunk_size=c.logprob_chunk_size,
+            vocab_chunk_size=c.logprob_vocab_chunk_size or None,
+            cache_dir=cache_dir,
+        )
         return {str(e.id): (float(values[0, i]), float(values[1, i])) for i, e in enumerate(tokenized.examples)}
 
     return fn

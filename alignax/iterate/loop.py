@@ -6,6 +6,7 @@ DIR/iter_0/evaluate holds the starting model's held-out evaluation; DIR/iter_<t>
 stage of iteration t (stages.py: resumable, DONE.json when complete); DIR/summary.json and
 DIR/metric.png are rewritten after every iteration. Rerunning the same command resumes.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,8 @@ import time
 
 from alignax.annotate import oracles
 from alignax.iterate import evaluate as evaluate_lib
-from alignax.iterate import learn, prompts as prompts_lib, report, stages
+from alignax.iterate import learn, report, stages
+from alignax.iterate import prompts as prompts_lib
 from alignax.iterate.sample import read_samples, sample_stage
 from alignax.iterate.score import read_scored, score_stage
 
@@ -35,7 +37,7 @@ class Policies:
         return self._initial
 
     def get(self, source: str):
-        """"" = the starting model; else an export folder (only the newest is kept in memory), placed on
+        """ "" = the starting model; else an export folder (only the newest is kept in memory), placed on
         the same mesh as the starting model, so the sampler's compiled functions are reused."""
         if not source:
             return self.initial()
@@ -54,14 +56,29 @@ def run(config, workdir: str) -> dict:
     heldout = prompts_lib.load_prompts(it.heldout, it.eval.num_prompts)
     policies = Policies(config)
     model, tokenizer = policies.initial()
-    oracle = oracles.build(it.oracle.name, it.oracle,
-                           oracles.Context(policy=model, tokenizer=tokenizer, cache_dir=workdir, dtype=config.dtype))
+    oracle = oracles.build(
+        it.oracle.name,
+        it.oracle,
+        oracles.Context(policy=model, tokenizer=tokenizer, cache_dir=workdir, dtype=config.dtype),
+    )
     context = {"initial_model": lambda: policies.initial()[0], "tokenizer": tokenizer}
 
     def evaluate(iteration, source, baseline):
-        return stages.run_stage(workdir, iteration, "evaluate", lambda d: evaluate_lib.evaluate_stage(
-            *policies.get(source), heldout, d, options=it.eval, iteration=iteration, oracle=oracle,
-            baseline=baseline, context=context))
+        return stages.run_stage(
+            workdir,
+            iteration,
+            "evaluate",
+            lambda d: evaluate_lib.evaluate_stage(
+                *policies.get(source),
+                heldout,
+                d,
+                options=it.eval,
+                iteration=iteration,
+                oracle=oracle,
+                baseline=baseline,
+                context=context,
+            ),
+        )
 
     base = evaluate(0, "", None)
     rows = [{"iteration": 0, "metrics": base["metrics"], "wall_seconds": base["seconds"]}]
@@ -83,34 +100,83 @@ def _iteration(config, workdir, t, source, pool, policies, oracle, evaluate, bas
     it = config.iterate
     t0 = time.time()
     prompts = prompts_lib.iteration_split(pool, t, it.prompts_per_iteration)
-    sampled = stages.run_stage(workdir, t, "sample", lambda d: sample_stage(
-        *policies.get(source), prompts, d, options=it, seed=it.seed + 1000 * t, iteration=t))
-    scored = stages.run_stage(workdir, t, "score", lambda d: score_stage(
-        oracle, prompts, read_samples(stages.stage_dir(workdir, t, "sample"), prompts), d,
-        chunk_size=it.score_chunk, iteration=t))
+    sampled = stages.run_stage(
+        workdir,
+        t,
+        "sample",
+        lambda d: sample_stage(*policies.get(source), prompts, d, options=it, seed=it.seed + 1000 * t, iteration=t),
+    )
+    scored = stages.run_stage(
+        workdir,
+        t,
+        "score",
+        lambda d: score_stage(
+            oracle,
+            prompts,
+            read_samples(stages.stage_dir(workdir, t, "sample"), prompts),
+            d,
+            chunk_size=it.score_chunk,
+            iteration=t,
+        ),
+    )
     reference_fn = None
     if it.reference == "initial" and t > 1:
         reference_fn = learn.initial_logps_fn(config, policies.initial()[0], os.path.join(workdir, "reference_cache"))
-    built = stages.run_stage(workdir, t, "build", lambda d: learn.build_stage(
-        read_scored(stages.stage_dir(workdir, t, "score"), prompts), d, config=config, iteration=t,
-        reference_fn=reference_fn))
+    built = stages.run_stage(
+        workdir,
+        t,
+        "build",
+        lambda d: learn.build_stage(
+            read_scored(stages.stage_dir(workdir, t, "score"), prompts),
+            d,
+            config=config,
+            iteration=t,
+            reference_fn=reference_fn,
+        ),
+    )
     data_path = os.path.join(stages.stage_dir(workdir, t, "build"), learn.FILE)
-    trained = stages.run_stage(workdir, t, "train", lambda d: learn.train_stage(
-        d, config=config, data_path=data_path, start_model=source, num_records=built["num_records"]))
+    trained = stages.run_stage(
+        workdir,
+        t,
+        "train",
+        lambda d: learn.train_stage(
+            d, config=config, data_path=data_path, start_model=source, num_records=built["num_records"]
+        ),
+    )
     evaluated = evaluate(t, trained["export"], baseline)
-    row = {"iteration": t, "metrics": evaluated["metrics"], "tokens_sampled": sampled["tokens_sampled"],
-           "num_records": built["num_records"], "mean_oracle_score": scored["mean_score"],
-           "train": trained["train"], "wall_seconds": time.time() - t0,
-           "stage_seconds": {name: r["seconds"] for name, r in
-                             (("sample", sampled), ("score", scored), ("build", built), ("train", trained),
-                              ("evaluate", evaluated))}}
+    row = {
+        "iteration": t,
+        "metrics": evaluated["metrics"],
+        "tokens_sampled": sampled["tokens_sampled"],
+        "num_records": built["num_records"],
+        "mean_oracle_score": scored["mean_score"],
+        "train": trained["train"],
+        "wall_seconds": time.time() - t0,
+        "stage_seconds": {
+            name: r["seconds"]
+            for name, r in (
+                ("sample", sampled),
+                ("score", scored),
+                ("build", built),
+                ("train", trained),
+                ("evaluate", evaluated),
+            )
+        },
+    }
     return row, trained["export"]
 
 
 def _summary(config, rows, wall: float = 0.0) -> dict:
     it = config.iterate
-    return {"method": it.method, "oracle": it.oracle.name, "metric": it.eval.metrics.split(",")[0].strip(),
-            "model": config.model, "loss": config.loss.name, "iterations": rows, "wall_seconds": wall}
+    return {
+        "method": it.method,
+        "oracle": it.oracle.name,
+        "metric": it.eval.metrics.split(",")[0].strip(),
+        "model": config.model,
+        "loss": config.loss.name,
+        "iterations": rows,
+        "wall_seconds": wall,
+    }
 
 
 def main(config, workdir: str) -> dict:

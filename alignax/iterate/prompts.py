@@ -8,6 +8,7 @@ composed by `alignax.evaluate.ifeval.prompts.make_prompts(N, SEED)`, whose recor
 SPPO, INPO and DNO each give iteration t its own slice of the prompt pool (METHODS.md §4–§6):
 `iteration_split` takes slice t of size n, wrapping around when the pool is shorter.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -36,8 +37,15 @@ def _ifeval(source: str) -> list[dict[str, Any]]:
         seed, n = int(seed), int(n)
     except ValueError:
         raise ValueError(f"prompt source {source!r}: expected ifeval:SEED:N") from None
-    return [{"id": f"ifeval-{seed}-{r['key']}", "prompt": r["prompt"], "instruction_id_list": r["instruction_id_list"],
-             "kwargs": r["kwargs"]} for r in make_prompts(n, seed)]
+    return [
+        {
+            "id": f"ifeval-{seed}-{r['key']}",
+            "prompt": r["prompt"],
+            "instruction_id_list": r["instruction_id_list"],
+            "kwargs": r["kwargs"],
+        }
+        for r in make_prompts(n, seed)
+    ]
 
 
 def iteration_split(pool: list[dict], iteration: int, per_iteration: int) -> list[dict]:

@@ -1,4 +1,5 @@
 """Per-iteration lines, DIR/summary.json and DIR/metric.png of the on-policy loop."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,10 @@ def line(row: dict, metric: str) -> str:
     m = row["metrics"]
     value, se = m.get(metric, [float("nan"), float("nan")])
     win, win_se = m["oracle_winrate_vs_iter0"]
-    parts = [f"iter {row['iteration']}: {metric} {value:.4f} ± {se:.4f}", f"oracle win rate vs iter 0 {win:.3f} ± {win_se:.3f}"]
+    parts = [
+        f"iter {row['iteration']}: {metric} {value:.4f} ± {se:.4f}",
+        f"oracle win rate vs iter 0 {win:.3f} ± {win_se:.3f}",
+    ]
     if "tokens_sampled" in row:
         parts.append(f"{row['tokens_sampled']} tokens sampled, {row['num_records']} training records")
     parts.append(f"{row['wall_seconds']:.0f} s")
@@ -33,7 +37,9 @@ def plot(workdir: str, summary: dict) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, name in zip(axes, (metric, "oracle_winrate_vs_iter0")):
         values = [r["metrics"][name] for r in rows]
-        ax.errorbar(x, [v[0] for v in values], yerr=[v[1] if v[1] == v[1] else 0 for v in values], marker="o", capsize=3)
+        ax.errorbar(
+            x, [v[0] for v in values], yerr=[v[1] if v[1] == v[1] else 0 for v in values], marker="o", capsize=3
+        )
         ax.set_xlabel("iteration")
         ax.set_xticks(x)
         ax.set_title(name)

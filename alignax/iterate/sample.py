@@ -6,6 +6,7 @@ the prompt id). Chunks have fixed boundaries (`stages.chunks`), so a resumed sta
 batches. The sampler's jitted prefill/decode are module-level and keyed by the model's graph, the
 sampling parameters and the bucketed shapes, so iterations after the first reuse their compilations.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,20 +18,31 @@ from alignax.sample.sampler import generate_to_jsonl
 FILE = "samples.jsonl"
 
 
-def sample_stage(policy, tokenizer, prompts: list[dict], directory: str, *, options, seed: int,
-                 iteration: int) -> dict:
+def sample_stage(policy, tokenizer, prompts: list[dict], directory: str, *, options, seed: int, iteration: int) -> dict:
     path = os.path.join(directory, FILE)
     bar = stages.progress(iteration, "sample", len(prompts), "prompt")
     for chunk in stages.chunks(prompts, options.prompts_per_chunk):
-        generate_to_jsonl(policy, tokenizer, [{"id": p["id"], "prompt": p["prompt"]} for p in chunk], path,
-                          num_samples=options.num_samples, batch_size=options.batch_size,
-                          prompts_per_write=len(chunk), seed=seed, max_new_tokens=options.max_new_tokens,
-                          temperature=options.temperature, top_p=options.top_p)
+        generate_to_jsonl(
+            policy,
+            tokenizer,
+            [{"id": p["id"], "prompt": p["prompt"]} for p in chunk],
+            path,
+            num_samples=options.num_samples,
+            batch_size=options.batch_size,
+            prompts_per_write=len(chunk),
+            seed=seed,
+            max_new_tokens=options.max_new_tokens,
+            temperature=options.temperature,
+            top_p=options.top_p,
+        )
         bar.update(len(chunk))
     bar.close()
     records = read_samples(directory, prompts)
-    return {"num_prompts": len(records), "num_samples": sum(len(r["samples"]) for r in records),
-            "tokens_sampled": sum(s["num_tokens"] for r in records for s in r["samples"])}
+    return {
+        "num_prompts": len(records),
+        "num_samples": sum(len(r["samples"]) for r in records),
+        "tokens_sampled": sum(s["num_tokens"] for r in records for s in r["samples"]),
+    }
 
 
 def read_samples(directory: str, prompts: list[dict]) -> list[dict]:

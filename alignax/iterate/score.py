@@ -7,6 +7,7 @@ win_matrix[i][j] = P(y_i ≻ y_j | x); win_probs[i] = (1/K) Σ_j P(y_i ≻ y_j),
 estimate of P(y_i ≻ π_t) (METHODS.md §4). Chunks of `score_chunk` prompts are appended atomically
 with fixed boundaries; a resumed stage judges only the chunks that are not in the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,9 @@ from alignax.iterate import stages
 FILE = "scored.jsonl"
 
 
-def score_stage(oracle, prompts: list[dict], samples: list[dict], directory: str, *, chunk_size: int,
-                iteration: int) -> dict:
+def score_stage(
+    oracle, prompts: list[dict], samples: list[dict], directory: str, *, chunk_size: int, iteration: int
+) -> dict:
     path = os.path.join(directory, FILE)
     files.repair_tail(path)
     done = {str(r["id"]) for r in files.read_jsonl(path)}
@@ -35,16 +37,25 @@ def score_stage(oracle, prompts: list[dict], samples: list[dict], directory: str
     bar.close()
     scored = read_scored(directory, prompts)
     spread = [max(r["scores"]) - min(r["scores"]) for r in scored]
-    return {"num_prompts": len(scored), "ties": sum(s == 0 for s in spread),
-            "mean_score": sum(sum(r["scores"]) / len(r["scores"]) for r in scored) / max(1, len(scored))}
+    return {
+        "num_prompts": len(scored),
+        "ties": sum(s == 0 for s in spread),
+        "mean_score": sum(sum(r["scores"]) / len(r["scores"]) for r in scored) / max(1, len(scored)),
+    }
 
 
 def _record(sample: dict, judgement: dict) -> dict:
     gens = sample["samples"]
-    return {"id": sample["id"], "prompt": sample["prompt"], "responses": [g["text"] for g in gens],
-            "scores": judgement["scores"], "win_matrix": judgement["win_matrix"],
-            "win_probs": oracles.win_probs(judgement["win_matrix"]),
-            "num_tokens": [g["num_tokens"] for g in gens], "finish_reasons": [g["finish_reason"] for g in gens]}
+    return {
+        "id": sample["id"],
+        "prompt": sample["prompt"],
+        "responses": [g["text"] for g in gens],
+        "scores": judgement["scores"],
+        "win_matrix": judgement["win_matrix"],
+        "win_probs": oracles.win_probs(judgement["win_matrix"]),
+        "num_tokens": [g["num_tokens"] for g in gens],
+        "finish_reasons": [g["finish_reason"] for g in gens],
+    }
 
 
 def read_scored(directory: str, prompts: list[dict]) -> list[dict]:

@@ -6,6 +6,7 @@ writes DIR/iter_<k>/<stage>/DONE.json (atomically) only when everything is there
 command skips stages that have DONE.json and resumes the others from their records, so a SIGKILL
 at any point loses nothing and duplicates nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,4 +57,4 @@ def chunks(items: list, size: int) -> list[list]:
     """Fixed chunk boundaries over the WHOLE list (not over what is left): a resumed stage runs the
     same batches as an uninterrupted one, so its numbers match to the last bit."""
     size = max(1, int(size))
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -25,15 +25,17 @@ log-probs are of the query's responses only, log π(y | C_u, x), for both policy
 official DPO repository's IPO uses summed (not length-normalized) log-probs, so the default here is
 sequence-level; β = 0.1 is unverified [MEM].
 """
+
 from __future__ import annotations
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.registry import Unset, register
 from alignax.losses.common import PAIR_INPUTS, REF_INPUTS, ROLLOUTS
-from alignax.losses.common import f32 as _f32, pair_metrics as _pair_metrics
+from alignax.losses.common import f32 as _f32
+from alignax.losses.common import pair_metrics as _pair_metrics
+from alignax.losses.registry import Unset, register
 from alignax.ops import numerics
 
 
@@ -140,7 +142,9 @@ def codpo(
     nll_losses = -pw / jnp.maximum(nw, 1.0)
     losses = dpo_losses + nll_weight * nll_losses
     denominator = jnp.maximum(jnp.sum(mask), 1.0)
-    metrics = _pair_metrics(chosen_rewards=beta * (pw - rw), rejected_rewards=beta * (pl - rl), chosen_logps=pw, rejected_logps=pl)
+    metrics = _pair_metrics(
+        chosen_rewards=beta * (pw - rw), rejected_rewards=beta * (pl - rl), chosen_logps=pw, rejected_logps=pl
+    )
     metrics["codpo/dpo"] = jnp.sum(dpo_losses * mask) / denominator
     metrics["codpo/nll"] = jnp.sum(nll_losses * mask) / denominator
     return jnp.sum(losses * mask) / denominator, metrics
@@ -251,5 +255,7 @@ def fspo(
     else:
         losses = -numerics.log_sigmoid(beta * h)
     # Rewards are logged on the summed log-ratios as TRL does, whatever the normalization.
-    metrics = _pair_metrics(chosen_rewards=beta * (pw - rw), rejected_rewards=beta * (pl - rl), chosen_logps=pw, rejected_logps=pl)
+    metrics = _pair_metrics(
+        chosen_rewards=beta * (pw - rw), rejected_rewards=beta * (pl - rl), chosen_logps=pw, rejected_logps=pl
+    )
     return jnp.mean(losses), metrics

@@ -1,4 +1,5 @@
 """Helpers shared by the objective modules (float32 promotion, the preference-pair metrics)."""
+
 from __future__ import annotations
 
 import jax
@@ -29,8 +30,12 @@ PAIR_INPUTS = ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_len
 REF_INPUTS = ("ref_chosen_logps", "ref_rejected_logps")
 
 # Why a registered loss has no config yet (`LossInfo.pending`): the pipeline it needs.
-ROLLOUTS = ("needs on-policy rollouts scored by a reward or value model; the rollout pipeline of the on-policy "
-            "iteration work (alignax/iterate) does not exist yet")
+ROLLOUTS = (
+    "needs on-policy rollouts scored by a reward or value model; the rollout pipeline of the on-policy "
+    "iteration work (alignax/iterate) does not exist yet"
+)
 DRAFT = "needs a draft and a target model's per-position outputs; the speculative-decoding trainer does not exist yet"
-JUDGMENTS = ("needs judgment-conditioned inputs and token flags; the CUT judgment data path (the LoRA/CUT work) does "
-             "not exist yet")
+JUDGMENTS = (
+    "needs judgment-conditioned inputs and token flags; the CUT judgment data path (the LoRA/CUT work) does "
+    "not exist yet"
+)

@@ -20,6 +20,7 @@ Defaults λ = 1.1, α = 1 (README, online setting); offline Shepherd: λ = 1.2, 
 Difference from the code: 1 − p_0 is computed as −expm1(log p_0), more precise than 1 − softmax
 in float32; the two agree wherever 1 − p_0 is representable.
 """
+
 from __future__ import annotations
 
 import math

@@ -19,14 +19,15 @@ Peer: TRL 0.19.1 (`DPOTrainer.dpo_loss`, `CPOTrainer.cpo_loss`, `ORPOTrainer.odd
 `KTOTrainer.kto_loss`); tests/test_losses_dpo.py checks each name against those functions.
 Where TRL and the paper differ, the function's docstring says which one alignax follows.
 """
+
 from __future__ import annotations
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.registry import register
 from alignax.losses.common import PAIR_INPUTS, REF_INPUTS
+from alignax.losses.registry import register
 from alignax.ops import numerics
 
 Array = jax.Array
@@ -88,7 +89,9 @@ def _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_lo
 
 def _lengths(chosen_lengths, rejected_lengths, batch: int, who: str):
     if chosen_lengths is None or rejected_lengths is None:
-        raise ValueError(f"{who}: needs `chosen_lengths` and `rejected_lengths` (response token counts) to length-normalize")
+        raise ValueError(
+            f"{who}: needs `chosen_lengths` and `rejected_lengths` (response token counts) to length-normalize"
+        )
     return _f32("chosen_lengths", chosen_lengths, batch), _f32("rejected_lengths", rejected_lengths, batch)
 
 
@@ -162,11 +165,19 @@ def dpo(
     if reference_free:
         ref_chosen_logps = jnp.zeros_like(jnp.asarray(chosen_logps))
         ref_rejected_logps = jnp.zeros_like(jnp.asarray(rejected_logps))
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     margin = (chosen - rejected) - (ref_c - ref_r)
     per_example = _smoothed_sigmoid_loss(beta * margin, label_smoothing)
-    return _finish(per_example, w, chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
-                   chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example,
+        w,
+        chosen_rewards=beta * (chosen - ref_c),
+        rejected_rewards=beta * (rejected - ref_r),
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+    )
 
 
 @register(
@@ -197,12 +208,20 @@ def robust_dpo(
     """
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(f"robust: label_smoothing (flip rate ε) must be in [0, 0.5), got {label_smoothing}")
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     z = beta * ((chosen - rejected) - (ref_c - ref_r))
     eps = label_smoothing
     per_example = (-(1.0 - eps) * numerics.log_sigmoid(z) + eps * numerics.log_sigmoid(-z)) / (1.0 - 2.0 * eps)
-    return _finish(per_example, w, chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
-                   chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example,
+        w,
+        chosen_rewards=beta * (chosen - ref_c),
+        rejected_rewards=beta * (rejected - ref_r),
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+    )
 
 
 @register(
@@ -233,14 +252,22 @@ def ipo(
     `length_normalize=False`: the paper's Eq. 17 on summed sequence log-ratios. Rewards are β·ρ
     on the same (normalized or summed) scale, as TRL reports them.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     rho_w, rho_l = chosen - ref_c, rejected - ref_r
     if length_normalize:
         len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "ipo")
         rho_w, rho_l = _length_average(rho_w, len_w, w), _length_average(rho_l, len_r, w)
     per_example = jnp.square((rho_w - rho_l) - 1.0 / (2.0 * beta))
-    return _finish(per_example, w, chosen_rewards=beta * rho_w, rejected_rewards=beta * rho_l,
-                   chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example,
+        w,
+        chosen_rewards=beta * rho_w,
+        rejected_rewards=beta * rho_l,
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+    )
 
 
 @register(
@@ -267,10 +294,18 @@ def hinge(
     This is TRL's form (with the reference in h; β = 1/margin). The original SLiC-HF hinge has
     no reference and an extra SFT regularizer; it is not this function.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     per_example = jax.nn.relu(1.0 - beta * ((chosen - rejected) - (ref_c - ref_r)))
-    return _finish(per_example, w, chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
-                   chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example,
+        w,
+        chosen_rewards=beta * (chosen - ref_c),
+        rejected_rewards=beta * (rejected - ref_r),
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+    )
 
 
 @register(
@@ -300,14 +335,22 @@ def exo_pair(
     """
     if not 0.0 < label_smoothing < 1.0:
         raise ValueError(f"exo_pair: label_smoothing ε must be in (0, 1), got {label_smoothing}")
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     z = beta * ((chosen - rejected) - (ref_c - ref_r))
     eps = label_smoothing
     per_example = jax.nn.sigmoid(z) * (numerics.log_sigmoid(z) - jnp.log1p(-eps)) + jax.nn.sigmoid(-z) * (
         numerics.log_sigmoid(-z) - jnp.log(eps)
     )
-    return _finish(per_example, w, chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
-                   chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example,
+        w,
+        chosen_rewards=beta * (chosen - ref_c),
+        rejected_rewards=beta * (rejected - ref_r),
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+    )
 
 
 @register(
@@ -333,10 +376,14 @@ def nca_pair(
 
     L = −log σ(r_w) − ½ log σ(−r_w) − ½ log σ(−r_l).
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
     per_example = -numerics.log_sigmoid(r_w) - 0.5 * numerics.log_sigmoid(-r_w) - 0.5 * numerics.log_sigmoid(-r_l)
-    return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected
+    )
 
 
 def bco_update_running_mean(running_mean, running_count, *, chosen_rewards, rejected_rewards):
@@ -347,7 +394,9 @@ def bco_update_running_mean(running_mean, running_count, *, chosen_rewards, reje
     caller keeps them in its train state (pure, jit-friendly) and passes δ to `bco_pair`.
     Single-process form: under data parallelism pass globally gathered rewards.
     """
-    rewards = jax.lax.stop_gradient(jnp.concatenate([jnp.ravel(chosen_rewards), jnp.ravel(rejected_rewards)]).astype(jnp.float32))
+    rewards = jax.lax.stop_gradient(
+        jnp.concatenate([jnp.ravel(chosen_rewards), jnp.ravel(rejected_rewards)]).astype(jnp.float32)
+    )
     n = rewards.shape[0]
     total = running_count + n
     new_mean = running_mean + (jnp.mean(rewards) - running_mean) * n / total
@@ -380,12 +429,21 @@ def bco_pair(
     input here (see `bco_update_running_mean`; TRL 0.19 updates it inside the loss with the
     current batch first). δ = 0 gives current TRL's `bco_pair`, which dropped the baseline.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     delta = jax.lax.stop_gradient(jnp.asarray(delta, jnp.float32))
     r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
     per_example = -numerics.log_sigmoid(r_w - delta) - numerics.log_sigmoid(-(r_l - delta))
-    return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected,
-                   extra={"bco/delta": delta})
+    return _finish(
+        per_example,
+        w,
+        chosen_rewards=r_w,
+        rejected_rewards=r_l,
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+        extra={"bco/delta": delta},
+    )
 
 
 @register(
@@ -412,11 +470,19 @@ def sppo_hard(
     L = (ρ_w − 1/(2β))² + (ρ_l + 1/(2β))². SPPO proper (soft P̂ from a preference model) is
     `sppo` in alignax.losses.nash.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     rho_w, rho_l = chosen - ref_c, rejected - ref_r
     per_example = jnp.square(rho_w - 0.5 / beta) + jnp.square(rho_l + 0.5 / beta)
-    return _finish(per_example, w, chosen_rewards=beta * rho_w, rejected_rewards=beta * rho_l,
-                   chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example,
+        w,
+        chosen_rewards=beta * rho_w,
+        rejected_rewards=beta * rho_l,
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+    )
 
 
 def _sorted_valid(values: Array, weights: Array) -> Array:
@@ -459,16 +525,24 @@ def aot(
     δ_i = sort(Δ)_i − sort(Δ_ref)_i; L = mean_i [−(1−ε) log σ(βδ_i) − ε log σ(−βδ_i)].
     The loss couples examples (it is a batch-level objective): padded examples are sorted out.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     per_sorted, sorted_w = _aot_loss(chosen - rejected, ref_c - ref_r, w, beta, label_smoothing)
     loss = _mean(per_sorted, sorted_w)
-    metrics = _pair_metrics(chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
-                            chosen_logps=chosen, rejected_logps=rejected, weights=w)
+    metrics = _pair_metrics(
+        chosen_rewards=beta * (chosen - ref_c),
+        rejected_rewards=beta * (rejected - ref_r),
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+        weights=w,
+    )
     return loss, metrics
 
 
 @register(
-    "aot_pair", "aot_unpaired",
+    "aot_pair",
+    "aot_unpaired",
     method="pairwise",
     inputs=(*PAIR_INPUTS, *REF_INPUTS),
     hparams={"beta": 0.1, "label_smoothing": 0.0},
@@ -491,11 +565,18 @@ def aot_pair(
 
     Sort ρ_w and ρ_l independently over the batch; δ_i = sort(ρ_w)_i − sort(ρ_l)_i; same loss as `aot`.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     per_sorted, sorted_w = _aot_loss(chosen - ref_c, rejected - ref_r, w, beta, label_smoothing)
     loss = _mean(per_sorted, sorted_w)
-    metrics = _pair_metrics(chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
-                            chosen_logps=chosen, rejected_logps=rejected, weights=w)
+    metrics = _pair_metrics(
+        chosen_rewards=beta * (chosen - ref_c),
+        rejected_rewards=beta * (rejected - ref_r),
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+        weights=w,
+    )
     return loss, metrics
 
 
@@ -522,10 +603,14 @@ def apo_zero(
 
     L = (1 − σ(βρ_w)) + σ(βρ_l). For when chosen outputs are better than the model's own.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
     per_example = (1.0 - jax.nn.sigmoid(r_w)) + jax.nn.sigmoid(r_l)
-    return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected
+    )
 
 
 @register(
@@ -551,10 +636,14 @@ def apo_down(
 
     For when chosen outputs are worse than the model's own: lower both, the rejected more.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
     per_example = jax.nn.sigmoid(r_w) + (1.0 - jax.nn.sigmoid(r_w - r_l))
-    return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected
+    )
 
 
 @register(
@@ -586,16 +675,25 @@ def discopop(
     when τ = β, which is the released setting β = 0.05 and hence alignax's defaults β = τ = 0.05
     (TRL's β default is 0.1, which with τ = 0.05 modulates with σ(2h)).
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     z = beta * ((chosen - rejected) - (ref_c - ref_r))
     modulation = jax.nn.sigmoid(z / tau)
     per_example = (1.0 - modulation) * (-numerics.log_sigmoid(z)) + modulation * jnp.exp(-z)
-    return _finish(per_example, w, chosen_rewards=beta * (chosen - ref_c), rejected_rewards=beta * (rejected - ref_r),
-                   chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example,
+        w,
+        chosen_rewards=beta * (chosen - ref_c),
+        rejected_rewards=beta * (rejected - ref_r),
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+    )
 
 
 @register(
-    "ln_dpo", "sigmoid_norm",
+    "ln_dpo",
+    "sigmoid_norm",
     method="pairwise",
     inputs=(*PAIR_INPUTS, *REF_INPUTS),
     hparams={"beta": 10.0, "label_smoothing": 0.0},
@@ -620,13 +718,32 @@ def ln_dpo(
     Default β = 10: FuseChat-3.0's setting for its LN-DPO targets (Llama-3.1-8B, Llama-3.2-1B/3B).
     Rewards are the length-normalized implicit rewards β·ρ/|y|.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask)
+    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
+    )
     len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "ln_dpo")
     r_w = beta * _length_average(chosen - ref_c, len_w, w)
     r_l = beta * _length_average(rejected - ref_r, len_r, w)
     per_example = _smoothed_sigmoid_loss(r_w - r_l, label_smoothing)
-    return _finish(per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected)
+    return _finish(
+        per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected
+    )
 
 
-__all__ = ["dpo", "robust_dpo", "ipo", "hinge", "exo_pair", "nca_pair", "bco_pair", "bco_update_running_mean",
-           "sppo_hard", "aot", "aot_pair", "apo_zero", "apo_down", "discopop", "ln_dpo"]
+__all__ = [
+    "dpo",
+    "robust_dpo",
+    "ipo",
+    "hinge",
+    "exo_pair",
+    "nca_pair",
+    "bco_pair",
+    "bco_update_running_mean",
+    "sppo_hard",
+    "aot",
+    "aot_pair",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "ln_dpo",
+]

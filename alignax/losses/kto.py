@@ -2,13 +2,14 @@
 
 Peer: TRL 0.19.1 `KTOTrainer.kto_loss`; tests/test_losses_dpo.py.
 """
+
 from __future__ import annotations
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.dpo_family import _f32, _example_weights, _mean
+from alignax.losses.dpo_family import _example_weights, _f32, _mean
 from alignax.losses.registry import register
 
 # --------------------------------------------------------------------------------------------
@@ -86,4 +87,4 @@ def kto(
     return loss, metrics
 
 
-__all__ = ['kto', 'kto_kl_baseline']
+__all__ = ["kto", "kto_kl_baseline"]

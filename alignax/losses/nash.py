@@ -18,15 +18,17 @@ Checks against official code (METHODS.md §4–6, Appendix B):
   loss whose reference is the previous iterate π_t [PAPER-ABS + third-party summaries]; β = 0.1 and
   the margin threshold are unverified, so `dno_margin_filter` takes the threshold explicitly.
 """
+
 from __future__ import annotations
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.registry import Unset, register
 from alignax.losses.common import REF_INPUTS
-from alignax.losses.common import f32 as _f32, pair_metrics as _pair_metrics
+from alignax.losses.common import f32 as _f32
+from alignax.losses.common import pair_metrics as _pair_metrics
+from alignax.losses.registry import Unset, register
 from alignax.ops import numerics
 
 
@@ -63,11 +65,17 @@ def sppo(
     self-comparison (0.5) included. β = 1/η = 0.001 (run scripts). TRL's `sppo_hard` is the special
     case P̂_w = 1, P̂_l = 0 without the ½.
     """
-    _check_pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_win_probs, rejected_win_probs)
-    pw, pl, rw, rl, qw, ql = _f32(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_win_probs, rejected_win_probs)
+    _check_pair(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_win_probs, rejected_win_probs
+    )
+    pw, pl, rw, rl, qw, ql = _f32(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_win_probs, rejected_win_probs
+    )
     rho_w, rho_l = pw - rw, pl - rl
     losses = 0.5 * ((rho_w - (qw - 0.5) / beta) ** 2 + (rho_l - (ql - 0.5) / beta) ** 2)
-    metrics = _pair_metrics(chosen_rewards=beta * rho_w, rejected_rewards=beta * rho_l, chosen_logps=pw, rejected_logps=pl)
+    metrics = _pair_metrics(
+        chosen_rewards=beta * rho_w, rejected_rewards=beta * rho_l, chosen_logps=pw, rejected_logps=pl
+    )
     return jnp.mean(losses), metrics
 
 
@@ -97,7 +105,9 @@ def sppo_single(
     rho_w, rho_l = pw - rw, pl - rl
     target = (q - 0.5) / beta
     losses = 0.5 * ((rho_w - target) ** 2 + (rho_l + target) ** 2)
-    metrics = _pair_metrics(chosen_rewards=beta * rho_w, rejected_rewards=beta * rho_l, chosen_logps=pw, rejected_logps=pl)
+    metrics = _pair_metrics(
+        chosen_rewards=beta * rho_w, rejected_rewards=beta * rho_l, chosen_logps=pw, rejected_logps=pl
+    )
     return jnp.mean(losses), metrics
 
 
@@ -175,12 +185,18 @@ def inpo(
       tau / ref_weight: KL-to-reference strength, either as τ (c = τ/η) or directly as c.
         Default c = 1/3 (run_inpo_fixed.sh). c = 0 is online IPO against π_t.
     """
-    _check_pair(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, prev_chosen_logps, prev_rejected_logps)
+    _check_pair(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, prev_chosen_logps, prev_rejected_logps
+    )
     c = _inpo_ref_weight(eta=eta, tau=tau, ref_weight=ref_weight)
-    pw, pl, rw, rl, tw, tl = _f32(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, prev_chosen_logps, prev_rejected_logps)
+    pw, pl, rw, rl, tw, tl = _f32(
+        chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, prev_chosen_logps, prev_rejected_logps
+    )
     h = (pw - pl) - c * (rw - rl) - (1.0 - c) * (tw - tl)
     losses = (h - 1.0 / (2.0 * eta)) ** 2
-    metrics = _pair_metrics(chosen_rewards=eta * (pw - rw), rejected_rewards=eta * (pl - rl), chosen_logps=pw, rejected_logps=pl)
+    metrics = _pair_metrics(
+        chosen_rewards=eta * (pw - rw), rejected_rewards=eta * (pl - rl), chosen_logps=pw, rejected_logps=pl
+    )
     metrics["inpo/h"] = jnp.mean(jax.lax.stop_gradient(h))
     return jnp.mean(losses), metrics
 
@@ -217,7 +233,9 @@ def dno(
     margin = (pw - rw) - (pl - rl)
     losses = -numerics.log_sigmoid(beta * margin)
     loss = jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-    metrics = _pair_metrics(chosen_rewards=beta * (pw - rw), rejected_rewards=beta * (pl - rl), chosen_logps=pw, rejected_logps=pl)
+    metrics = _pair_metrics(
+        chosen_rewards=beta * (pw - rw), rejected_rewards=beta * (pl - rl), chosen_logps=pw, rejected_logps=pl
+    )
     metrics["pairs_kept"] = jnp.sum(mask)
     return loss, metrics
 

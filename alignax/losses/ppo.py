@@ -16,14 +16,15 @@ here) and TRL 0.19.1's PPOTrainer (in .venv):
   response-token mask (AlpacaFarm's plain mean is the all-ones mask; TRL uses masked means).
 - KL coefficient: 0.0067 for simulated PPO, 0.02 for human PPO (README); code default 0.2.
 """
+
 from __future__ import annotations
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.registry import register
 from alignax.losses.common import ROLLOUTS
+from alignax.losses.registry import register
 from alignax.ops import numerics
 
 
@@ -224,8 +225,12 @@ def ppo(
     vf_coef: float = 0.1,
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
     """AlpacaFarm PPO loss: L = L_policy + vf_coef·L_value (ε = ε_v = 0.2, vf_coef = 0.1)."""
-    pg_loss, pg_metrics = ppo_policy_loss(logps=logps, old_logps=old_logps, advantages=advantages, mask=mask, clip_range=clip_range)
-    vf_loss, vf_metrics = ppo_value_loss(values=values, old_values=old_values, returns=returns, mask=mask, clip_range_value=clip_range_value)
+    pg_loss, pg_metrics = ppo_policy_loss(
+        logps=logps, old_logps=old_logps, advantages=advantages, mask=mask, clip_range=clip_range
+    )
+    vf_loss, vf_metrics = ppo_value_loss(
+        values=values, old_values=old_values, returns=returns, mask=mask, clip_range_value=clip_range_value
+    )
     loss = pg_loss + vf_coef * vf_loss
     metrics = {"loss/policy": pg_loss, "loss/value": vf_loss, **pg_metrics, **vf_metrics}
     return loss, metrics

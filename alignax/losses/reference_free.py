@@ -2,14 +2,15 @@
 
 Peer: TRL 0.19.1 `CPOTrainer.cpo_loss` and `ORPOTrainer.odds_ratio_loss`; tests/test_losses_dpo.py.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
+from alignax.losses.common import PAIR_INPUTS
 from alignax.losses.dpo_family import _finish, _length_average, _lengths, _mean, _pair_inputs, _smoothed_sigmoid_loss
 from alignax.losses.registry import register
-from alignax.losses.common import PAIR_INPUTS
 from alignax.ops import numerics
 
 # --------------------------------------------------------------------------------------------
@@ -68,8 +69,14 @@ def simpo(
         per_example = jax.nn.relu(1.0 - beta * logits)
     else:
         raise ValueError(f"simpo: loss_type must be 'sigmoid' or 'hinge', got {loss_type!r}")
-    loss, metrics = _finish(per_example, w, chosen_rewards=beta * avg_w, rejected_rewards=beta * avg_l,
-                            chosen_logps=chosen, rejected_logps=rejected)
+    loss, metrics = _finish(
+        per_example,
+        w,
+        chosen_rewards=beta * avg_w,
+        rejected_rewards=beta * avg_l,
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+    )
     if sft_weight:
         nll = _chosen_token_nll(chosen, len_w, w)
         loss = loss + sft_weight * nll
@@ -129,8 +136,9 @@ def cpo(
     else:
         raise ValueError(f"cpo: loss_type must be one of sigmoid, simpo, hinge, ipo; got {loss_type!r}")
     nll = _chosen_token_nll(chosen, len_w, w)
-    preference_loss, metrics = _finish(per_example, w, chosen_rewards=beta * s_w, rejected_rewards=beta * s_l,
-                                       chosen_logps=s_w, rejected_logps=s_l)
+    preference_loss, metrics = _finish(
+        per_example, w, chosen_rewards=beta * s_w, rejected_rewards=beta * s_l, chosen_logps=s_w, rejected_logps=s_l
+    )
     metrics["nll_loss"] = jax.lax.stop_gradient(nll)
     return preference_loss + cpo_alpha * nll, metrics
 
@@ -169,11 +177,17 @@ def orpo(
     log_odds = (avg_w - avg_l) - (numerics.log1mexp(avg_w) - numerics.log1mexp(avg_l))
     log_sigmoid_odds = numerics.log_sigmoid(log_odds)
     nll = _chosen_token_nll(chosen, len_w, w) if chosen_nll is None else jnp.asarray(chosen_nll, jnp.float32)
-    odds_loss, metrics = _finish(-beta * log_sigmoid_odds, w, chosen_rewards=beta * avg_w, rejected_rewards=beta * avg_l,
-                                 chosen_logps=avg_w, rejected_logps=avg_l,
-                                 extra={"log_odds_ratio": _mean(log_sigmoid_odds, w), "log_odds_chosen": _mean(log_odds, w)})
+    odds_loss, metrics = _finish(
+        -beta * log_sigmoid_odds,
+        w,
+        chosen_rewards=beta * avg_w,
+        rejected_rewards=beta * avg_l,
+        chosen_logps=avg_w,
+        rejected_logps=avg_l,
+        extra={"log_odds_ratio": _mean(log_sigmoid_odds, w), "log_odds_chosen": _mean(log_odds, w)},
+    )
     metrics["nll_loss"] = jax.lax.stop_gradient(nll)
     return nll + odds_loss, metrics
 
 
-__all__ = ['simpo', 'cpo', 'orpo']
+__all__ = ["simpo", "cpo", "orpo"]

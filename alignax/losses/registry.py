@@ -77,7 +77,9 @@ def register(
     def decorator(fn: Callable) -> Callable:
         for name in names:
             if name in _REGISTRY and _REGISTRY[name].fn is not fn:
-                raise ValueError(f"loss name {name!r} registered twice ({_REGISTRY[name].fn.__module__} and {fn.__module__})")
+                raise ValueError(
+                    f"loss name {name!r} registered twice ({_REGISTRY[name].fn.__module__} and {fn.__module__})"
+                )
             _REGISTRY[name] = LossInfo(
                 name=name,
                 fn=fn,

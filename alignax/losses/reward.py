@@ -5,6 +5,7 @@ choice), averaged; with choice = 1 for the preferred index this is −log σ(r_w
 RewardTrainer.compute_loss: −log σ(r_w − r_l − margin) when the batch has a "margin" column
 (Llama-2's margin loss), averaged. Both are the function below.
 """
+
 from __future__ import annotations
 
 import chex

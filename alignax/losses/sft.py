@@ -17,6 +17,7 @@ Sources
   every step (this function takes every exit it is given), and the final norm being applied at
   intermediate exits (a model-side choice: this loss only sees the resulting log-probs).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -134,7 +135,9 @@ def soft(
         raise ValueError(f"exit_layers has {len(names)} entries but exit_token_logps has {num_exits} exits (axis 0)")
     logps = jnp.asarray(exit_token_logps, jnp.float32)
     mask = jnp.asarray(loss_mask, jnp.float32)
-    per_exit = jnp.stack([_masked_nll(logps[i], mask, reduction=reduction, num_tokens=num_tokens) for i in range(num_exits)])
+    per_exit = jnp.stack(
+        [_masked_nll(logps[i], mask, reduction=reduction, num_tokens=num_tokens) for i in range(num_exits)]
+    )
     loss = jnp.sum(per_exit) if exit_reduction == "sum" else jnp.mean(per_exit)
     metrics = {f"nll/exit_{name}": per_exit[i] for i, name in enumerate(names)}
     metrics["nll"] = per_exit[-1]

@@ -12,14 +12,15 @@ Positions that hold the target's own token (mixing ratio r = 0.15) or prompt/pad
 mask them out. `weight_mismatch` defaults to 1 in train.py; 6 was the best setting, used here.
 The monitored metric is the binary KL(p ‖ P̂_accept), with 0·log 0 = 0.
 """
+
 from __future__ import annotations
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.registry import register
 from alignax.losses.common import DRAFT
+from alignax.losses.registry import register
 
 
 def _xlogx(x: jnp.ndarray) -> jnp.ndarray:

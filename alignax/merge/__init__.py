@@ -8,6 +8,7 @@
 Formulas and the choices made against mergekit: methods.py. Streaming and output layout: pipeline.py.
 Reading and writing safetensors without holding a shard: checkpoint.py. Memory: benchmarks/merge_memory.py.
 """
+
 from alignax.merge.checkpoint import MergeError
 from alignax.merge.methods import METHODS
 from alignax.merge.pipeline import MergeSpec, make_spec, merge

@@ -1,4 +1,5 @@
 """`python -m alignax.merge ...`: see alignax/merge/cli.py."""
+
 import sys
 
 from alignax.merge.cli import main

@@ -14,6 +14,7 @@ https://github.com/huggingface/safetensors, README "Format"). The output shapes 
 any tensor is merged (they are the base model's), so `ShardWriter` writes the header first and then appends
 each tensor's bytes as they are produced, never holding a whole shard.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,16 +31,32 @@ SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 CONFIG_NAME = "config.json"
 # Files copied verbatim from the base folder into the merged folder (glob patterns).
-COPIED_FROM_BASE = ("config.json", "generation_config.json", "tokenizer*", "special_tokens_map.json",
-                    "added_tokens.json", "vocab.*", "merges.txt", "chat_template*")
+COPIED_FROM_BASE = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+    "chat_template*",
+)
 # Config keys that must agree between the base and every merged model.
 ARCHITECTURE_KEYS = ("architectures", "model_type")
 
 NUMPY_DTYPES = {
-    "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16), "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
-    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2), "I64": np.dtype(np.int64), "I32": np.dtype(np.int32),
-    "I16": np.dtype(np.int16), "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8), "BOOL": np.dtype(np.bool_),
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
+    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
+    "BOOL": np.dtype(np.bool_),
 }
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
 
@@ -51,6 +68,7 @@ class MergeError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
     """Where one tensor lives: its shard file, safetensors dtype string and shape."""
+
     file: pathlib.Path
     dtype: str
     shape: tuple[int, ...]
@@ -149,8 +167,7 @@ class ShardWriter:
     A context manager: leaving it by an exception closes the file and deletes it (no half-written shard).
     """
 
-    def __init__(self, path: pathlib.Path, entries: list[tuple[str, str, tuple[int, ...]]],
-                 metadata: dict[str, str]):
+    def __init__(self, path: pathlib.Path, entries: list[tuple[str, str, tuple[int, ...]]], metadata: dict[str, str]):
         self.path = path
         header: dict[str, Any] = {"__metadata__": dict(metadata)}
         offset = 0

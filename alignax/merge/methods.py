@@ -30,6 +30,7 @@ requires a weight per model, here each defaults to 1. Without consensus the divi
 - TIES keeps at least one entry (as mergekit 0.1.5; older mergekit asserted k > 0); among entries whose |δ|
   ties with the k-th largest, the first ones in C order are kept (mergekit: whatever argsort returns).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,6 +44,7 @@ HIST_BINS = 1 << 16
 @dataclasses.dataclass(frozen=True)
 class Method:
     """One merge method: which sparsifier (a SPARSIFIERS key or None), sign consensus, default normalize."""
+
     name: str
     sparsifier: str | None
     consensus: bool
@@ -50,12 +52,15 @@ class Method:
     reference: str
 
 
-METHODS = {m.name: m for m in (
-    Method("task_arithmetic", None, False, False, "Ilharco et al. 2023, arXiv 2212.04089"),
-    Method("ties", "magnitude", True, True, "Yadav et al. 2023, arXiv 2306.01708"),
-    Method("dare_linear", "dare", False, False, "Yu et al. 2024, arXiv 2311.03099"),
-    Method("dare_ties", "dare", True, False, "Yu et al. 2024, arXiv 2311.03099"),
-)}
+METHODS = {
+    m.name: m
+    for m in (
+        Method("task_arithmetic", None, False, False, "Ilharco et al. 2023, arXiv 2212.04089"),
+        Method("ties", "magnitude", True, True, "Yadav et al. 2023, arXiv 2306.01708"),
+        Method("dare_linear", "dare", False, False, "Yu et al. 2024, arXiv 2311.03099"),
+        Method("dare_ties", "dare", True, False, "Yu et al. 2024, arXiv 2311.03099"),
+    )
+}
 
 
 def tensor_seed(seed: int, model_index: int, name: str) -> np.random.SeedSequence:
@@ -70,6 +75,7 @@ class DareDrop:
     One generator per (seed, model, tensor) draws uniforms in C order, so the mask does not depend on the
     block size. d ≥ 1 is the identity (nothing drawn), as in the paper's p = 0 and in mergekit.
     """
+
     passes = 0
 
     def __init__(self, density: float, numel: int, seed: np.random.SeedSequence):
@@ -92,6 +98,7 @@ class MagnitudeTrim:
     blocks (`observe` each block, then `end_pass`). `apply` then keeps |δ| > t and the first k − #(|δ| > t)
     entries equal to t in C order.
     """
+
     passes = 2
 
     def __init__(self, density: float, numel: int, seed: np.random.SeedSequence):
@@ -141,8 +148,7 @@ class MagnitudeTrim:
 SPARSIFIERS = {"dare": DareDrop, "magnitude": MagnitudeTrim}
 
 
-def combine(deltas: np.ndarray, weights: np.ndarray, *, consensus: bool, normalize: bool,
-            lam: float) -> np.ndarray:
+def combine(deltas: np.ndarray, weights: np.ndarray, *, consensus: bool, normalize: bool, lam: float) -> np.ndarray:
     """λ · (Σ_k w_k δ_k, sign-masked if `consensus`) [/ masked Σ_k w_k if `normalize`] for stacked deltas [K, ...].
 
     Sign election and masking as in TIES (Yadav et al. 2023, §3 "Elect", "Disjoint merge") with mergekit's

@@ -11,6 +11,7 @@ with its total_size recomputed), the base's dtypes, and the base's config/tokeni
 Everything is checked (folders, architectures, tensor names and shapes, weights and densities) before any
 file is written.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,6 +31,7 @@ DEFAULT_BLOCK_ELEMENTS = 1 << 21
 @dataclasses.dataclass(frozen=True)
 class MergeSpec:
     """What to merge and how; `weights` and `densities` have one entry per model (see `make_spec`)."""
+
     method: methods.Method
     weights: tuple[float, ...]
     densities: tuple[float, ...]
@@ -38,9 +40,15 @@ class MergeSpec:
     normalize: bool = False
 
 
-def make_spec(method: str, n_models: int, weights: Sequence[float] | None = None,
-              density: Sequence[float] | float | None = None, seed: int = 0, lam: float = 1.0,
-              normalize: bool | None = None) -> MergeSpec:
+def make_spec(
+    method: str,
+    n_models: int,
+    weights: Sequence[float] | None = None,
+    density: Sequence[float] | float | None = None,
+    seed: int = 0,
+    lam: float = 1.0,
+    normalize: bool | None = None,
+) -> MergeSpec:
     """Checks and completes the options: weights default to 1 per model (mergekit requires them); `density`
     is one value or one per model, required for the sparsifying methods and refused for task_arithmetic;
     `normalize` defaults to the method's (mergekit's) default."""
@@ -80,26 +88,37 @@ def check_compatible(base: ckpt.ModelFolder, models: Sequence[ckpt.ModelFolder])
     for model in models:
         for key in ckpt.ARCHITECTURE_KEYS:
             if model.config.get(key) != base.config.get(key):
-                raise MergeError(f"{model.path}: config.json {key} = {model.config.get(key)!r} differs from the "
-                                 f"base {base.path} ({base.config.get(key)!r}); models of different architectures "
-                                 "cannot be merged")
+                raise MergeError(
+                    f"{model.path}: config.json {key} = {model.config.get(key)!r} differs from the "
+                    f"base {base.path} ({base.config.get(key)!r}); models of different architectures "
+                    "cannot be merged"
+                )
         for name, info in base.tensors.items():
             other = model.tensors.get(name)
             if other is None:
                 raise MergeError(f"{model.path}: tensor {name!r} (present in the base {base.path}) is missing")
             if other.shape != info.shape:
-                raise MergeError(f"{model.path}: tensor {name!r} has shape {list(other.shape)}, the base "
-                                 f"{base.path} has {list(info.shape)}")
+                raise MergeError(
+                    f"{model.path}: tensor {name!r} has shape {list(other.shape)}, the base "
+                    f"{base.path} has {list(info.shape)}"
+                )
             if (other.dtype in ckpt.FLOAT_DTYPES) != (info.dtype in ckpt.FLOAT_DTYPES):
                 raise MergeError(f"{model.path}: tensor {name!r} has dtype {other.dtype}, the base has {info.dtype}")
         extra = sorted(set(model.tensors) - set(base.tensors))
         if extra:
-            raise MergeError(f"{model.path}: tensor {extra[0]!r} is not in the base {base.path} "
-                             f"({len(extra)} such tensors)")
+            raise MergeError(
+                f"{model.path}: tensor {extra[0]!r} is not in the base {base.path} ({len(extra)} such tensors)"
+            )
 
 
-def merge_tensor(name: str, base: ckpt.ModelFolder, models: Sequence[ckpt.ModelFolder], spec: MergeSpec,
-                 write: Callable[[np.ndarray], None], block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> None:
+def merge_tensor(
+    name: str,
+    base: ckpt.ModelFolder,
+    models: Sequence[ckpt.ModelFolder],
+    spec: MergeSpec,
+    write: Callable[[np.ndarray], None],
+    block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+) -> None:
     """Merges tensor `name` and hands the result to `write` block by block, in the base's dtype.
 
     Non-float tensors (integer buffers) are copied from the base.
@@ -114,8 +133,11 @@ def merge_tensor(name: str, base: ckpt.ModelFolder, models: Sequence[ckpt.ModelF
     work = np.float64 if info.dtype == "F64" else np.float32
     numel = int(np.prod(info.shape, dtype=np.int64))
     sparsifier = methods.SPARSIFIERS.get(spec.method.sparsifier)
-    sparsifiers = [sparsifier(d, numel, methods.tensor_seed(spec.seed, i, name)) for i, d in
-                   enumerate(spec.densities)] if sparsifier else []
+    sparsifiers = (
+        [sparsifier(d, numel, methods.tensor_seed(spec.seed, i, name)) for i, d in enumerate(spec.densities)]
+        if sparsifier
+        else []
+    )
 
     def read_block(start, stop):
         base_block = base.read_rows(name, start, stop).astype(work)
@@ -135,14 +157,20 @@ def merge_tensor(name: str, base: ckpt.ModelFolder, models: Sequence[ckpt.ModelF
         base_block, deltas = read_block(start, stop)
         if sparsifiers:
             deltas = np.stack([sparse.apply(delta) for sparse, delta in zip(sparsifiers, deltas)])
-        mixed = methods.combine(deltas, weights, consensus=spec.method.consensus, normalize=spec.normalize,
-                                lam=spec.lam)
+        mixed = methods.combine(
+            deltas, weights, consensus=spec.method.consensus, normalize=spec.normalize, lam=spec.lam
+        )
         write((base_block + mixed).astype(out_dtype))
 
 
-def merge(base: str | pathlib.Path, models: Sequence[str | pathlib.Path], spec: MergeSpec,
-          out: str | pathlib.Path, block_elements: int = DEFAULT_BLOCK_ELEMENTS,
-          log: Callable[[str], None] | None = None) -> pathlib.Path:
+def merge(
+    base: str | pathlib.Path,
+    models: Sequence[str | pathlib.Path],
+    spec: MergeSpec,
+    out: str | pathlib.Path,
+    block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+    log: Callable[[str], None] | None = None,
+) -> pathlib.Path:
     """Merges HF folders `models` into `base` per `spec`, writing the HF folder `out`; returns `out`."""
     base_folder = ckpt.ModelFolder(base)
     model_folders = [ckpt.ModelFolder(m) for m in models]
@@ -171,10 +199,19 @@ def merge(base: str | pathlib.Path, models: Sequence[str | pathlib.Path], spec: 
     return out
 
 
-def _write_record(out: pathlib.Path, base: ckpt.ModelFolder, models: Sequence[ckpt.ModelFolder],
-                  spec: MergeSpec) -> None:
+def _write_record(
+    out: pathlib.Path, base: ckpt.ModelFolder, models: Sequence[ckpt.ModelFolder], spec: MergeSpec
+) -> None:
     """merge_config.json: what produced this folder (method, inputs, options), for reproducibility."""
-    record = {"method": spec.method.name, "reference": spec.method.reference, "base": str(base.path),
-              "models": [str(m.path) for m in models], "weights": list(spec.weights),
-              "densities": list(spec.densities), "seed": spec.seed, "lambda": spec.lam, "normalize": spec.normalize}
+    record = {
+        "method": spec.method.name,
+        "reference": spec.method.reference,
+        "base": str(base.path),
+        "models": [str(m.path) for m in models],
+        "weights": list(spec.weights),
+        "densities": list(spec.densities),
+        "seed": spec.seed,
+        "lambda": spec.lam,
+        "normalize": spec.normalize,
+    }
     (out / "merge_config.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -8,6 +8,7 @@ in/out, GGUF in), tokenizer, presets. The family is picked by config.json's `arc
     model, tokenizer = alignax.models.load("path/to/model.gguf")       # llama-architecture GGUF
     alignax.models.save_hf(model, tokenizer, "out_dir")                # transformers loads it
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,14 +23,28 @@ from alignax.models.llama import Llama
 from alignax.models.qwen2 import Qwen2, Qwen2Config
 from alignax.models.tokenizer import Tokenizer
 
-__all__ = ["load", "save_hf", "CausalLM", "LlamaConfig", "Llama", "Qwen2Config", "Qwen2",
-           "Gemma2Config", "Gemma2", "Tokenizer", "presets", "gguf_io", "hub", "registry"]
+__all__ = [
+    "load",
+    "save_hf",
+    "CausalLM",
+    "LlamaConfig",
+    "Llama",
+    "Qwen2Config",
+    "Qwen2",
+    "Gemma2Config",
+    "Gemma2",
+    "Tokenizer",
+    "presets",
+    "gguf_io",
+    "hub",
+    "registry",
+]
 
 _log = logging.getLogger(__name__)
 
 
 def _dtype_name(dtype) -> str | None:
-    """"bfloat16" for "bfloat16", jnp.bfloat16 or np.dtype(...); None stays None."""
+    """ "bfloat16" for "bfloat16", jnp.bfloat16 or np.dtype(...); None stays None."""
     if dtype is None:
         return None
     import jax.numpy as jnp
@@ -55,8 +70,9 @@ def load(source, *, dtype=None, mesh=None, revision=None) -> tuple[CausalLM, Tok
         source = hub.resolve(source, revision=revision)
     path = os.fspath(source)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"model source not found: {path!r} (not a file, a folder or a preset; "
-                                f"presets: {presets.names()})")
+        raise FileNotFoundError(
+            f"model source not found: {path!r} (not a file, a folder or a preset; presets: {presets.names()})"
+        )
     overrides = {} if dtype is None else {"dtype": _dtype_name(dtype)}
     from alignax.models import hf_io  # the module, for model_from_state_dict / load_hf_model
 

@@ -15,6 +15,7 @@ Breaking the budget raises ``ChatTemplateLimitError`` (a jinja2 ``SecurityError`
 limit and by how much. Templates within the budget render exactly as transformers renders them
 (see ``compile_template``).
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -33,9 +34,9 @@ import jinja2.runtime
 import jinja2.sandbox
 import jinja2.visitor
 
-RENDER_TIME_LIMIT_S = 3.0        # legitimate templates render in milliseconds
-MAX_OUTPUT_CHARS = 1 << 24       # 16 Mi characters: any one value built, and the rendered text
-MAX_INT_BITS = 1 << 12           # integers a template computes (``2 ** 10 ** 10`` takes forever)
+RENDER_TIME_LIMIT_S = 3.0  # legitimate templates render in milliseconds
+MAX_OUTPUT_CHARS = 1 << 24  # 16 Mi characters: any one value built, and the rendered text
+MAX_INT_BITS = 1 << 12  # integers a template computes (``2 ** 10 ** 10`` takes forever)
 _DIGITS = re.compile(r"\d+")
 
 
@@ -51,15 +52,13 @@ class _Budget:
     written: int = 0
 
 
-_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("alignax_chat_template_budget",
-                                                                          default=None)
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("alignax_chat_template_budget", default=None)
 
 
 def _tick() -> None:
     budget = _BUDGET.get()
     if budget is not None and time.monotonic() > budget.deadline:
-        raise ChatTemplateLimitError(f"chat template rendering exceeded its time limit of "
-                                     f"{budget.time_limit_s:g} s")
+        raise ChatTemplateLimitError(f"chat template rendering exceeded its time limit of {budget.time_limit_s:g} s")
 
 
 def _max_chars() -> int:
@@ -69,8 +68,9 @@ def _max_chars() -> int:
 
 def _check_size(size: int, what: str) -> None:
     if size > _max_chars():
-        raise ChatTemplateLimitError(f"chat template: {what} would be {size} items/characters, over the "
-                                     f"limit of {_max_chars()}")
+        raise ChatTemplateLimitError(
+            f"chat template: {what} would be {size} items/characters, over the limit of {_max_chars()}"
+        )
 
 
 def _checked_result(value: Any, what: str) -> Any:
@@ -147,8 +147,9 @@ def _limited_filter(name: str, filter_function):
     @functools.wraps(filter_function)  # keeps jinja_pass_arg (pass_eval_context, ...)
     def limited(*args, **kwargs):
         _tick()
-        values = [a for a in args
-                  if not isinstance(a, (jinja2.Environment, jinja2.nodes.EvalContext, jinja2.runtime.Context))]
+        values = [
+            a for a in args if not isinstance(a, (jinja2.Environment, jinja2.nodes.EvalContext, jinja2.runtime.Context))
+        ]
         _check_arguments(list(values[1:]) + list(kwargs.values()), f"filter {name!r}")
         if values:
             _precheck_filter(name, values, kwargs)
@@ -189,8 +190,9 @@ class _GuardLoopsAndConcats(jinja2.visitor.NodeTransformer):
 
 def _environment_call(attribute: str, argument: jinja2.nodes.Expr, lineno: int) -> jinja2.nodes.Call:
     # An environment attribute, not a template variable: a template cannot shadow it.
-    return jinja2.nodes.Call(jinja2.nodes.EnvironmentAttribute(attribute, lineno=lineno), [argument], [],
-                             None, None, lineno=lineno)
+    return jinja2.nodes.Call(
+        jinja2.nodes.EnvironmentAttribute(attribute, lineno=lineno), [argument], [], None, None, lineno=lineno
+    )
 
 
 class LimitedSandboxedEnvironment(jinja2.sandbox.ImmutableSandboxedEnvironment):
@@ -247,8 +249,7 @@ def compile_template(template: str) -> jinja2.Template:
 
     def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
         # Jinja's own tojson escapes HTML characters; transformers' does not.
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                          sort_keys=sort_keys)
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
     def strftime_now(fmt):
         return datetime.datetime.now().strftime(fmt)
@@ -263,14 +264,16 @@ def compile_template(template: str) -> jinja2.Template:
         raise ChatTemplateLimitError("chat template is nested too deeply to compile") from e
 
 
-def render(template: str, *, time_limit_s: float | None = None, max_chars: int | None = None,
-           **variables) -> str:
+def render(template: str, *, time_limit_s: float | None = None, max_chars: int | None = None, **variables) -> str:
     """The template rendered with ``variables`` under the budget; ChatTemplateLimitError when
     it runs past ``time_limit_s`` (default RENDER_TIME_LIMIT_S) or builds more than ``max_chars``
     (default MAX_OUTPUT_CHARS)."""
     time_limit_s = RENDER_TIME_LIMIT_S if time_limit_s is None else time_limit_s
-    budget = _Budget(deadline=time.monotonic() + time_limit_s, time_limit_s=time_limit_s,
-                     max_chars=MAX_OUTPUT_CHARS if max_chars is None else max_chars)
+    budget = _Budget(
+        deadline=time.monotonic() + time_limit_s,
+        time_limit_s=time_limit_s,
+        max_chars=MAX_OUTPUT_CHARS if max_chars is None else max_chars,
+    )
     token = _BUDGET.set(budget)
     try:
         chunks = []

@@ -13,6 +13,7 @@ class and its HF key map, registered in registry.py). Every family in alignax sa
 The layout follows Tunix (google/tunix, `tunix/models/*/model.py` + `params.py`): one module per
 family, the checkpoint key map beside the model, families found by name in a registry.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,74 +29,85 @@ LayerParam = tuple[tuple[str, ...], str, bool]
 
 @runtime_checkable
 class ModelConfig(Protocol):
-  """The hyperparameters everyone reads; HF `config.json` names (see config.LlamaConfig)."""
+    """The hyperparameters everyone reads; HF `config.json` names (see config.LlamaConfig)."""
 
-  architecture: str
-  vocab_size: int
-  hidden_size: int
-  num_hidden_layers: int
-  max_position_embeddings: int
-  tie_word_embeddings: bool
-  bos_token_id: int | None
-  eos_token_id: int | tuple[int, ...] | None
-  pad_token_id: int | None
-  dtype: str
-  param_dtype: str
-  remat: bool
-  scan_layers: bool
+    architecture: str
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    bos_token_id: int | None
+    eos_token_id: int | tuple[int, ...] | None
+    pad_token_id: int | None
+    dtype: str
+    param_dtype: str
+    remat: bool
+    scan_layers: bool
 
-  @classmethod
-  def from_hf(cls, config: Mapping[str, Any], **overrides) -> "ModelConfig": ...
+    @classmethod
+    def from_hf(cls, config: Mapping[str, Any], **overrides) -> "ModelConfig": ...
 
-  def to_hf(self) -> dict[str, Any]: ...
+    def to_hf(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable
 class CausalLM(Protocol):
-  """A decoder-only LM in Flax NNX with a KV cache and packed-sequence (segment id) masking.
+    """A decoder-only LM in Flax NNX with a KV cache and packed-sequence (segment id) masking.
 
-  Shapes: input_ids / positions / segment_ids [B, T] int32 (segment 0 = padding; tokens attend
-  causally within their own segment; positions restart at 0 per segment by default). Logits are
-  float32.
-  """
+    Shapes: input_ids / positions / segment_ids [B, T] int32 (segment 0 = padding; tokens attend
+    causally within their own segment; positions restart at 0 per segment by default). Logits are
+    float32.
+    """
 
-  cfg: ModelConfig
+    cfg: ModelConfig
 
-  def __call__(self, input_ids: jax.Array, *, positions: jax.Array | None = None,
-               segment_ids: jax.Array | None = None, cache: Cache | None = None,
-               last_only: bool = False):
-    """logits [B, T, V] (or [B, 1, V] with last_only); with a cache, (logits, updated cache)."""
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        *,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        cache: Cache | None = None,
+        last_only: bool = False,
+    ):
+        """logits [B, T, V] (or [B, 1, V] with last_only); with a cache, (logits, updated cache)."""
 
-  def hidden_states(self, input_ids: jax.Array, *, positions: jax.Array | None = None,
-                    segment_ids: jax.Array | None = None,
-                    exit_layers: Sequence[int] | None = None):
-    """final_norm(h_L) [B, T, D]; with exit_layers, {layer: final_norm(h_layer)}."""
+    def hidden_states(
+        self,
+        input_ids: jax.Array,
+        *,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        exit_layers: Sequence[int] | None = None,
+    ):
+        """final_norm(h_L) [B, T, D]; with exit_layers, {layer: final_norm(h_layer)}."""
 
-  def lm_head_weight(self) -> jax.Array:
-    """The output projection [D, V] (the transposed embedding when tied)."""
+    def lm_head_weight(self) -> jax.Array:
+        """The output projection [D, V] (the transposed embedding when tied)."""
 
-  def logits_from_hidden(self, hidden: jax.Array) -> jax.Array:
-    """float32 logits of `hidden_states` output, soft-capped when the family does so."""
+    def logits_from_hidden(self, hidden: jax.Array) -> jax.Array:
+        """float32 logits of `hidden_states` output, soft-capped when the family does so."""
 
-  @property
-  def final_logit_softcap(self) -> float | None:
-    """None, or c: logits = c * tanh((h @ W_head) / c) (Gemma-2)."""
+    @property
+    def final_logit_softcap(self) -> float | None:
+        """None, or c: logits = c * tanh((h @ W_head) / c) (Gemma-2)."""
 
-  def init_cache(self, batch_size: int, max_length: int, dtype=None) -> Cache:
-    """An empty KV cache: k/v [L, B, S, KVH, hd], segment_ids / positions [B, S], index []."""
+    def init_cache(self, batch_size: int, max_length: int, dtype=None) -> Cache:
+        """An empty KV cache: k/v [L, B, S, KVH, hd], segment_ids / positions [B, S], index []."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-  """One model family: its config class (which names the HF architectures it reads), its model
-  class (a CausalLM) and its HF key map for the per-layer tensors. The embedding, final norm and
-  untied `lm_head` are named the same in every family (hf_io.param_table)."""
+    """One model family: its config class (which names the HF architectures it reads), its model
+    class (a CausalLM) and its HF key map for the per-layer tensors. The embedding, final norm and
+    untied `lm_head` are named the same in every family (hf_io.param_table)."""
 
-  name: str
-  config_class: type
-  model_class: type
-  hf_layer_params: tuple[LayerParam, ...]
+    name: str
+    config_class: type
+    model_class: type
+    hf_layer_params: tuple[LayerParam, ...]
 
-  @property
-  def architectures(self) -> tuple[str, ...]:
-    return tuple(self.config_class.ARCHITECTURES)
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        return tuple(self.config_class.ARCHITECTURES)

@@ -17,6 +17,7 @@ key/value metadata and named tensors. For the Llama family:
 Tensors are read lazily: ``GGUFTensors`` is a ``Mapping`` whose values are dequantized on access
 from the reader's memory map, so a sharded load touches one tensor at a time.
 """
+
 from __future__ import annotations
 
 import collections.abc
@@ -125,8 +126,9 @@ def _check_block_count(reader: gguf.GGUFReader, key: str, block_count: int) -> N
     layers = {int(m.group(1)) for m in (_BLOCK_RE.match(t.name) for t in reader.tensors) if m}
     if layers != set(range(block_count)):
         have = f"tensors for layers 0..{max(layers)}" if layers else "no layer tensors"
-        raise GGUFError(f"{_path(reader)}: metadata {key}={block_count} but the file has {have} "
-                        f"({len(layers)} distinct layers)")
+        raise GGUFError(
+            f"{_path(reader)}: metadata {key}={block_count} but the file has {have} ({len(layers)} distinct layers)"
+        )
 
 
 def _float32_value(value: float) -> float:
@@ -168,15 +170,18 @@ def hf_config_from_gguf(reader: gguf.GGUFReader) -> dict[str, Any]:
     path = _path(reader)
     arch = _required(reader, "general.architecture")
     if arch not in _ARCHITECTURES:
-        raise GGUFError(f"{path}: unsupported architecture {arch!r} (general.architecture); "
-                        f"supported: {sorted(_ARCHITECTURES)}")
+        raise GGUFError(
+            f"{path}: unsupported architecture {arch!r} (general.architecture); supported: {sorted(_ARCHITECTURES)}"
+        )
     p = f"{arch}."
     tensor_names = {t.name for t in reader.tensors}
     if "rope_freqs.weight" in tensor_names:
         # Llama 3.1+ GGUFs bake the llama3 rope scaling into per-frequency factors; recovering
         # the HF rope_scaling dict from them is not implemented, and ignoring them changes outputs.
-        raise GGUFError(f"{path}: tensor 'rope_freqs.weight' (llama3 rope scaling) is not supported; "
-                        "load the Hugging Face checkpoint folder instead")
+        raise GGUFError(
+            f"{path}: tensor 'rope_freqs.weight' (llama3 rope scaling) is not supported; "
+            "load the Hugging Face checkpoint folder instead"
+        )
     heads = _positive_int(reader, p + "attention.head_count")
     vocab_size = _vocab_size(reader, p)
     key_length = field_value(reader, p + "attention.key_length")
@@ -238,8 +243,7 @@ def unpermute_qk(weight: np.ndarray, num_heads: int) -> np.ndarray:
     if rows % (2 * num_heads):
         raise ValueError(f"cannot unpermute {weight.shape} over {num_heads} heads")
     half = rows // num_heads // 2
-    return (weight.reshape(num_heads, half, 2, *weight.shape[1:])
-            .swapaxes(1, 2).reshape(weight.shape))
+    return weight.reshape(num_heads, half, 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
 def dequantize_tensor(tensor: gguf.ReaderTensor, *, path: str = "<gguf>") -> np.ndarray:
@@ -249,8 +253,9 @@ def dequantize_tensor(tensor: gguf.ReaderTensor, *, path: str = "<gguf>") -> np.
     try:
         values = gguf.quants.dequantize(tensor.data, qtype)
     except NotImplementedError as e:
-        raise GGUFError(f"{path}: tensor {tensor.name!r} has unsupported type "
-                        f"{getattr(qtype, 'name', qtype)} ({e})") from e
+        raise GGUFError(
+            f"{path}: tensor {tensor.name!r} has unsupported type {getattr(qtype, 'name', qtype)} ({e})"
+        ) from e
     return np.asarray(values, dtype=np.float32).reshape(shape)
 
 
@@ -310,8 +315,7 @@ class GGUFTensors(collections.abc.Mapping):
         self._lazy: dict[str, LazyGGUFTensor] = {}
         for tensor in reader.tensors:
             name = hf_name(tensor.name, path=self._path)
-            qk_heads = (heads if ".self_attn.q_proj." in name else
-                        kv_heads if ".self_attn.k_proj." in name else None)
+            qk_heads = heads if ".self_attn.q_proj." in name else kv_heads if ".self_attn.k_proj." in name else None
             self._lazy[name] = LazyGGUFTensor(tensor, path=self._path, qk_heads=qk_heads)
 
     def __getitem__(self, name: str) -> np.ndarray:

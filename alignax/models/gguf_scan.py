@@ -9,6 +9,7 @@ every tensor's ``offset + shape × type size`` lies inside the data section. It 
 header, never allocates by a declared size, and raises ``GGUFError`` naming the file and the key or
 tensor at fault.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -23,7 +24,7 @@ _MAGIC = b"GGUF"
 # GGUFValueType -> struct format of the scalar types.
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
-_MIN_KV_BYTES = 8 + 4 + 1           # key length, value type, a one-byte value
+_MIN_KV_BYTES = 8 + 4 + 1  # key length, value type, a one-byte value
 _MIN_TENSOR_INFO_BYTES = 8 + 4 + 8 + 4 + 8  # name length, n_dims, one dim, type, offset
 
 
@@ -43,8 +44,10 @@ class _Cursor:
 
     def need(self, nbytes: int, what: str) -> None:
         if nbytes > self.left():
-            raise GGUFError(f"{self.path}: {what} needs {nbytes} bytes at offset {self.offset}, "
-                            f"but the file has {self.left()} left (truncated or corrupt header)")
+            raise GGUFError(
+                f"{self.path}: {what} needs {nbytes} bytes at offset {self.offset}, "
+                f"but the file has {self.left()} left (truncated or corrupt header)"
+            )
 
     def scalar(self, fmt: str, what: str):
         size = struct.calcsize(fmt)
@@ -56,7 +59,7 @@ class _Cursor:
     def string(self, what: str) -> str:
         length = self.scalar("Q", what)
         self.need(length, f"{what} (a string of {length} bytes)")
-        raw = bytes(self.buffer[self.offset:self.offset + length])
+        raw = bytes(self.buffer[self.offset : self.offset + length])
         self.offset += length
         try:
             return raw.decode("utf-8")
@@ -95,11 +98,14 @@ class _Cursor:
 def _check_counts(cursor: _Cursor, tensor_count: int, kv_count: int) -> None:
     path, left = cursor.path, cursor.left()
     if kv_count * _MIN_KV_BYTES > left:
-        raise GGUFError(f"{path}: header declares {kv_count} metadata keys; the file can hold at most "
-                        f"{left // _MIN_KV_BYTES}")
+        raise GGUFError(
+            f"{path}: header declares {kv_count} metadata keys; the file can hold at most {left // _MIN_KV_BYTES}"
+        )
     if tensor_count * _MIN_TENSOR_INFO_BYTES > left:
-        raise GGUFError(f"{path}: header declares {tensor_count} tensors; the file can hold at most "
-                        f"{left // _MIN_TENSOR_INFO_BYTES}")
+        raise GGUFError(
+            f"{path}: header declares {tensor_count} tensors; the file can hold at most "
+            f"{left // _MIN_TENSOR_INFO_BYTES}"
+        )
 
 
 def _tensor_info(cursor: _Cursor, index: int) -> tuple[str, tuple[int, ...], int, int]:
@@ -119,8 +125,10 @@ def _tensor_info(cursor: _Cursor, index: int) -> tuple[str, tuple[int, ...], int
     except (ValueError, KeyError) as e:
         raise GGUFError(f"{path}: tensor {name!r} has unknown type {raw_type}") from e
     if dims[0] % block_size:
-        raise GGUFError(f"{path}: tensor {name!r} row length {dims[0]} is not a multiple of the "
-                        f"{tensor_type.name} block size {block_size}")
+        raise GGUFError(
+            f"{path}: tensor {name!r} row length {dims[0]} is not a multiple of the "
+            f"{tensor_type.name} block size {block_size}"
+        )
     offset = cursor.scalar("Q", f"tensor {name!r} offset")
     return name, dims, raw_type, offset
 
@@ -165,8 +173,7 @@ def scan_header(path: str | os.PathLike) -> dict[str, int]:
         del cursor  # it views the mmap, which closes with the `with`
     data_offset = -(-header_end // alignment) * alignment
     _check_tensor_extents(path, infos, data_size=file_size - data_offset)
-    return {"tensor_count": tensor_count, "kv_count": kv_count, "data_offset": data_offset,
-            "file_size": file_size}
+    return {"tensor_count": tensor_count, "kv_count": kv_count, "data_offset": data_offset, "file_size": file_size}
 
 
 def _check_tensor_extents(path: str, infos, *, data_size: int) -> None:
@@ -174,6 +181,8 @@ def _check_tensor_extents(path: str, infos, *, data_size: int) -> None:
     for name, dims, raw_type, offset in infos:
         nbytes = _tensor_nbytes(dims, raw_type)
         if offset + nbytes > data_size:
-            raise GGUFError(f"{path}: tensor {name!r} of shape {dims} "
-                            f"({gguf.GGMLQuantizationType(raw_type).name}) needs bytes {offset}..{offset + nbytes} "
-                            f"of the data section, which has {max(data_size, 0)}")
+            raise GGUFError(
+                f"{path}: tensor {name!r} of shape {dims} "
+                f"({gguf.GGMLQuantizationType(raw_type).name}) needs bytes {offset}..{offset + nbytes} "
+                f"of the data section, which has {max(data_size, 0)}"
+            )

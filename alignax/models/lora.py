@@ -20,6 +20,7 @@ Pieces, one job each:
 The adapter parameters are `nnx.LoRAParam` (a subclass of `nnx.Param`) with logical axes
 (kernel axis, "lora_rank") / ("lora_rank", kernel axis), placed by sharding.py's rule table.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,8 +81,11 @@ class LoRADense(Dense):
         else:
             a = jax.random.normal(rngs.params(), (*lead, in_features, spec.rank), dtype) / spec.rank
         self.lora_a = nnx.LoRAParam(a, out_sharding=(*lead_axes, in_axis, "lora_rank"), eager_sharding=False)
-        self.lora_b = nnx.LoRAParam(jnp.zeros((*lead, spec.rank, out_features), dtype),
-                                    out_sharding=(*lead_axes, "lora_rank", out_axis), eager_sharding=False)
+        self.lora_b = nnx.LoRAParam(
+            jnp.zeros((*lead, spec.rank, out_features), dtype),
+            out_sharding=(*lead_axes, "lora_rank", out_axis),
+            eager_sharding=False,
+        )
         self.scaling, self.dropout_rate = float(spec.scaling), float(spec.dropout)
         self.dropout_key = LoRADropoutKey(jnp.zeros((*lead, 2), jnp.uint32))
         self.adapters_enabled, self.dropout_active = True, False
@@ -100,15 +104,18 @@ class LoRADense(Dense):
 
 
 def module_name(path) -> str:
-    """"model.layers.0.self_attn.q_proj": a module path as PEFT / transformers name it."""
+    """ "model.layers.0.self_attn.q_proj": a module path as PEFT / transformers name it."""
     return ".".join(str(part) for part in path)
 
 
 def candidate_paths(model) -> list[tuple]:
     """Paths of the projections that may carry an adapter: the `Dense` modules of the decoder layers
     (attention and MLP projections; never the LM head)."""
-    return [tuple(path) for path, module in nnx.iter_modules(model)
-            if isinstance(module, Dense) and tuple(path[:2]) == ("model", "layers")]
+    return [
+        tuple(path)
+        for path, module in nnx.iter_modules(model)
+        if isinstance(module, Dense) and tuple(path[:2]) == ("model", "layers")
+    ]
 
 
 def lora_modules(model) -> list[tuple[tuple, LoRADense]]:
@@ -135,8 +142,10 @@ def apply_lora(model, spec: LoRASpec, rngs: nnx.Rngs) -> list[str]:
     chosen = [path for path in candidates if pattern.search(module_name(path))]
     if not chosen:
         names = sorted({module_name(p[-2:]) for p in candidates})
-        raise ValueError(f"LoRA target {spec.target!r} matches no projection; projections are named like "
-                         f"{module_name(candidates[0]) if candidates else '(none)'} ({', '.join(names)})")
+        raise ValueError(
+            f"LoRA target {spec.target!r} matches no projection; projections are named like "
+            f"{module_name(candidates[0]) if candidates else '(none)'} ({', '.join(names)})"
+        )
     for path in chosen:
         base = model
         for part in path:
@@ -217,10 +226,18 @@ def peft_tensors(model) -> dict[str, np.ndarray]:
 def peft_config(spec: LoRASpec, target_modules: list[str], base_model_name_or_path: str = "") -> dict:
     """PEFT's adapter_config.json for these adapters (LoraConfig fields, peft 0.17)."""
     return {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name_or_path,
-        "r": spec.rank, "lora_alpha": spec.alpha, "lora_dropout": spec.dropout, "use_rslora": spec.use_rslora,
-        "target_modules": sorted(target_modules), "bias": "none", "fan_in_fan_out": False,
-        "init_lora_weights": True if spec.init == "kaiming" else "gaussian", "inference_mode": True,
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model_name_or_path,
+        "r": spec.rank,
+        "lora_alpha": spec.alpha,
+        "lora_dropout": spec.dropout,
+        "use_rslora": spec.use_rslora,
+        "target_modules": sorted(target_modules),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "init_lora_weights": True if spec.init == "kaiming" else "gaussian",
+        "inference_mode": True,
         "modules_to_save": None,
     }
 
@@ -231,7 +248,9 @@ def save_peft_adapter(model, out_dir: str, spec: LoRASpec, *, base_model_name_or
     import safetensors.numpy
 
     tensors = peft_tensors(model)
-    targets = sorted({key[len("base_model.model."):-len(".lora_A.weight")] for key in tensors if key.endswith("lora_A.weight")})
+    targets = sorted(
+        {key[len("base_model.model.") : -len(".lora_A.weight")] for key in tensors if key.endswith("lora_A.weight")}
+    )
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "adapter_config.json"), "w") as f:
         json.dump(peft_config(spec, targets, base_model_name_or_path), f, indent=2)
@@ -246,5 +265,11 @@ def spec_from_config(lora_config) -> LoRASpec | None:
     """The `lora` block of a run's config as a LoRASpec; None when rank is 0 (adapters off)."""
     if lora_config is None or not lora_config.rank:
         return None
-    return LoRASpec(rank=int(lora_config.rank), alpha=float(lora_config.alpha), dropout=float(lora_config.dropout),
-                    target=str(lora_config.target), init=str(lora_config.init), use_rslora=bool(lora_config.use_rslora))
+    return LoRASpec(
+        rank=int(lora_config.rank),
+        alpha=float(lora_config.alpha),
+        dropout=float(lora_config.dropout),
+        target=str(lora_config.target),
+        init=str(lora_config.init),
+        use_rslora=bool(lora_config.use_rslora),
+    )

@@ -18,6 +18,7 @@ bias (its gradient is exactly zero), so it stays 0. A non-zero bias (set by hand
 is kept in config.json as ``alignax_reward_bias`` and logged, since transformers' scores then differ
 from alignax's by that constant.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,9 @@ class RewardModel(nnx.Module):
         backbone, tokenizer = load(source, dtype=dtype)
         return cls(backbone, rngs=nnx.Rngs(seed)), tokenizer
 
-    def __call__(self, input_ids: jax.Array, *, segment_ids: jax.Array,
-                 positions: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, input_ids: jax.Array, *, segment_ids: jax.Array, positions: jax.Array | None = None
+    ) -> jax.Array:
         chex.assert_rank(input_ids, 2)
         chex.assert_equal_shape([input_ids, segment_ids])
         hidden = self.backbone.hidden_states(input_ids, positions=positions, segment_ids=segment_ids)
@@ -92,7 +94,8 @@ def _is_reward_model_folder(folder) -> bool:
         return False
     architectures = config.get("architectures") if isinstance(config, dict) else None
     return isinstance(architectures, list) and any(
-        isinstance(a, str) and a.endswith("ForSequenceClassification") for a in architectures)
+        isinstance(a, str) and a.endswith("ForSequenceClassification") for a in architectures
+    )
 
 
 def _pad_token_id(rm: RewardModel, tokenizer) -> int:
@@ -104,10 +107,13 @@ def _pad_token_id(rm: RewardModel, tokenizer) -> int:
     eos = rm.backbone.cfg.eos_token_id
     eos = eos[0] if isinstance(eos, (tuple, list)) else eos
     if eos is None:
-        raise ValueError("reward-model export needs a pad_token_id (transformers pools at the last "
-                         "non-pad token); the config and tokenizer have neither pad nor eos ids")
-    _log.warning("no pad token: exporting pad_token_id=eos (%d); transformers will score the token "
-                 "before a trailing EOS", eos)
+        raise ValueError(
+            "reward-model export needs a pad_token_id (transformers pools at the last "
+            "non-pad token); the config and tokenizer have neither pad nor eos ids"
+        )
+    _log.warning(
+        "no pad token: exporting pad_token_id=eos (%d); transformers will score the token before a trailing EOS", eos
+    )
     return int(eos)
 
 
@@ -123,8 +129,12 @@ def reward_model_hf_config(rm: RewardModel, tokenizer=None) -> dict:
     config["tie_word_embeddings"] = True
     bias = float(np.asarray(jax.device_get(rm.head.bias[...])).reshape(-1)[0])
     if bias != 0.0:
-        _log.warning("reward head bias %.6g is not representable in transformers' score layer "
-                     "(no bias); stored as config.json %s", bias, REWARD_BIAS_KEY)
+        _log.warning(
+            "reward head bias %.6g is not representable in transformers' score layer "
+            "(no bias); stored as config.json %s",
+            bias,
+            REWARD_BIAS_KEY,
+        )
         config[REWARD_BIAS_KEY] = bias
     return config
 
@@ -134,8 +144,9 @@ def save_reward_model_hf(rm: RewardModel, tokenizer, out_dir: str | os.PathLike)
     like `rm` (within float tolerance) on right- or left-padded batches."""
     from alignax.models import hf_io
 
-    tensors = {name: value for name, value in hf_io.state_dict_from_model(rm.backbone).items()
-               if name != "lm_head.weight"}
+    tensors = {
+        name: value for name, value in hf_io.state_dict_from_model(rm.backbone).items() if name != "lm_head.weight"
+    }
     kernel = np.asarray(jax.device_get(rm.head.kernel[...]), np.float32)  # [D, 1]
     tensors[SCORE_NAME] = np.ascontiguousarray(kernel.T.astype(tensors["model.norm.weight"].dtype))
     return hf_io.write_hf_folder(out_dir, reward_model_hf_config(rm, tokenizer), tensors, tokenizer)
@@ -158,8 +169,10 @@ def load_reward_model_hf(folder: str | os.PathLike, *, dtype=None):
     tensors = hf_io.read_checkpoint_tensors(folder)
     score = tensors.pop(SCORE_NAME, None)
     if score is None or tuple(score.shape) != (1, cfg.hidden_size):
-        raise hf_io.CheckpointError(f"{folder}: needs tensor {SCORE_NAME!r} of shape (1, {cfg.hidden_size}), "
-                                    f"got {None if score is None else tuple(score.shape)}")
+        raise hf_io.CheckpointError(
+            f"{folder}: needs tensor {SCORE_NAME!r} of shape (1, {cfg.hidden_size}), "
+            f"got {None if score is None else tuple(score.shape)}"
+        )
     backbone = hf_io.model_from_state_dict(cfg, tensors)
     rm = RewardModel(backbone, rngs=nnx.Rngs(0))
     rm.head.kernel.value = jnp.asarray(np.asarray(score, np.float32).T)

@@ -11,6 +11,7 @@ under a time and size budget (``alignax.models.chat_template``).
 The rendered text is then tokenized *without* adding special tokens, as transformers does, so a
 template that writes its own BOS never gets a second one.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,25 +38,33 @@ _DIGIT_SPLIT_PRE = {"smollm", "starcoder", "refact", "command-r", "codeshell", "
 _GPT2_PRE = {"default", "gpt2", "gpt-2", "mpt", "olmo", "jais"}
 _LLAMA3_PRE = {"llama-bpe", "llama3", "llama-v3"}
 # Llama 3's split regex (tokenizer.json of Meta-Llama-3; llama.cpp LLAMA_VOCAB_PRE_TYPE_LLAMA3).
-_LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                   r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 def _byte_level_pre_tokenizer(pre: str, *, path: str) -> pre_tokenizers.PreTokenizer:
     if pre in _DIGIT_SPLIT_PRE:
-        return pre_tokenizers.Sequence([
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-        ])
+        return pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            ]
+        )
     if pre in _GPT2_PRE:
         return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if pre in _LLAMA3_PRE:
-        return pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(_LLAMA3_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ])
-    raise ValueError(f"{path}: unsupported tokenizer.ggml.pre {pre!r}; supported: "
-                     f"{sorted(_DIGIT_SPLIT_PRE | _GPT2_PRE | _LLAMA3_PRE)}")
+        return pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(_LLAMA3_PATTERN), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    raise ValueError(
+        f"{path}: unsupported tokenizer.ggml.pre {pre!r}; supported: "
+        f"{sorted(_DIGIT_SPLIT_PRE | _GPT2_PRE | _LLAMA3_PRE)}"
+    )
 
 
 def _token_content(value: Any, config_file: str = "tokenizer_config.json", key: str = "token") -> str | None:
@@ -100,10 +109,17 @@ class Tokenizer:
     ``vocab_size`` (base vocabulary + added tokens), ``chat_template`` (Jinja source or None).
     """
 
-    def __init__(self, tokenizer: tokenizers.Tokenizer, *, bos_token: str | None = None,
-                 eos_token: str | None = None, pad_token: str | None = None,
-                 unk_token: str | None = None, chat_template: str | None = None,
-                 model_max_length: int | None = None):
+    def __init__(
+        self,
+        tokenizer: tokenizers.Tokenizer,
+        *,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        pad_token: str | None = None,
+        unk_token: str | None = None,
+        chat_template: str | None = None,
+        model_max_length: int | None = None,
+    ):
         self._tokenizer = tokenizer
         self.bos_token, self.eos_token = bos_token, eos_token
         self.pad_token, self.unk_token = pad_token, unk_token
@@ -137,8 +153,10 @@ class Tokenizer:
                     template = f.read()
             except UnicodeDecodeError as e:
                 raise ValueError(f"{jinja_file}: not UTF-8 text ({e})") from e
-        special = {name: _token_content(config.get(name), config_file, name)
-                   for name in ("bos_token", "eos_token", "pad_token", "unk_token")}
+        special = {
+            name: _token_content(config.get(name), config_file, name)
+            for name in ("bos_token", "eos_token", "pad_token", "unk_token")
+        }
         max_length = config.get("model_max_length")
         if max_length is not None and (not isinstance(max_length, (int, float)) or isinstance(max_length, bool)):
             raise ValueError(f"{config_file}: model_max_length={max_length!r} must be a number")
@@ -159,30 +177,44 @@ class Tokenizer:
         """
         from alignax.models import gguf_io  # local: gguf_io does not need the tokenizer
 
-        reader = (reader_or_path if not isinstance(reader_or_path, (str, os.PathLike))
-                  else gguf_io.open_gguf(reader_or_path))
+        reader = (
+            reader_or_path if not isinstance(reader_or_path, (str, os.PathLike)) else gguf_io.open_gguf(reader_or_path)
+        )
         path = gguf_io._path(reader)
         get = functools.partial(gguf_io.field_value, reader)
         kind = get("tokenizer.ggml.model")
         if kind != "gpt2":
-            raise ValueError(f"{path}: tokenizer.ggml.model {kind!r} is not supported "
-                             "(only byte-level BPE, 'gpt2')")
+            raise ValueError(f"{path}: tokenizer.ggml.model {kind!r} is not supported (only byte-level BPE, 'gpt2')")
         tokens = get("tokenizer.ggml.tokens")
         merges = get("tokenizer.ggml.merges")
         if not tokens or merges is None:
             raise ValueError(f"{path}: tokenizer.ggml.tokens / tokenizer.ggml.merges missing")
         token_types = get("tokenizer.ggml.token_type") or [1] * len(tokens)
         vocab = {token: i for i, token in enumerate(tokens)}
-        bpe = models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges], dropout=None,
-                         continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False)
+        bpe = models.BPE(
+            vocab=vocab,
+            merges=[tuple(m.split(" ", 1)) for m in merges],
+            dropout=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="",
+            fuse_unk=False,
+        )
         backend = tokenizers.Tokenizer(bpe)
         backend.pre_tokenizer = _byte_level_pre_tokenizer(get("tokenizer.ggml.pre", "default"), path=path)
         backend.decoder = decoders.ByteLevel()
         types = np.asarray(token_types)
-        backend.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
-                                    for i in np.flatnonzero(types == _TOKEN_TYPE_CONTROL)])
-        backend.add_tokens([AddedToken(tokens[i], special=False, normalized=False)
-                            for i in np.flatnonzero(types == _TOKEN_TYPE_USER_DEFINED)])
+        backend.add_special_tokens(
+            [
+                AddedToken(tokens[i], special=True, normalized=False)
+                for i in np.flatnonzero(types == _TOKEN_TYPE_CONTROL)
+            ]
+        )
+        backend.add_tokens(
+            [
+                AddedToken(tokens[i], special=False, normalized=False)
+                for i in np.flatnonzero(types == _TOKEN_TYPE_USER_DEFINED)
+            ]
+        )
 
         def token(key):
             index = get(key)
@@ -195,15 +227,19 @@ class Tokenizer:
         bos = token("tokenizer.ggml.bos_token_id")
         if get("tokenizer.ggml.add_bos_token", False) and bos is not None:
             backend.post_processor = processors.TemplateProcessing(
-                single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 $B:1",
-                special_tokens=[(bos, vocab[bos])])
+                single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 $B:1", special_tokens=[(bos, vocab[bos])]
+            )
         else:
             backend.post_processor = processors.ByteLevel(trim_offsets=False)
-        return cls(backend, bos_token=bos, eos_token=token("tokenizer.ggml.eos_token_id"),
-                   pad_token=token("tokenizer.ggml.padding_token_id"),
-                   unk_token=token("tokenizer.ggml.unknown_token_id"),
-                   chat_template=get("tokenizer.chat_template"),
-                   model_max_length=get(f"{get('general.architecture', 'llama')}.context_length"))
+        return cls(
+            backend,
+            bos_token=bos,
+            eos_token=token("tokenizer.ggml.eos_token_id"),
+            pad_token=token("tokenizer.ggml.padding_token_id"),
+            unk_token=token("tokenizer.ggml.unknown_token_id"),
+            chat_template=get("tokenizer.chat_template"),
+            model_max_length=get(f"{get('general.architecture', 'llama')}.context_length"),
+        )
 
     # ------------------------------------------------------------------ basic API
 
@@ -254,21 +290,35 @@ class Tokenizer:
 
     # ------------------------------------------------------------------ chat templates
 
-    def render_chat(self, messages: Sequence[Message], *, add_generation_prompt: bool = False,
-                    chat_template: str | None = None, **template_kwargs) -> str:
+    def render_chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        add_generation_prompt: bool = False,
+        chat_template: str | None = None,
+        **template_kwargs,
+    ) -> str:
         """The chat template rendered to text (transformers' ``tokenize=False`` output)."""
         template = chat_template or self.chat_template
         if template is None:
             raise ValueError("this tokenizer has no chat_template; pass chat_template=...")
-        variables = dict(bos_token=self.bos_token, eos_token=self.eos_token, pad_token=self.pad_token,
-                         unk_token=self.unk_token, tools=None, documents=None)
+        variables = dict(
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+            pad_token=self.pad_token,
+            unk_token=self.unk_token,
+            tools=None,
+            documents=None,
+        )
         variables.update(template_kwargs)
         # Under a time and size budget: the template is code shipped with the checkpoint.
-        return chat_template_lib.render(template, messages=list(messages),
-                                        add_generation_prompt=add_generation_prompt, **variables)
+        return chat_template_lib.render(
+            template, messages=list(messages), add_generation_prompt=add_generation_prompt, **variables
+        )
 
-    def apply_chat_template(self, messages: Sequence[Message], add_generation_prompt: bool = False,
-                            tokenize: bool = True, **template_kwargs):
+    def apply_chat_template(
+        self, messages: Sequence[Message], add_generation_prompt: bool = False, tokenize: bool = True, **template_kwargs
+    ):
         """Token ids of the rendered conversation (or the text when ``tokenize=False``).
 
         As in transformers, the text is tokenized with ``add_special_tokens=False``: the template
@@ -296,10 +346,12 @@ class Tokenizer:
             if message.get("role") != "assistant":
                 continue
             before = self.render_chat(messages[:i], add_generation_prompt=True, **template_kwargs)
-            through = self.render_chat(messages[:i + 1], **template_kwargs)
+            through = self.render_chat(messages[: i + 1], **template_kwargs)
             if not (through.startswith(before) and full.startswith(through)):
-                raise ValueError(f"chat template is not prefix-consistent at message {i} "
-                                 "(role assistant); cannot locate the assistant turn")
+                raise ValueError(
+                    f"chat template is not prefix-consistent at message {i} "
+                    "(role assistant); cannot locate the assistant turn"
+                )
             spans.append((len(before), len(through.rstrip())))
         ids, offsets = self.encode_with_offsets(full, add_special_tokens=False)
         mask = [0] * len(ids)
@@ -316,8 +368,11 @@ class Tokenizer:
         path = os.fspath(path)
         os.makedirs(path, exist_ok=True)
         self._tokenizer.save(os.path.join(path, "tokenizer.json"))
-        special = {name: getattr(self, name) for name in ("bos_token", "eos_token", "pad_token", "unk_token")
-                   if getattr(self, name) is not None}
+        special = {
+            name: getattr(self, name)
+            for name in ("bos_token", "eos_token", "pad_token", "unk_token")
+            if getattr(self, name) is not None
+        }
         config = {
             "tokenizer_class": "PreTrainedTokenizerFast",
             # Decoding must be the inverse of byte-level encoding; no space clean-up.

@@ -22,6 +22,7 @@ never produces an id ≥ V), and the kernels return NaN at such positions, the s
 full-vocabulary and the vocabulary-chunked paths, so nothing silently wrong comes out (the
 training loop's non-finite guard sees it).
 """
+
 from __future__ import annotations
 
 import functools
@@ -51,7 +52,8 @@ def _check_label_range(labels, valid, vocab_size: int, who: str) -> None:
         raise ValueError(
             f"{who}: label {int(np.asarray(labels)[position])} at position {position} is out of range for a "
             f"vocabulary of {vocab_size} ({len(bad)} such position(s)); token ids must be in [0, {vocab_size}) "
-            "or negative (ignored)")
+            "or negative (ignored)"
+        )
 
 
 def _out_of_range_to_nan(logps, labels, valid, vocab_size: int):
@@ -68,7 +70,9 @@ def _check_inputs(hidden, head_weight, labels, mask):
             f"token_logprobs: `head_weight` must be [D, V] with D = hidden.shape[-1] = {hidden.shape[-1]}, "
             f"got shape {head_weight.shape} (transpose a [V, D] embedding matrix first)"
         )
-    chex.assert_shape(labels, hidden.shape[:2], custom_message="token_logprobs: `labels` must be [B, T] like hidden[..., 0]")
+    chex.assert_shape(
+        labels, hidden.shape[:2], custom_message="token_logprobs: `labels` must be [B, T] like hidden[..., 0]"
+    )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"token_logprobs: `labels` must be integer token ids, got dtype {labels.dtype}")
     if mask is not None:
@@ -151,7 +155,8 @@ def _vocab_chunked_forward(hidden_chunks, head_weight, label_chunks, vocab_chunk
             new_max = jnp.maximum(running_max, jnp.max(logits, axis=-1))
             # exp(-inf - finite) = 0 on the first slice: no special case needed.
             running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(
-                jnp.exp(logits - new_max[..., None]), axis=-1)
+                jnp.exp(logits - new_max[..., None]), axis=-1
+            )
             offset = label_chunk - start
             hit = (offset >= 0) & (offset < vocab_chunk) & (label_chunk >= nominal)
             picked = jnp.take_along_axis(logits, jnp.clip(offset, 0, vocab_chunk - 1)[..., None], axis=-1)[..., 0]
@@ -199,9 +204,11 @@ def _vocab_chunked_bwd(vocab_chunk, residuals, cotangent):
             dlogits = ct_chunk[..., None] * (is_label.astype(jnp.float32) - probs)
             dlogits = jnp.where(fresh, dlogits, 0.0)
             grad_hidden = grad_hidden + jnp.einsum(
-                "bcv,dv->bcd", dlogits, weight_slice.astype(jnp.float32), preferred_element_type=jnp.float32)
-            update = jnp.einsum("bcd,bcv->dv", hidden_chunk.astype(jnp.float32), dlogits,
-                                preferred_element_type=jnp.float32)
+                "bcv,dv->bcd", dlogits, weight_slice.astype(jnp.float32), preferred_element_type=jnp.float32
+            )
+            update = jnp.einsum(
+                "bcd,bcv->dv", hidden_chunk.astype(jnp.float32), dlogits, preferred_element_type=jnp.float32
+            )
             current = jax.lax.dynamic_slice_in_dim(grad_head, start, vocab_chunk, axis=1)
             grad_head = jax.lax.dynamic_update_slice_in_dim(grad_head, current + update, start, axis=1)
             return (grad_hidden, grad_head), None
@@ -211,7 +218,8 @@ def _vocab_chunked_bwd(vocab_chunk, residuals, cotangent):
         return grad_head, grad_hidden.astype(hidden_chunk.dtype)
 
     grad_head, grad_hidden = jax.lax.scan(
-        per_chunk, jnp.zeros((dim, vocab_size), jnp.float32), (hidden_chunks, label_chunks, logsumexp, cotangent))
+        per_chunk, jnp.zeros((dim, vocab_size), jnp.float32), (hidden_chunks, label_chunks, logsumexp, cotangent)
+    )
     return grad_hidden, grad_head.astype(head_weight.dtype), None
 
 
@@ -250,8 +258,10 @@ def token_logprobs(
     if chunk_size <= 0:
         raise ValueError(f"token_logprobs: chunk_size must be positive, got {chunk_size}")
     if vocab_chunk_size is not None and vocab_chunk_size <= 0:
-        raise ValueError(f"token_logprobs: vocab_chunk_size must be a positive int or None (whole vocabulary), "
-                         f"got {vocab_chunk_size}")
+        raise ValueError(
+            f"token_logprobs: vocab_chunk_size must be a positive int or None (whole vocabulary), "
+            f"got {vocab_chunk_size}"
+        )
     batch, length, dim = hidden.shape
     vocab_size = head_weight.shape[1]
     valid = _valid_positions(labels, mask)

@@ -4,6 +4,7 @@ All functions are pure, dtype-preserving unless stated, and safe under `jax.grad
 extremes (no NaN gradients from `where` branches: each branch's input is clamped so the
 unused branch stays finite).
 """
+
 from __future__ import annotations
 
 import jax
@@ -101,13 +102,13 @@ def to_float32(*arrays: jax.Array):
 
 
 __all__ = [
-        "log_sigmoid",
-        "softplus",
-        "log1mexp",
-        "masked_sum",
-        "masked_count",
-        "masked_mean",
-        "masked_var",
-        "masked_whiten",
-        "to_float32",
+    "log_sigmoid",
+    "softplus",
+    "log1mexp",
+    "masked_sum",
+    "masked_count",
+    "masked_mean",
+    "masked_var",
+    "masked_whiten",
+    "to_float32",
 ]

@@ -10,6 +10,7 @@ belongs to the k-th sequence of row b, and 0 marks padding (the convention of gr
 seqio's packers). `segment_sums` returns [B, num_segments], column k-1 holding segment k, so a
 packed chosen and rejected response each get their own summed log-prob.
 """
+
 from __future__ import annotations
 
 import chex
@@ -52,7 +53,9 @@ def sequence_stats(values: jax.Array, mask: jax.Array | None = None) -> dict[str
 
 def _check_segments(values, segment_ids, num_segments):
     chex.assert_rank(values, 2)
-    chex.assert_equal_shape([values, segment_ids], custom_message="segment stats: `values` and `segment_ids` must both be [B, T]")
+    chex.assert_equal_shape(
+        [values, segment_ids], custom_message="segment stats: `values` and `segment_ids` must both be [B, T]"
+    )
     if not jnp.issubdtype(segment_ids.dtype, jnp.integer):
         raise TypeError(f"segment stats: `segment_ids` must be integers, got {segment_ids.dtype}")
     if num_segments <= 0:

@@ -1,4 +1,6 @@
 """On-policy sampling: the KV-cache sampler, best-of-n, crash-safe JSONL streaming."""
+
+from alignax.sample.best_of_n import BestOfN, best_of_n  # noqa: F401
 from alignax.sample.sampler import (  # noqa: F401
     Generation,
     SamplingParams,
@@ -7,4 +9,3 @@ from alignax.sample.sampler import (  # noqa: F401
     generate_to_jsonl,
     sample_tokens,
 )
-from alignax.sample.best_of_n import BestOfN, best_of_n  # noqa: F401

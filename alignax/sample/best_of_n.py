@@ -8,6 +8,7 @@ top-1 reranking; n is configurable (its paper also studies n up to 1024). METHOD
 ratio (`alignax.annotate.density_ratio_reward_fn`) or a Bradley–Terry head
 (`alignax.annotate.reward_model`). Ties go to the lowest sample index (np.argmax).
 """
+
 from __future__ import annotations
 
 import dataclasses

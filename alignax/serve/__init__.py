@@ -7,4 +7,5 @@ batcher.py: the engine thread (admission, steps, finishing); sequences.py: reque
 events and the stop-string text rules; protocol.py: request validation; responses.py: OpenAI's
 JSON shapes; server.py: HTTP routes, auth, streaming; cli.py: the command line.
 """
+
 from alignax.serve.server import OpenAIServer, make_server  # noqa: F401

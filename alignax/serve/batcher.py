@@ -15,6 +15,7 @@ A request that arrives while others decode therefore joins at the next step, and
 step t is reused at step t + 1. When nothing is active the thread sleeps on a condition variable.
 There is no per-request loop: the only loop is over decode steps of the whole slot batch.
 """
+
 from __future__ import annotations
 
 import collections
@@ -31,8 +32,17 @@ from flax import nnx
 
 from alignax.sample.sampler import row_keys_for
 from alignax.serve import engine
-from alignax.serve.sequences import (MAX_TOP_LOGPROBS, Choice, ErrorEvent, Event, Request, SamplingOptions,
-                                     TokenInfo, find_stop, held_back)
+from alignax.serve.sequences import (
+    MAX_TOP_LOGPROBS,
+    Choice,
+    ErrorEvent,
+    Event,
+    Request,
+    SamplingOptions,
+    TokenInfo,
+    find_stop,
+    held_back,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -58,9 +68,11 @@ class Metrics:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["prefill_buckets"] = sorted(self.prefill_buckets)
-        d["compiled_programs"] = {"decode_step": int(self.decode_compiled or self.decode_steps > 0),
-                                  "prefill_into_slots": len(self.prefill_buckets),
-                                  "compact": int(self.compact_compiled or self.compactions > 0)}
+        d["compiled_programs"] = {
+            "decode_step": int(self.decode_compiled or self.decode_steps > 0),
+            "prefill_into_slots": len(self.prefill_buckets),
+            "compact": int(self.compact_compiled or self.compactions > 0),
+        }
         d["mean_rows_per_step"] = self.rows_stepped / self.decode_steps if self.decode_steps else 0.0
         return d
 
@@ -133,8 +145,9 @@ class Batcher:
         self._slots = engine.compact(self._slots, np.zeros((self.max_batch,), bool))
         self._column = 0
         # Serving counters start at zero; what compiled stays recorded.
-        self.metrics = Metrics(prefill_buckets=set(self.metrics.prefill_buckets), decode_compiled=True,
-                               compact_compiled=True)
+        self.metrics = Metrics(
+            prefill_buckets=set(self.metrics.prefill_buckets), decode_compiled=True, compact_compiled=True
+        )
 
     # -- the engine thread -------------------------------------------------------------------------
 
@@ -204,20 +217,31 @@ class Batcher:
         prefix = prompt[:-1]
         bucket = engine.prefill_bucket(len(prefix), self.max_context)
         ids = np.zeros((1, bucket), np.int32)
-        ids[0, :len(prefix)] = prefix
+        ids[0, : len(prefix)] = prefix
         slots = [self._free.pop(0) for _ in choices]
         targets = np.full((self.max_batch,), self.max_batch, np.int32)
-        targets[:len(slots)] = slots
+        targets[: len(slots)] = slots
         segments = np.zeros((self.max_batch,), np.int32)
-        segments[:len(slots)] = np.arange(self._next_segment, self._next_segment + len(slots))
+        segments[: len(slots)] = np.arange(self._next_segment, self._next_segment + len(slots))
         self._next_segment += len(slots)
         keys = np.zeros((self.max_batch, 2), np.uint32)
-        keys[:len(slots)] = row_keys_for(request.seed, [prompt_index] * self.max_batch,
-                                         list(range(self.max_batch)))[:len(slots)]
+        keys[: len(slots)] = row_keys_for(request.seed, [prompt_index] * self.max_batch, list(range(self.max_batch)))[
+            : len(slots)
+        ]
         self._slots = engine.prefill_into_slots(
-            self._graphdef, self._state, self._slots, ids, np.int32(len(prefix)), targets, segments,
-            np.int32(len(slots)), np.int32(prompt[-1]), keys, np.float32(options.temperature),
-            np.float32(options.top_p))
+            self._graphdef,
+            self._state,
+            self._slots,
+            ids,
+            np.int32(len(prefix)),
+            targets,
+            segments,
+            np.int32(len(slots)),
+            np.int32(prompt[-1]),
+            keys,
+            np.float32(options.temperature),
+            np.float32(options.top_p),
+        )
         for slot, choice in zip(slots, choices):
             self._occupants[slot] = _Occupant(request, choice, len(prefix))
         self._column = max(self._column, len(prefix))
@@ -269,7 +293,7 @@ class Batcher:
         if text is not None:
             end = len(text) if finish else len(text) - held_back(text, options.stop)
             if end > len(choice.released) and (finish or options.stream):
-                release = text[len(choice.released):end]
+                release = text[len(choice.released) : end]
                 choice.released += release
         choice.finish_reason = finish
         occ.request.events.put(Event(choice.index, release, new_tokens, finish, choice.generated))
@@ -294,4 +318,3 @@ class Batcher:
         if error is not None:
             for request in requests.values():
                 request.events.put(ErrorEvent(error))
-

@@ -36,6 +36,7 @@ From the sampler this module uses only `bucket_length` and `TOP_P_CANDIDATES`; t
 are the sampler's, restated here for per-row (dynamic) temperature and top-p. From the model: its
 public call with a cache, `init_cache` and the cache dict's keys (k, v, segment_ids, positions, index).
 """
+
 from __future__ import annotations
 
 import functools
@@ -76,14 +77,33 @@ def prefill_bucket(num_prefill_tokens: int, max_context: int) -> int:
 def init_slots(model, max_batch: int, max_context: int) -> Slots:
     """Empty slots: zero cache, all segments 0 (free), greedy."""
     zeros = lambda dtype=jnp.int32: jnp.zeros((max_batch,), dtype)  # distinct buffers: each is donated
-    return Slots(cache=model.init_cache(max_batch, max_context), segment=zeros(), position=zeros(),
-                 last_token=zeros(), step=zeros(), row_keys=jnp.zeros((max_batch, 2), jnp.uint32),
-                 temperature=zeros(jnp.float32), top_p=jnp.ones((max_batch,), jnp.float32))
+    return Slots(
+        cache=model.init_cache(max_batch, max_context),
+        segment=zeros(),
+        position=zeros(),
+        last_token=zeros(),
+        step=zeros(),
+        row_keys=jnp.zeros((max_batch, 2), jnp.uint32),
+        temperature=zeros(jnp.float32),
+        top_p=jnp.ones((max_batch,), jnp.float32),
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("slots",))
-def prefill_into_slots(graphdef, model_state, slots: Slots, prompt_ids, prompt_len, targets, segments, count,
-                       last_token, row_keys, temperature, top_p) -> Slots:
+def prefill_into_slots(
+    graphdef,
+    model_state,
+    slots: Slots,
+    prompt_ids,
+    prompt_len,
+    targets,
+    segments,
+    count,
+    last_token,
+    row_keys,
+    temperature,
+    top_p,
+) -> Slots:
     """Writes one prompt's cache into slots targets[:count] and resets their sampling state.
 
     prompt_ids [1, P]: prompt[:-1] right-padded (P a bucket); prompt_len: its real length (may be 0).
@@ -93,8 +113,13 @@ def prefill_into_slots(graphdef, model_state, slots: Slots, prompt_ids, prompt_l
     length = prompt_ids.shape[1]
     columns = jnp.arange(length, dtype=jnp.int32)[None]
     real = columns < prompt_len
-    _, row = model(prompt_ids, positions=columns, segment_ids=real.astype(jnp.int32),
-                   cache=model.init_cache(1, length), last_only=True)
+    _, row = model(
+        prompt_ids,
+        positions=columns,
+        segment_ids=real.astype(jnp.int32),
+        cache=model.init_cache(1, length),
+        last_only=True,
+    )
 
     def put(i, s: Slots) -> Slots:
         slot, segment = targets[i], segments[i]
@@ -102,13 +127,20 @@ def prefill_into_slots(graphdef, model_state, slots: Slots, prompt_ids, prompt_l
         for name in ("k", "v"):  # [L, 1, P, KVH, hd] into columns [0, P) of row `slot`
             cache[name] = jax.lax.dynamic_update_slice(cache[name], row[name], (0, slot, 0, 0, 0))
         cache["segment_ids"] = jax.lax.dynamic_update_slice(
-            cache["segment_ids"], jnp.where(real, segment, 0).astype(jnp.int32), (slot, 0))
+            cache["segment_ids"], jnp.where(real, segment, 0).astype(jnp.int32), (slot, 0)
+        )
         cache["positions"] = jax.lax.dynamic_update_slice(cache["positions"], columns, (slot, 0))
         put1 = lambda a, v: a.at[slot].set(jnp.asarray(v, a.dtype))
-        return Slots(cache=cache, segment=put1(s.segment, segment), position=put1(s.position, prompt_len),
-                     last_token=put1(s.last_token, last_token), step=put1(s.step, 0),
-                     row_keys=put1(s.row_keys, row_keys[i]), temperature=put1(s.temperature, temperature),
-                     top_p=put1(s.top_p, top_p))
+        return Slots(
+            cache=cache,
+            segment=put1(s.segment, segment),
+            position=put1(s.position, prompt_len),
+            last_token=put1(s.last_token, last_token),
+            step=put1(s.step, 0),
+            row_keys=put1(s.row_keys, row_keys[i]),
+            temperature=put1(s.temperature, temperature),
+            top_p=put1(s.top_p, top_p),
+        )
 
     slots = jax.lax.fori_loop(0, count, put, slots)
     index = jnp.maximum(slots.cache["index"], prompt_len).astype(jnp.int32)
@@ -124,10 +156,14 @@ def compact(slots: Slots, active) -> Slots:
     gather_kv = lambda x: jnp.take_along_axis(x, order[None, :, :, None, None], axis=2)
     counts = jnp.sum(valid, axis=1)
     kept = jnp.arange(valid.shape[1])[None] < counts[:, None]
-    cache = dict(cache, k=gather_kv(cache["k"]), v=gather_kv(cache["v"]),
-                 segment_ids=jnp.where(kept, jnp.take_along_axis(cache["segment_ids"], order, axis=1), 0),
-                 positions=jnp.take_along_axis(cache["positions"], order, axis=1),
-                 index=jnp.max(counts).astype(jnp.int32))
+    cache = dict(
+        cache,
+        k=gather_kv(cache["k"]),
+        v=gather_kv(cache["v"]),
+        segment_ids=jnp.where(kept, jnp.take_along_axis(cache["segment_ids"], order, axis=1), 0),
+        positions=jnp.take_along_axis(cache["positions"], order, axis=1),
+        index=jnp.max(counts).astype(jnp.int32),
+    )
     return slots._replace(cache=cache)
 
 
@@ -179,14 +215,19 @@ def decode_step(graphdef, model_state, slots: Slots, active, *, top_n: int) -> t
     """One token for every slot, written at the shared column; inactive slots ride along as segment 0."""
     model = nnx.merge(graphdef, model_state)
     segments = jnp.where(active, slots.segment, 0)[:, None]
-    logits, cache = model(slots.last_token[:, None], positions=slots.position[:, None], segment_ids=segments,
-                          cache=slots.cache)
+    logits, cache = model(
+        slots.last_token[:, None], positions=slots.position[:, None], segment_ids=segments, cache=slots.cache
+    )
     logits = logits[:, 0].astype(jnp.float32)
     tokens = sample_per_row(logits, slots.row_keys, slots.step, slots.temperature, slots.top_p)
     logps = jax.nn.log_softmax(logits, axis=-1)
     token_logps = jnp.take_along_axis(logps, tokens[:, None], axis=-1)[:, 0]
     top_logps, top_ids = jax.lax.top_k(logps, top_n)
     advance = active.astype(jnp.int32)
-    slots = slots._replace(cache=cache, last_token=jnp.where(active, tokens, slots.last_token),
-                           position=slots.position + advance, step=slots.step + advance)
+    slots = slots._replace(
+        cache=cache,
+        last_token=jnp.where(active, tokens, slots.last_token),
+        position=slots.position + advance,
+        step=slots.step + advance,
+    )
     return slots, StepOutput(tokens, token_logps, top_ids.astype(jnp.int32), top_logps)

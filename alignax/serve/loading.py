@@ -7,6 +7,7 @@ every layer's write (measured: ~5 s per step for 32 slots x 512 columns of SmolL
 `scan_layers=True` the layers' new keys/values come out of the scan and are written with one
 in-place update after it (no copy at all in the compiled step).
 """
+
 from __future__ import annotations
 
 import os

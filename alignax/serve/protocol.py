@@ -7,6 +7,7 @@ tools, ...) are rejected when set to anything but their neutral value, rather th
 ignored. `ignore_eos` is accepted as an extension (vLLM's name): generation then runs to
 max_tokens, which benchmarks need for equal work per request.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,15 @@ _MISSING = object()
 class ApiError(Exception):
     """An error answered as OpenAI does: {"error": {"message", "type", "param", "code"}}."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type: str = "invalid_request_error"):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+    ):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
 
@@ -88,21 +96,36 @@ def check_model(body: Any, limits: ServingLimits) -> None:
     if not isinstance(model, str):
         raise ApiError(400, "'model' is required and must be a string", param="model", code="invalid_type")
     if model != limits.model_name:
-        raise ApiError(404, f"The model `{model}` does not exist; this server serves `{limits.model_name}`",
-                       param="model", code="model_not_found")
+        raise ApiError(
+            404,
+            f"The model `{model}` does not exist; this server serves `{limits.model_name}`",
+            param="model",
+            code="model_not_found",
+        )
 
 
 def _reject_unsupported(body: dict) -> None:
-    neutral = {"presence_penalty": (0, 0.0), "frequency_penalty": (0, 0.0), "logit_bias": ({},),
-               "echo": (False,), "suffix": ("",), "tools": ([],), "functions": ([],)}
+    neutral = {
+        "presence_penalty": (0, 0.0),
+        "frequency_penalty": (0, 0.0),
+        "logit_bias": ({},),
+        "echo": (False,),
+        "suffix": ("",),
+        "tools": ([],),
+        "functions": ([],),
+    }
     for name, allowed in neutral.items():
         value = body.get(name)
         if value is not None and not any(value == a and type(value) is type(a) for a in allowed):
             raise ApiError(400, f"'{name}' is not supported by this server", param=name, code="unsupported_parameter")
     fmt = body.get("response_format")
     if fmt is not None and fmt != {"type": "text"}:
-        raise ApiError(400, "only response_format {'type': 'text'} is supported", param="response_format",
-                       code="unsupported_parameter")
+        raise ApiError(
+            400,
+            "only response_format {'type': 'text'} is supported",
+            param="response_format",
+            code="unsupported_parameter",
+        )
 
 
 def _stop_strings(body) -> tuple[str, ...]:
@@ -134,10 +157,14 @@ def _sampling(body, limits: ServingLimits, *, max_tokens_names, default_max_toke
     if max_tokens is None:
         max_tokens = default_max_tokens if default_max_tokens is not None else limits.max_context - longest
     if longest + max(max_tokens, 1) > limits.max_context:
-        raise ApiError(400, f"This model's maximum context length is {limits.max_context} tokens. However, you "
-                       f"requested {longest + max_tokens} tokens ({longest} in the prompt, {max_tokens} in the "
-                       f"completion). Please reduce the prompt or the completion length.",
-                       param=name if max_tokens > 0 else "messages", code="context_length_exceeded")
+        raise ApiError(
+            400,
+            f"This model's maximum context length is {limits.max_context} tokens. However, you "
+            f"requested {longest + max_tokens} tokens ({longest} in the prompt, {max_tokens} in the "
+            f"completion). Please reduce the prompt or the completion length.",
+            param=name if max_tokens > 0 else "messages",
+            code="context_length_exceeded",
+        )
     stream = _field(body, "stream", (bool,), False, "a boolean")
     seed = _integer(body, "seed", None, -(2**63), 2**63 - 1)
     return SamplingOptions(
@@ -163,11 +190,16 @@ def _message_text(content, index: int) -> str:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
-                                         and isinstance(p.get("text"), str) for p in content):
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+    ):
         return "".join(p["text"] for p in content)
-    raise ApiError(400, f"messages[{index}].content must be a string or a list of text parts",
-                   param=f"messages[{index}].content", code="invalid_type")
+    raise ApiError(
+        400,
+        f"messages[{index}].content must be a string or a list of text parts",
+        param=f"messages[{index}].content",
+        code="invalid_type",
+    )
 
 
 def _messages(body) -> list[dict[str, str]]:
@@ -177,8 +209,12 @@ def _messages(body) -> list[dict[str, str]]:
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in _ROLES:
-            raise ApiError(400, f"messages[{i}] must be an object with a role in {list(_ROLES)}",
-                           param=f"messages[{i}]", code="invalid_value")
+            raise ApiError(
+                400,
+                f"messages[{i}] must be an object with a role in {list(_ROLES)}",
+                param=f"messages[{i}]",
+                code="invalid_value",
+            )
         role = "system" if m["role"] == "developer" else m["role"]
         out.append({"role": role, "content": _message_text(m.get("content"), i)})
     return out
@@ -192,8 +228,13 @@ def parse_chat(body: Any, limits: ServingLimits, tokenizer) -> ParsedRequest:
         prompt = encode_prompt(tokenizer, messages)
     except Exception as e:  # the template is the checkpoint's code; its errors are the caller's input
         raise ApiError(400, f"the chat template could not render these messages: {e}", param="messages") from e
-    options = _sampling(body, limits, max_tokens_names=("max_tokens", "max_completion_tokens"),
-                        default_max_tokens=None, prompts=[prompt])
+    options = _sampling(
+        body,
+        limits,
+        max_tokens_names=("max_tokens", "max_completion_tokens"),
+        default_max_tokens=None,
+        prompts=[prompt],
+    )
     logprobs = _field(body, "logprobs", (bool,), False, "a boolean")
     top = _integer(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
     if top and not logprobs:
@@ -207,8 +248,13 @@ def _completion_prompts(body, limits: ServingLimits, tokenizer) -> list[list[int
     if isinstance(prompt, str) or is_ids(prompt):
         prompt = [prompt]
     if not isinstance(prompt, list) or not prompt or not all(isinstance(p, str) or is_ids(p) for p in prompt):
-        raise ApiError(400, "'prompt' must be a string, a list of strings, a list of token ids or a list of "
-                       "token-id lists (none empty)", param="prompt", code="invalid_type")
+        raise ApiError(
+            400,
+            "'prompt' must be a string, a list of strings, a list of token ids or a list of "
+            "token-id lists (none empty)",
+            param="prompt",
+            code="invalid_type",
+        )
     if len(prompt) > MAX_PROMPTS:
         raise _invalid("prompt", f"'prompt' must hold at most {MAX_PROMPTS} prompts, got {len(prompt)}")
     out = []
@@ -226,7 +272,12 @@ def parse_completion(body: Any, limits: ServingLimits, tokenizer) -> ParsedReque
     """POST /v1/completions: prompts encoded as they are (no chat template)."""
     check_model(body, limits)
     prompts = _completion_prompts(body, limits, tokenizer)
-    options = _sampling(body, limits, max_tokens_names=("max_tokens",),
-                        default_max_tokens=COMPLETIONS_DEFAULT_MAX_TOKENS, prompts=prompts)
+    options = _sampling(
+        body,
+        limits,
+        max_tokens_names=("max_tokens",),
+        default_max_tokens=COMPLETIONS_DEFAULT_MAX_TOKENS,
+        prompts=prompts,
+    )
     top = _integer(body, "logprobs", None, 0, MAX_TOP_LOGPROBS)
     return ParsedRequest(prompts, options, top is not None, top or 0, _include_usage(body, options.stream))

@@ -5,6 +5,7 @@ completions use {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}],
 A token's string is decode([id]) (a byte-level token that is part of a multi-byte character
 decodes to U+FFFD on its own, as in other servers); `bytes` are that string's UTF-8 bytes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,8 +41,11 @@ def chat_logprobs(tokens: Sequence[TokenInfo], top: int, strings: TokenStrings) 
         s = strings(token_id)
         return {"token": s, "logprob": _lp(logprob), "bytes": list(s.encode("utf-8"))}
 
-    return {"content": [dict(entry(t.token_id, t.logprob), top_logprobs=[entry(i, lp) for i, lp in t.top[:top]])
-                        for t in tokens]}
+    return {
+        "content": [
+            dict(entry(t.token_id, t.logprob), top_logprobs=[entry(i, lp) for i, lp in t.top[:top]]) for t in tokens
+        ]
+    }
 
 
 def completion_logprobs(tokens: Sequence[TokenInfo], top: int, strings: TokenStrings, offset: int) -> dict[str, Any]:
@@ -73,30 +77,53 @@ class ChoiceState:
 def usage(prompts: Sequence[Sequence[int]], choices: Sequence[ChoiceState]) -> dict[str, int]:
     prompt_tokens = sum(len(p) for p in prompts)
     completion_tokens = sum(c.completion_tokens for c in choices)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
-def final_body(kind: str, request_id: str, model: str, parsed, choices: Sequence[ChoiceState],
-               strings: TokenStrings) -> dict[str, Any]:
+def final_body(
+    kind: str, request_id: str, model: str, parsed, choices: Sequence[ChoiceState], strings: TokenStrings
+) -> dict[str, Any]:
     """The non-streamed response."""
     out = []
     for index, c in enumerate(choices):
         if kind == "chat":
             logprobs = chat_logprobs(c.tokens, parsed.top_logprobs, strings) if parsed.logprobs else None
-            out.append({"index": index, "message": {"role": "assistant", "content": c.text},
-                        "logprobs": logprobs, "finish_reason": c.finish_reason})
+            out.append(
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": c.text},
+                    "logprobs": logprobs,
+                    "finish_reason": c.finish_reason,
+                }
+            )
         else:
             logprobs = completion_logprobs(c.tokens, parsed.top_logprobs, strings, 0) if parsed.logprobs else None
             out.append({"index": index, "text": c.text, "logprobs": logprobs, "finish_reason": c.finish_reason})
-    return {"id": request_id, "object": "chat.completion" if kind == "chat" else "text_completion",
-            "created": int(time.time()), "model": model, "system_fingerprint": None, "choices": out,
-            "usage": usage(parsed.prompts, choices)}
+    return {
+        "id": request_id,
+        "object": "chat.completion" if kind == "chat" else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": None,
+        "choices": out,
+        "usage": usage(parsed.prompts, choices),
+    }
 
 
 def stream_chunk(kind: str, request_id: str, model: str, choices: list[dict], **extra) -> dict[str, Any]:
-    return {"id": request_id, "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
-            "created": int(time.time()), "model": model, "system_fingerprint": None, "choices": choices, **extra}
+    return {
+        "id": request_id,
+        "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": None,
+        "choices": choices,
+        **extra,
+    }
 
 
 def event_choice(kind: str, event: Event, state: ChoiceState, parsed, strings: TokenStrings) -> dict | None:

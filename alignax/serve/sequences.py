@@ -5,6 +5,7 @@ streaming it is released as it grows, holding back a tail that could still becom
 and trailing U+FFFD (a partial UTF-8 character of a byte-level token), so the chunks always
 concatenate to the final text. Events carry each token's raw log-prob and top alternatives.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,8 +70,9 @@ class Request:
         self.prompts = [list(p) for p in prompts]
         self.options = options
         self.events: queue.Queue = queue.Queue()
-        self.choices = [Choice(index=i * options.n + j, prompt_index=i)
-                        for i in range(len(self.prompts)) for j in range(options.n)]
+        self.choices = [
+            Choice(index=i * options.n + j, prompt_index=i) for i in range(len(self.prompts)) for j in range(options.n)
+        ]
         self.cancelled = threading.Event()
         self.seed = options.seed if options.seed is not None else secrets.randbits(32)
 

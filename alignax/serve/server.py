@@ -16,6 +16,7 @@ metrics included) needs `Authorization: Bearer <key>`, compared in constant time
 request headers are never logged (the log line is the method, the path without its query, the
 status).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -103,8 +104,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _check_auth(self) -> bool:
         if self.server.authorized(self.headers.get("Authorization")):
             return True
-        self._send_error(protocol.ApiError(401, "Incorrect or missing API key. Send 'Authorization: Bearer <key>'.",
-                                           code="invalid_api_key"))
+        self._send_error(
+            protocol.ApiError(
+                401, "Incorrect or missing API key. Send 'Authorization: Bearer <key>'.", code="invalid_api_key"
+            )
+        )
         return False
 
     def _read_json(self) -> Any:
@@ -118,8 +122,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             return json.loads(raw.decode("utf-8"), parse_constant=_reject_nan)
         except (UnicodeDecodeError, ValueError) as e:
-            raise protocol.ApiError(400, f"We could not parse the JSON body of your request: {e}",
-                                    code="invalid_json") from e
+            raise protocol.ApiError(
+                400, f"We could not parse the JSON body of your request: {e}", code="invalid_json"
+            ) from e
 
     # -- routes ------------------------------------------------------------------------------------
 
@@ -128,15 +133,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         path = urllib.parse.urlsplit(self.path).path.rstrip("/")
         name = self.server.limits.model_name
-        card = {"id": name, "object": "model", "created": self.server.created, "owned_by": "alignax",
-                "max_model_len": self.server.limits.max_context}
+        card = {
+            "id": name,
+            "object": "model",
+            "created": self.server.created,
+            "owned_by": "alignax",
+            "max_model_len": self.server.limits.max_context,
+        }
         if path == "/v1/models":
             self._send_json(200, {"object": "list", "data": [card]})
         elif path == f"/v1/models/{name}":
             self._send_json(200, card)
         elif path.startswith("/v1/models/"):
-            self._send_error(protocol.ApiError(404, f"The model `{path[len('/v1/models/'):]}` does not exist",
-                                               param="model", code="model_not_found"))
+            self._send_error(
+                protocol.ApiError(
+                    404,
+                    f"The model `{path[len('/v1/models/') :]}` does not exist",
+                    param="model",
+                    code="model_not_found",
+                )
+            )
         elif path == "/health":
             self._send_json(200 if self.server.batcher.alive else 503, {"ok": self.server.batcher.alive})
         elif path == "/debug/metrics":
@@ -148,8 +164,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self._check_auth():
             return
         path = urllib.parse.urlsplit(self.path).path.rstrip("/")
-        parsers = {"/v1/chat/completions": ("chat", protocol.parse_chat),
-                   "/v1/completions": ("completion", protocol.parse_completion)}
+        parsers = {
+            "/v1/chat/completions": ("chat", protocol.parse_chat),
+            "/v1/completions": ("completion", protocol.parse_completion),
+        }
         try:
             if path not in parsers:
                 self.close_connection = True
@@ -191,8 +209,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 states = [responses.ChoiceState() for _ in request.choices]
                 for event in self._events(request):
                     states[event.choice].add(event)
-                self._send_json(200, responses.final_body(kind, responses.new_id(kind), self.server.limits.model_name,
-                                                          parsed, states, self.server.token_strings))
+                self._send_json(
+                    200,
+                    responses.final_body(
+                        kind,
+                        responses.new_id(kind),
+                        self.server.limits.model_name,
+                        parsed,
+                        states,
+                        self.server.token_strings,
+                    ),
+                )
         except protocol.ApiError as e:
             self.server.batcher.cancel(request)
             if not parsed.options.stream:
@@ -212,9 +239,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         request_id, model = responses.new_id(kind), self.server.limits.model_name
         send = lambda obj: self._sse(json.dumps(obj))
         if kind == "chat":
-            send(responses.stream_chunk(kind, request_id, model, [
-                {"index": c.index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                 "finish_reason": None} for c in request.choices]))
+            send(
+                responses.stream_chunk(
+                    kind,
+                    request_id,
+                    model,
+                    [
+                        {
+                            "index": c.index,
+                            "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                        for c in request.choices
+                    ],
+                )
+            )
         states = [responses.ChoiceState() for _ in request.choices]
         try:
             for event in self._events(request):
@@ -234,9 +274,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def make_server(model, tokenizer, *, model_name: str, host: str = "127.0.0.1", port: int = 8000,
-                max_batch: int = 16, max_context: int | None = None, api_key: str | None = None,
-                eos_token_ids=None, warmup_prompt_lengths=()) -> OpenAIServer:
+def make_server(
+    model,
+    tokenizer,
+    *,
+    model_name: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch: int = 16,
+    max_context: int | None = None,
+    api_key: str | None = None,
+    eos_token_ids=None,
+    warmup_prompt_lengths=(),
+) -> OpenAIServer:
     """A bound server whose engine thread is running; call serve_forever (any thread), then close().
 
     max_context: tokens per slot (prompt + completion); default the model's max_position_embeddings
@@ -244,20 +294,24 @@ def make_server(model, tokenizer, *, model_name: str, host: str = "127.0.0.1", p
     cfg.scan_layers=True (`alignax.serve.loading.load_for_serving`): see loading.py for why.
     """
     if not model.cfg.scan_layers:
-        _log.warning("model.cfg.scan_layers is False: every decode step copies the whole KV cache per layer "
-                     "(load with alignax.serve.loading.load_for_serving)")
+        _log.warning(
+            "model.cfg.scan_layers is False: every decode step copies the whole KV cache per layer "
+            "(load with alignax.serve.loading.load_for_serving)"
+        )
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     max_context = int(max_context or min(model.cfg.max_position_embeddings, 2048))
     if not 2 <= max_context <= model.cfg.max_position_embeddings:
         raise ValueError(f"max_context must be in [2, {model.cfg.max_position_embeddings}], got {max_context}")
-    batcher = Batcher(model, tokenizer, max_batch=max_batch, max_context=max_context,
-                      eos_ids=_eos_ids(tokenizer, eos_token_ids))
+    batcher = Batcher(
+        model, tokenizer, max_batch=max_batch, max_context=max_context, eos_ids=_eos_ids(tokenizer, eos_token_ids)
+    )
     if warmup_prompt_lengths:
         batcher.warmup(warmup_prompt_lengths)
     batcher.start()
-    limits = protocol.ServingLimits(model_name=model_name, max_context=max_context, max_batch=max_batch,
-                                    vocab_size=model.cfg.vocab_size)
+    limits = protocol.ServingLimits(
+        model_name=model_name, max_context=max_context, max_batch=max_batch, vocab_size=model.cfg.vocab_size
+    )
     try:
         return OpenAIServer((host, port), batcher, tokenizer, limits, api_key)
     except OSError:

@@ -15,6 +15,7 @@ Restore never deletes anything. Rules (`Checkpointer.restore_latest`):
 When the resumed run later saves a step number that was skipped as unreadable, the unreadable
 directory is first moved aside to DIR/checkpoints.unreadable/<step>-<time> (kept, not deleted).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,10 @@ def _shapes_by_key(tree) -> dict[str, tuple[tuple[int, ...], np.dtype] | None]:
     """Key -> (shape, dtype), keyed as orbax keys the saved arrays (`ocp.tree.to_flat_dict`), so a
     target's keys and its checkpoint metadata's keys agree (nnx variables included)."""
     flat = ocp.tree.to_flat_dict(tree)
-    return {".".join(map(str, key)): ((tuple(leaf.shape), np.dtype(leaf.dtype)) if hasattr(leaf, "shape") else None)
-            for key, leaf in flat.items()}
+    return {
+        ".".join(map(str, key)): ((tuple(leaf.shape), np.dtype(leaf.dtype)) if hasattr(leaf, "shape") else None)
+        for key, leaf in flat.items()
+    }
 
 
 def first_mismatch(saved_tree, target_tree) -> str | None:
@@ -61,8 +64,10 @@ def first_mismatch(saved_tree, target_tree) -> str | None:
         if key not in saved:
             return f"{key!r} is not in the checkpoint"
         if expected is not None and saved[key] is not None and saved[key] != expected:
-            return (f"{key!r}: the checkpoint has shape {saved[key][0]} {saved[key][1]}, "
-                    f"the current config expects {expected[0]} {expected[1]}")
+            return (
+                f"{key!r}: the checkpoint has shape {saved[key][0]} {saved[key][1]}, "
+                f"the current config expects {expected[0]} {expected[1]}"
+            )
     extra = [key for key in saved if key not in target]
     return f"{extra[0]!r} is in the checkpoint but not in the current config" if extra else None
 
@@ -130,8 +135,10 @@ class Checkpointer:
                         raise
                     problem = f"{type(error).__name__}: {str(error)[:300]}"
             log.warning("checkpoint %s is partial or corrupt (%s); falling back to the previous one", where, problem)
-            print(f"WARNING: checkpoint step {step} in {self.directory} is partial or corrupt ({problem[:200]}); "
-                  f"falling back to the previous one: {where}")
+            print(
+                f"WARNING: checkpoint step {step} in {self.directory} is partial or corrupt ({problem[:200]}); "
+                f"falling back to the previous one: {where}"
+            )
             self._unreadable.add(step)
         return None
 
@@ -144,7 +151,8 @@ class Checkpointer:
         if mismatch is not None:
             raise CheckpointMismatchError(
                 f"checkpoint {os.path.join(self.directory, str(step))} does not fit the current config: {mismatch}. "
-                "Resume with the config it was saved with, or start a new workdir.")
+                "Resume with the config it was saved with, or start a new workdir."
+            )
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()),

@@ -8,6 +8,7 @@ Batches use the layout of `alignax.train.methods` (input_ids, segment_ids, posit
 sequence_index), one sequence per row, rows bucketed in length to limit recompilation.
 Pairwise batches hold sequences [chosen_0..chosen_{B-1}, rejected_0..rejected_{B-1}] per micro-batch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,8 +21,15 @@ from alignax.data.packing import first_fit_decreasing
 from alignax.data.tokenize import TokenizedSequence, TruncationConfig, tokenize_dataset
 from alignax.models.tokenizer import Tokenizer
 
-_TASK_OF_METHOD = {"sft": "sft", "soft": "sft", "pairwise": "preference", "reward_model": "preference",
-                   "kto": "unpaired", "multi_sample": "multi_sample", "cut": "judgment"}
+_TASK_OF_METHOD = {
+    "sft": "sft",
+    "soft": "sft",
+    "pairwise": "preference",
+    "reward_model": "preference",
+    "kto": "unpaired",
+    "multi_sample": "multi_sample",
+    "cut": "judgment",
+}
 # CUT (METHODS.md section 7): a judged example with score >= 7 is positive (its judgment is dropped:
 # plain MLE); one below 7, or without a score, is negative (its judgment names a fault).
 CUT_POSITIVE_SCORE = 7.0
@@ -62,8 +70,16 @@ def round_rows(rows: int, rows_multiple: int, *, pack: bool, num_sequences: int)
     return -(-rows // granule) * granule
 
 
-def collate(sequences: list[FeedSequence], sequence_ids: list[int], *, rows: list[list[int]], num_rows: int,
-            length: int, segments: int, pad_id: int) -> dict[str, np.ndarray]:
+def collate(
+    sequences: list[FeedSequence],
+    sequence_ids: list[int],
+    *,
+    rows: list[list[int]],
+    num_rows: int,
+    length: int,
+    segments: int,
+    pad_id: int,
+) -> dict[str, np.ndarray]:
     """Lay out `sequences` in `num_rows` rows of `length` tokens, `rows[r]` being row r's sequences.
 
     Each sequence is one segment (ids 1..S in its row, positions restarting at 0), so attention and
@@ -108,12 +124,13 @@ def mismatched_sequence(prompt_of: FeedSequence, completion_of: FeedSequence, ma
     mismatched pairs (x_i, y_j), i != j, so the baseline does not move with the rewards being
     optimised. Truncated at `max_length` from the end of the completion."""
     prompt, completion = prompt_of.tokens, completion_of.tokens
-    ids = np.concatenate([prompt.input_ids[: prompt.prompt_length], completion.input_ids[completion.prompt_length:]])
-    mask = np.concatenate([np.zeros(prompt.prompt_length, np.int32), completion.loss_mask[completion.prompt_length:]])
+    ids = np.concatenate([prompt.input_ids[: prompt.prompt_length], completion.input_ids[completion.prompt_length :]])
+    mask = np.concatenate([np.zeros(prompt.prompt_length, np.int32), completion.loss_mask[completion.prompt_length :]])
     if max_length is not None:
         ids, mask = ids[:max_length], mask[:max_length]
-    tokens = TokenizedSequence(input_ids=ids.astype(np.int32), loss_mask=mask.astype(np.int32),
-                               prompt_length=prompt.prompt_length)
+    tokens = TokenizedSequence(
+        input_ids=ids.astype(np.int32), loss_mask=mask.astype(np.int32), prompt_length=prompt.prompt_length
+    )
     return FeedSequence(tokens, {})
 
 
@@ -125,13 +142,29 @@ class Feed:
     sides (e.g. chosen) of the global micro-batch, then all second sides, and so on. With
     `kl_pairs` (KTO) a last side of mismatched sequences is added (`mismatched_sequence`)."""
 
-    def __init__(self, examples: list, make_sequences, *, batch_size: int, grad_accum_steps: int, seed: int,
-                 shuffle: bool, rows_multiple: int, length_multiple: int, pad_id: int,
-                 process_index: int = 0, process_count: int = 1, kl_pairs: bool = False,
-                 max_length: int | None = None, pack: bool = False):
+    def __init__(
+        self,
+        examples: list,
+        make_sequences,
+        *,
+        batch_size: int,
+        grad_accum_steps: int,
+        seed: int,
+        shuffle: bool,
+        rows_multiple: int,
+        length_multiple: int,
+        pad_id: int,
+        process_index: int = 0,
+        process_count: int = 1,
+        kl_pairs: bool = False,
+        max_length: int | None = None,
+        pack: bool = False,
+    ):
         if batch_size % (grad_accum_steps * process_count):
-            raise ValueError(f"batch_size={batch_size} must be divisible by grad_accum_steps x processes "
-                             f"= {grad_accum_steps} x {process_count}")
+            raise ValueError(
+                f"batch_size={batch_size} must be divisible by grad_accum_steps x processes "
+                f"= {grad_accum_steps} x {process_count}"
+            )
         if not examples:
             raise ValueError("the dataset is empty (after skipping bad records)")
         self.examples = examples
@@ -168,7 +201,7 @@ class Feed:
         while len(indices) < count:
             order = self._order(self.epoch)
             take = min(count - len(indices), len(order) - self.position)
-            indices.extend(int(i) for i in order[self.position: self.position + take])
+            indices.extend(int(i) for i in order[self.position : self.position + take])
             self.position += take
             if self.position == len(order):
                 self.epoch, self.position = self.epoch + 1, 0
@@ -198,34 +231,53 @@ class Feed:
         Side-major: all first sequences (chosen), then all second ones (rejected); globally the
         chosen of every process come before any rejected."""
         local_size = global_micro // self.process_count
-        local = per_example[process * local_size:(process + 1) * local_size]
+        local = per_example[process * local_size : (process + 1) * local_size]
         sides = len(local[0])
         sequences = [seqs[side] for side in range(sides) for seqs in local]
-        sequence_ids = [side * global_micro + process * local_size + j for side in range(sides) for j in range(len(local))]
+        sequence_ids = [
+            side * global_micro + process * local_size + j for side in range(sides) for j in range(len(local))
+        ]
         return sequences, sequence_ids
 
     def __next__(self) -> dict[str, np.ndarray]:
         global_indices = self._next_indices(self.batch_size)
         global_micro = self.batch_size // self.grad_accum_steps
-        micro_examples = [self._global_micro_batch(global_indices[k * global_micro:(k + 1) * global_micro])
-                          for k in range(self.grad_accum_steps)]
+        micro_examples = [
+            self._global_micro_batch(global_indices[k * global_micro : (k + 1) * global_micro])
+            for k in range(self.grad_accum_steps)
+        ]
         # One shape for the whole global batch: every process must build arrays of the same shape
         # (jax.make_array_from_process_local_data), so rows, length and segments come from all
         # processes' micro-batches (each host tokenizes the global batch; tokenization is cached).
         longest = max(seq.tokens.length for micro in micro_examples for seqs in micro for seq in seqs)
         length = bucketed_length(max(longest, self.max_length or 0) if self.pack else longest, self.length_multiple)
-        plans = [[self._local_sequences(per_example, p, global_micro) for p in range(self.process_count)]
-                 for per_example in micro_examples]
+        plans = [
+            [self._local_sequences(per_example, p, global_micro) for p in range(self.process_count)]
+            for per_example in micro_examples
+        ]
         rows = [[plan_rows(seqs, pack=self.pack, row_length=length) for seqs, _ in micro] for micro in plans]
         num_sequences = max(len(seqs) for micro in plans for seqs, _ in micro)
-        num_rows = round_rows(max(len(r) for micro in rows for r in micro), self.rows_multiple, pack=self.pack,
-                              num_sequences=num_sequences)
+        num_rows = round_rows(
+            max(len(r) for micro in rows for r in micro),
+            self.rows_multiple,
+            pack=self.pack,
+            num_sequences=num_sequences,
+        )
         segments = max(len(row) for micro in rows for r in micro for row in r)
         micro_batches = []
         for micro, micro_rows in zip(plans, rows):
             sequences, sequence_ids = micro[self.process_index]
-            micro_batches.append(collate(sequences, sequence_ids, rows=micro_rows[self.process_index], num_rows=num_rows,
-                                         length=length, segments=segments, pad_id=self.pad_id))
+            micro_batches.append(
+                collate(
+                    sequences,
+                    sequence_ids,
+                    rows=micro_rows[self.process_index],
+                    num_rows=num_rows,
+                    length=length,
+                    segments=segments,
+                    pad_id=self.pad_id,
+                )
+            )
         return stack_micro_batches(micro_batches)
 
 
@@ -259,8 +311,9 @@ def load_split(config, tokenizer: Tokenizer, *, split: str):
     # One tokenization path for the whole codebase: alignax.data (chat template split as TRL,
     # assistant-only masks, truncation counted and reported).
     truncation = TruncationConfig(max_length=data.max_length, max_prompt_length=data.max_prompt_length)
-    tokenized = tokenize_dataset(loaded.examples, task=task, tokenizer=tokenizer, truncation=truncation,
-                                 on_error=data.on_error)
+    tokenized = tokenize_dataset(
+        loaded.examples, task=task, tokenizer=tokenizer, truncation=truncation, on_error=data.on_error
+    )
     if tokenized.report.total:
         print(f"data {source}: skipped at tokenization {tokenized.report.summary()}")
     truncated = {k: v for k, v in tokenized.stats.items() if k != "examples" and v}
@@ -277,16 +330,21 @@ def _common_response(plain: TokenizedSequence, judged: TokenizedSequence, where:
     """Both sequences cut to the response tokens they share (the judgment prompt is longer, so
     max_length may cut its response sooner); a response tokenized differently is bad input."""
     n = min(plain.response_length, judged.response_length)
-    plain_response = plain.input_ids[plain.prompt_length:plain.prompt_length + n]
-    judged_response = judged.input_ids[judged.prompt_length:judged.prompt_length + n]
+    plain_response = plain.input_ids[plain.prompt_length : plain.prompt_length + n]
+    judged_response = judged.input_ids[judged.prompt_length : judged.prompt_length + n]
     if not np.array_equal(plain_response, judged_response):
-        raise DataError("judgment_response_mismatch", "the response tokenizes differently under the plain and "
-                        "the judgment prompt (the chat template merges it with the prompt)", where)
+        raise DataError(
+            "judgment_response_mismatch",
+            "the response tokenizes differently under the plain and "
+            "the judgment prompt (the chat template merges it with the prompt)",
+            where,
+        )
 
     def cut(seq):
         end = seq.prompt_length + n
-        return TokenizedSequence(input_ids=seq.input_ids[:end], loss_mask=seq.loss_mask[:end],
-                                 prompt_length=seq.prompt_length)
+        return TokenizedSequence(
+            input_ids=seq.input_ids[:end], loss_mask=seq.loss_mask[:end], prompt_length=seq.prompt_length
+        )
 
     return cut(plain), cut(judged)
 
@@ -306,8 +364,9 @@ def prepare_judgments(tokenized, *, positive_score: float, on_error: str, source
             continue
         score = float(example.scalars.get("score", np.nan))
         is_negative = not (np.isfinite(score) and score >= positive_score)
-        examples.append(dataclasses.replace(example, sequences=sequences,
-                                            scalars={"is_negative": np.float32(is_negative)}))
+        examples.append(
+            dataclasses.replace(example, sequences=sequences, scalars={"is_negative": np.float32(is_negative)})
+        )
     if report.total:
         print(f"data {source}: skipped at judgment preparation {report.summary()}")
     if not examples:
@@ -321,14 +380,20 @@ def check_fields(tokenized, required_fields, *, source: str, loss_name: str) -> 
     for example in tokenized.examples:
         missing = [name for name in required_fields if name not in example.scalars]
         if missing:
-            hint = (" (or set --config.reference=on_the_fly or precomputed to compute reference log-probs)"
-                    if missing[0].startswith("ref_") else "")
-            raise ValueError(f"{source}: record {example.index} has no field {missing[0]!r}, which loss "
-                             f"{loss_name!r} needs (its data inputs: {', '.join(required_fields)}){hint}")
+            hint = (
+                " (or set --config.reference=on_the_fly or precomputed to compute reference log-probs)"
+                if missing[0].startswith("ref_")
+                else ""
+            )
+            raise ValueError(
+                f"{source}: record {example.index} has no field {missing[0]!r}, which loss "
+                f"{loss_name!r} needs (its data inputs: {', '.join(required_fields)}){hint}"
+            )
 
 
-def make_feed(config, tokenizer: Tokenizer, *, split: str, rows_multiple: int, required_fields=(),
-              tokenized=None) -> Feed:
+def make_feed(
+    config, tokenizer: Tokenizer, *, split: str, rows_multiple: int, required_fields=(), tokenized=None
+) -> Feed:
     """The feed of `config.data.train` or `config.data.eval` for the run's method.
 
     `rows_multiple`: rows of every local micro-batch are padded to a multiple of it (the number of

@@ -9,6 +9,7 @@ DIR/export/ (HF folder; with LoRA the adapters merged in, and DIR/export_adapter
 adapter folder), DIR/curves.png, DIR/config.json, DIR/summary.json.
 Running again with the same DIR resumes where it stopped (data position and RNG included).
 """
+
 from __future__ import annotations
 
 import json
@@ -93,10 +94,15 @@ def precompute_reference(config: ml_collections.ConfigDict, model, splits: dict)
         raise validate.ConfigError("config.reference: precomputed runs on one process for now; use on_the_fly")
     for tokenized in splits.values():
         values = reference_lib.reference_logps(
-            model, tokenized, batch_size=config.eval_batch_size, max_length=config.data.max_length,
-            length_multiple=config.data.length_multiple, chunk_size=config.logprob_chunk_size,
+            model,
+            tokenized,
+            batch_size=config.eval_batch_size,
+            max_length=config.data.max_length,
+            length_multiple=config.data.length_multiple,
+            chunk_size=config.logprob_chunk_size,
             vocab_chunk_size=config.logprob_vocab_chunk_size or None,
-            cache_dir=config.reference_cache_dir or reference_lib.default_cache_dir())
+            cache_dir=config.reference_cache_dir or reference_lib.default_cache_dir(),
+        )
         reference_lib.attach(tokenized, values, config.method)
 
 
@@ -116,8 +122,10 @@ def export_run(config: ml_collections.ConfigDict, model, tokenizer, workdir: str
         return
     merged = lora.merge_adapters(model)
     _swap_in_export(lambda out: modeling.export_hf(merged, tokenizer, out), os.path.join(workdir, "export"))
-    _swap_in_export(lambda out: lora.save_peft_adapter(model, out, lora_spec, base_model_name_or_path=config.model),
-                    os.path.join(workdir, "export_adapter"))
+    _swap_in_export(
+        lambda out: lora.save_peft_adapter(model, out, lora_spec, base_model_name_or_path=config.model),
+        os.path.join(workdir, "export_adapter"),
+    )
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -133,8 +141,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # Rows of a local micro-batch must split evenly over the batch shards (data x fsdp) that this
     # process's devices hold; the feed pads with empty rows (segment 0: no loss, no tokens).
     rows_multiple = max(1, mesh.shape["data"] * mesh.shape["fsdp"] // jax.process_count())
-    print(f"process {jax.process_index()} of {jax.process_count()}, {jax.local_device_count()} local devices, "
-          f"mesh {dict(mesh.shape)}")
+    print(
+        f"process {jax.process_index()} of {jax.process_count()}, {jax.local_device_count()} local devices, "
+        f"mesh {dict(mesh.shape)}"
+    )
     model, tokenizer = modeling.build_model(config, mesh)
     method_fn = get_method(config.method)
     lora_spec = lora.spec_from_config(config.get("lora"))
@@ -170,11 +180,26 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.reference == "precomputed":
         # From the STARTING weights (state is not restored yet): a resumed run finds them cached.
         precompute_reference(config, nnx.merge(graphdef, state.params, non_trainable), splits)
-    train_feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=rows_multiple,
-                                    required_fields=required_fields, tokenized=splits["train"])
-    eval_feed = (feed_lib.make_feed(config, tokenizer, split="eval", rows_multiple=rows_multiple,
-                                    required_fields=required_fields, tokenized=splits["eval"])
-                 if config.data.eval else None)
+    train_feed = feed_lib.make_feed(
+        config,
+        tokenizer,
+        split="train",
+        rows_multiple=rows_multiple,
+        required_fields=required_fields,
+        tokenized=splits["train"],
+    )
+    eval_feed = (
+        feed_lib.make_feed(
+            config,
+            tokenizer,
+            split="eval",
+            rows_multiple=rows_multiple,
+            required_fields=required_fields,
+            tokenized=splits["eval"],
+        )
+        if config.data.eval
+        else None
+    )
 
     # --- resume ----------------------------------------------------------------------------------------
     checkpointer = ckpt_lib.Checkpointer(
@@ -263,8 +288,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 if config.nan_policy == "stop":
                     checkpointer.close()
                     writer.close()
-                    raise FloatingPointError(f"{message}; stopped before updating. The last good checkpoint is "
-                                             f"kept. Set --config.nan_policy=skip to skip such steps.")
+                    raise FloatingPointError(
+                        f"{message}; stopped before updating. The last good checkpoint is "
+                        f"kept. Set --config.nan_policy=skip to skip such steps."
+                    )
                 print(f"WARNING: {message}; update skipped (params and optimizer state unchanged).")
             if done % config.log_every == 0 or done == config.total_steps:
                 last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}

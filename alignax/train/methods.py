@@ -13,6 +13,7 @@ log-probs come from one forward pass over the packed rows (the chunked log-prob 
 materializes [R, L, V] logits). Objectives themselves are pure functions in `alignax.losses`;
 a method only gathers their inputs. Methods are registered by name, like losses.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -28,7 +29,14 @@ _METHODS: dict[str, Callable] = {}
 
 # The loss inputs each method computes from the model; a loss's other inputs are per-example data
 # fields (`field/<name>` in the batch), which the records must carry (docs/batches.md).
-_PAIR = ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths", "ref_chosen_logps", "ref_rejected_logps")
+_PAIR = (
+    "chosen_logps",
+    "rejected_logps",
+    "chosen_lengths",
+    "rejected_lengths",
+    "ref_chosen_logps",
+    "ref_rejected_logps",
+)
 MODEL_INPUTS = {
     "sft": ("token_logps", "loss_mask", "num_tokens"),
     "soft": ("exit_token_logps", "loss_mask", "num_tokens"),
@@ -68,10 +76,15 @@ def _target_mask(batch: Batch) -> jax.Array:
     return batch["loss_mask"][:, 1:].astype(jnp.float32) * same_segment.astype(jnp.float32)
 
 
-def token_logps_from_hidden(hidden: jax.Array, head_weight: jax.Array, batch: Batch, *, chunk_size: int, vocab_chunk_size: int | None = None) -> jax.Array:
+def token_logps_from_hidden(
+    hidden: jax.Array, head_weight: jax.Array, batch: Batch, *, chunk_size: int, vocab_chunk_size: int | None = None
+) -> jax.Array:
     """Per-token log p(next token) [R, L-1] under the packed layout, masked to response tokens."""
     token_logps = logprobs_ops.token_logprobs(
-        hidden[:, :-1], head_weight, batch["input_ids"][:, 1:], chunk_size=chunk_size,
+        hidden[:, :-1],
+        head_weight,
+        batch["input_ids"][:, 1:],
+        chunk_size=chunk_size,
         vocab_chunk_size=vocab_chunk_size,
     )
     return token_logps * _target_mask(batch)
@@ -86,10 +99,14 @@ def per_sequence_sums(values: jax.Array, batch: Batch, num_sequences: int) -> ja
     return sums[:num_sequences]
 
 
-def sequence_logps(model, batch: Batch, num_sequences: int, *, chunk_size: int, vocab_chunk_size: int | None = None) -> tuple[jax.Array, jax.Array]:
+def sequence_logps(
+    model, batch: Batch, num_sequences: int, *, chunk_size: int, vocab_chunk_size: int | None = None
+) -> tuple[jax.Array, jax.Array]:
     """(summed response log-probs [N], response token counts [N]) of every sequence in the batch."""
     hidden = model.hidden_states(batch["input_ids"], positions=batch["positions"], segment_ids=batch["segment_ids"])
-    token_logps = token_logps_from_hidden(hidden, model.lm_head_weight(), batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
+    token_logps = token_logps_from_hidden(
+        hidden, model.lm_head_weight(), batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size
+    )
     logps = per_sequence_sums(token_logps, batch, num_sequences)
     lengths = per_sequence_sums(_target_mask(batch), batch, num_sequences)
     return logps, lengths
@@ -108,19 +125,36 @@ def call_loss(loss_name: str, available: dict[str, Any], hparams: dict[str, Any]
 
 def data_fields(batch: Batch, num_sequences: int) -> dict[str, jax.Array]:
     """The per-sequence data fields of a batch (`field/<name>` arrays [R, 1]) as [num_sequences] arrays."""
-    return {key.split("/", 1)[1]: per_sequence_row_values(value, batch, num_sequences)
-            for key, value in batch.items() if key.startswith("field/")}
+    return {
+        key.split("/", 1)[1]: per_sequence_row_values(value, batch, num_sequences)
+        for key, value in batch.items()
+        if key.startswith("field/")
+    }
 
 
 # ----------------------------------------------------------------------------- methods
 
 
 @register_method("sft")
-def sft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int, num_tokens, num_sides: int = 2):
+def sft_method(
+    model,
+    batch: Batch,
+    *,
+    ref_model=None,
+    loss_name: str,
+    hparams: dict,
+    chunk_size: int,
+    vocab_chunk_size: int | None = None,
+    batch_size: int,
+    num_tokens,
+    num_sides: int = 2,
+):
     """Token-mean NLL over response tokens. `num_tokens` is the token count of the WHOLE (accumulated)
     batch, so that k micro-batches give exactly the large-batch loss with ragged lengths."""
     hidden = model.hidden_states(batch["input_ids"], positions=batch["positions"], segment_ids=batch["segment_ids"])
-    token_logps = token_logps_from_hidden(hidden, model.lm_head_weight(), batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
+    token_logps = token_logps_from_hidden(
+        hidden, model.lm_head_weight(), batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size
+    )
     mask = _target_mask(batch)
     return call_loss(loss_name, {"token_logps": token_logps, "loss_mask": mask, "num_tokens": num_tokens}, hparams)
 
@@ -129,8 +163,19 @@ sft_method.token_normalized = True
 
 
 @register_method("soft")
-def soft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int,
-                num_tokens, num_sides: int = 2):
+def soft_method(
+    model,
+    batch: Batch,
+    *,
+    ref_model=None,
+    loss_name: str,
+    hparams: dict,
+    chunk_size: int,
+    vocab_chunk_size: int | None = None,
+    batch_size: int,
+    num_tokens,
+    num_sides: int = 2,
+):
     """Sorted fine-tuning: NLL at several exit layers through the shared final norm and head."""
     exit_layers = tuple(hparams["exit_layers"])
     hidden_by_layer = model.hidden_states(
@@ -138,7 +183,12 @@ def soft_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams:
     )
     head = model.lm_head_weight()
     stacked = jnp.stack(
-        [token_logps_from_hidden(hidden_by_layer[layer], head, batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size) for layer in exit_layers]
+        [
+            token_logps_from_hidden(
+                hidden_by_layer[layer], head, batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size
+            )
+            for layer in exit_layers
+        ]
     )
     arrays = {"exit_token_logps": stacked, "loss_mask": _target_mask(batch), "num_tokens": num_tokens}
     return call_loss(loss_name, arrays, dict(hparams, exit_layers=exit_layers))
@@ -149,14 +199,26 @@ soft_method.token_normalized = True
 
 @register_method("pairwise")
 def pairwise_method(
-    model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int, num_tokens=None
-, num_sides: int = 2):
+    model,
+    batch: Batch,
+    *,
+    ref_model=None,
+    loss_name: str,
+    hparams: dict,
+    chunk_size: int,
+    vocab_chunk_size: int | None = None,
+    batch_size: int,
+    num_tokens=None,
+    num_sides: int = 2,
+):
     """DPO family, SimPO, ORPO, IPO, SPPO, INPO, DNO, ...: chosen and rejected in one packed forward pass.
 
     The reference log-probs come from the data (`reference: precomputed`, or an iteration pipeline's
     stored values) when present, else from the frozen reference model, else are omitted
     (reference-free objectives)."""
-    logps, lengths = sequence_logps(model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
+    logps, lengths = sequence_logps(
+        model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size
+    )
     arrays = {
         "chosen_logps": logps[:batch_size],
         "rejected_logps": logps[batch_size:],
@@ -165,7 +227,9 @@ def pairwise_method(
     }
     model_ref = {}
     if ref_model is not None:
-        ref_logps, _ = sequence_logps(ref_model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
+        ref_logps, _ = sequence_logps(
+            ref_model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size
+        )
         ref_logps = jax.lax.stop_gradient(ref_logps)
         model_ref = {"chosen": ref_logps[:batch_size], "rejected": ref_logps[batch_size:]}
     # Per-example data fields (SPPO's win probabilities, precomputed reference log-probs, ...) ride on
@@ -187,13 +251,26 @@ def per_sequence_row_values(row_values: jax.Array, batch: Batch, num_sequences: 
     """Per-sequence values stored next to `sequence_index` ([R, S]) -> [num_sequences]."""
     index = batch["sequence_index"]
     index = jnp.where(index >= 0, index, num_sequences)
-    out = jax.ops.segment_sum(row_values.reshape(-1).astype(jnp.float32), index.reshape(-1), num_segments=num_sequences + 1)
+    out = jax.ops.segment_sum(
+        row_values.reshape(-1).astype(jnp.float32), index.reshape(-1), num_segments=num_sequences + 1
+    )
     return out[:num_sequences]
 
 
 @register_method("kto")
-def kto_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None, batch_size: int,
-               num_tokens=None, num_sides: int = 2):
+def kto_method(
+    model,
+    batch: Batch,
+    *,
+    ref_model=None,
+    loss_name: str,
+    hparams: dict,
+    chunk_size: int,
+    vocab_chunk_size: int | None = None,
+    batch_size: int,
+    num_tokens=None,
+    num_sides: int = 2,
+):
     """KTO on unpaired completions with labels (the `label` field of each completion).
 
     Sequences [0, B) are the batch's (x_i, y_i); sequences [B, 2B) are the mismatched pairs
@@ -206,7 +283,8 @@ def kto_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: 
         raise ValueError("kto needs a reference: set config.reference='on_the_fly'")
     logps, _ = sequence_logps(model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
     ref_logps = jax.lax.stop_gradient(
-        sequence_logps(ref_model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)[0])
+        sequence_logps(ref_model, batch, 2 * batch_size, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)[0]
+    )
     fields = data_fields(batch, 2 * batch_size)
     arrays = {
         "logps": logps[:batch_size],
@@ -218,28 +296,55 @@ def kto_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: 
 
 
 @register_method("multi_sample")
-def multi_sample_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int,
-                        vocab_chunk_size: int | None = None, batch_size: int, num_tokens=None, num_sides: int = 2):
+def multi_sample_method(
+    model,
+    batch: Batch,
+    *,
+    ref_model=None,
+    loss_name: str,
+    hparams: dict,
+    chunk_size: int,
+    vocab_chunk_size: int | None = None,
+    batch_size: int,
+    num_tokens=None,
+    num_sides: int = 2,
+):
     """K scored samples per prompt (SPPO's per-sample regression, CGPO's CRRAFT): every response is
     one sequence with its own fields (`win_probs`, `rewards`, ...); the loss sees [K * B] arrays."""
     num_sequences = num_sides * batch_size
-    logps, lengths = sequence_logps(model, batch, num_sequences, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)
+    logps, lengths = sequence_logps(
+        model, batch, num_sequences, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size
+    )
     arrays = {"logps": logps, "lengths": lengths, **data_fields(batch, num_sequences)}
     if ref_model is not None and "ref_logps" not in arrays:  # precomputed (a data field) wins
         arrays["ref_logps"] = jax.lax.stop_gradient(
-            sequence_logps(ref_model, batch, num_sequences, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)[0])
+            sequence_logps(ref_model, batch, num_sequences, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size)[0]
+        )
     return call_loss(loss_name, arrays, hparams)
 
 
 @register_method("reward_model")
-def reward_model_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int, vocab_chunk_size: int | None = None,
-                        batch_size: int, num_tokens=None, num_sides: int = 2):
+def reward_model_method(
+    model,
+    batch: Batch,
+    *,
+    ref_model=None,
+    loss_name: str,
+    hparams: dict,
+    chunk_size: int,
+    vocab_chunk_size: int | None = None,
+    batch_size: int,
+    num_tokens=None,
+    num_sides: int = 2,
+):
     """Bradley–Terry reward model: `model` is an `alignax.models.reward_head.RewardModel` whose
     head reads each sequence's last token; rows hold one sequence each (chosen, then rejected)."""
     row_rewards = model(batch["input_ids"], segment_ids=batch["segment_ids"], positions=batch["positions"])
     index = batch["sequence_index"][:, 0]
-    rewards = jax.ops.segment_sum(row_rewards, jnp.where(index >= 0, index, 2 * batch_size), num_segments=2 * batch_size + 1)
-    arrays = {"chosen_rewards": rewards[:batch_size], "rejected_rewards": rewards[batch_size:2 * batch_size]}
+    rewards = jax.ops.segment_sum(
+        row_rewards, jnp.where(index >= 0, index, 2 * batch_size), num_segments=2 * batch_size + 1
+    )
+    arrays = {"chosen_rewards": rewards[:batch_size], "rejected_rewards": rewards[batch_size : 2 * batch_size]}
     return call_loss(loss_name, arrays, hparams)
 
 
@@ -266,8 +371,19 @@ def response_token_table(values: jax.Array, batch: Batch, num_sequences: int) ->
 
 
 @register_method("cut")
-def cut_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: dict, chunk_size: int,
-               vocab_chunk_size: int | None = None, batch_size: int, num_tokens=None, num_sides: int = 2):
+def cut_method(
+    model,
+    batch: Batch,
+    *,
+    ref_model=None,
+    loss_name: str,
+    hparams: dict,
+    chunk_size: int,
+    vocab_chunk_size: int | None = None,
+    batch_size: int,
+    num_tokens=None,
+    num_sides: int = 2,
+):
     """CUT (Xu et al., 2024; METHODS.md section 7): every example is two sequences of the same
     response y, [0, B) under the plain prompt x and [B, 2B) under the judgment prompt (x, j)
     (`alignax.data.tokenize.cut_judgment_prompt`), in one forward pass of one model.
@@ -278,8 +394,9 @@ def cut_method(model, batch: Batch, *, ref_model=None, loss_name: str, hparams: 
     p(y_t | x, j, y_<t) / p(y_t | x, y_<t) > threshold and applies unlikelihood there. The feed
     trims both sequences to the same response tokens and sets `is_negative` from the score."""
     hidden = model.hidden_states(batch["input_ids"], positions=batch["positions"], segment_ids=batch["segment_ids"])
-    token_logps = token_logps_from_hidden(hidden, model.lm_head_weight(), batch, chunk_size=chunk_size,
-                                          vocab_chunk_size=vocab_chunk_size)
+    token_logps = token_logps_from_hidden(
+        hidden, model.lm_head_weight(), batch, chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size
+    )
     table, mask = response_token_table(token_logps, batch, 2 * batch_size)
     plain, judged = table[:batch_size], table[batch_size:]
     plain_mask, judged_mask = mask[:batch_size], mask[batch_size:]

@@ -1,4 +1,5 @@
 """Run outputs: metrics.jsonl + TensorBoard, the console progress bar, and the curves PNG."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,9 @@ class MetricsWriter:
         try:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+            self._tb = SummaryWriter(
+                os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1 if resume_step else None
+            )
         except ImportError:  # TensorBoard output is optional; metrics.jsonl is the record
             self._tb = None
 
@@ -83,7 +86,9 @@ class Progress:
 
     def __init__(self, *, total: int, initial: int, enabled: bool = True):
         self.enabled = enabled
-        self._bar = tqdm.tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
+        self._bar = tqdm.tqdm(
+            total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True
+        )
         self._last_time = time.time()
         self._last_step = initial
 

@@ -1,4 +1,5 @@
 """The model side of a run: mesh from config, the policy (pretrained or tiny random), export."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,9 @@ def make_mesh(mesh_config: ml_collections.ConfigDict):
     num_devices = int(mesh_config.get("num_devices", -1))
     if num_devices != -1:
         if jax.process_count() > 1 and num_devices != len(devices):
-            raise ValueError(f"mesh.num_devices={num_devices} must be -1 (all {len(devices)} devices) "
-                             f"in a multi-process run")
+            raise ValueError(
+                f"mesh.num_devices={num_devices} must be -1 (all {len(devices)} devices) in a multi-process run"
+            )
         if not 1 <= num_devices <= len(devices):
             raise ValueError(f"mesh.num_devices={num_devices}; this process sees {len(devices)} devices")
         devices = devices[:num_devices]
@@ -43,7 +45,9 @@ def load_tokenizer(source: str) -> Tokenizer:
 
     path = presets.resolve(source) if presets.is_preset(source) else source
     if not os.path.exists(path):
-        raise FileNotFoundError(f"tokenizer source {source!r} not found (expected a preset name, a .gguf file or an HF folder)")
+        raise FileNotFoundError(
+            f"tokenizer source {source!r} not found (expected a preset name, a .gguf file or an HF folder)"
+        )
     if os.fspath(path).endswith(".gguf"):
         return Tokenizer.from_gguf(path)
     return Tokenizer.from_dir(path)
@@ -88,8 +92,10 @@ def _add_lora(config, model: Llama, mesh) -> Llama:
     if spec is None:
         return model
     names = lora.apply_lora(model, spec, nnx.Rngs(config.seed + 2))
-    print(f"LoRA r={spec.rank} alpha={spec.alpha:g} dropout={spec.dropout:g} on {len(names)} projections "
-          f"(target {spec.target!r})")
+    print(
+        f"LoRA r={spec.rank} alpha={spec.alpha:g} dropout={spec.dropout:g} on {len(names)} projections "
+        f"(target {spec.target!r})"
+    )
     return sharding.shard_model(model, mesh)
 
 

@@ -3,6 +3,7 @@
 The recipes the papers use: AdamW with linear warmup + cosine decay (SimPO, DPO on Llama-3),
 RMSprop with warmup + constant (the original DPO and SPPO recipes), and global-norm clipping.
 """
+
 from __future__ import annotations
 
 import ml_collections
@@ -37,7 +38,9 @@ _OPTIMIZERS = {
 }
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+    cfg: ml_collections.ConfigDict, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """Returns (optimizer, schedule). `cfg` is the `optimizer` block of an experiment config."""
     if cfg.name not in _OPTIMIZERS:
         raise ValueError(f"optimizer.name={cfg.name!r}; expected one of {sorted(_OPTIMIZERS)}")

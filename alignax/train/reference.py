@@ -32,24 +32,43 @@ def methods_layout(batch: dict) -> dict:
     itself and read `loss_mask[:, 1:]` at label positions, so the mask moves one step right."""
     loss_mask = np.zeros_like(batch["loss_mask"])
     loss_mask[:, 1:] = batch["loss_mask"][:, :-1]
-    return {"input_ids": batch["input_ids"], "segment_ids": batch["segment_ids"], "positions": batch["positions"],
-            "loss_mask": loss_mask, "sequence_index": batch["segment_sequence"]}
+    return {
+        "input_ids": batch["input_ids"],
+        "segment_ids": batch["segment_ids"],
+        "positions": batch["positions"],
+        "loss_mask": loss_mask,
+        "sequence_index": batch["segment_sequence"],
+    }
 
 
 def default_cache_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "alignax", "reference_logps")
 
 
-def reference_logps(model, tokenized, *, batch_size: int, max_length: int, length_multiple: int, chunk_size: int,
-                    vocab_chunk_size: int | None, cache_dir: str) -> np.ndarray:
+def reference_logps(
+    model,
+    tokenized,
+    *,
+    batch_size: int,
+    max_length: int,
+    length_multiple: int,
+    chunk_size: int,
+    vocab_chunk_size: int | None,
+    cache_dir: str,
+) -> np.ndarray:
     """[K, N] summed response log-probs of every sequence of `tokenized` under `model`, cached."""
     graphdef, state = nnx.split(model)
     num_sides = len(tokenized.side_names)
 
     @jax.jit
     def logps_of(state, batch):
-        return methods.sequence_logps(nnx.merge(graphdef, state), batch, num_sides * batch_size, chunk_size=chunk_size,
-                                      vocab_chunk_size=vocab_chunk_size)[0]
+        return methods.sequence_logps(
+            nnx.merge(graphdef, state),
+            batch,
+            num_sides * batch_size,
+            chunk_size=chunk_size,
+            vocab_chunk_size=vocab_chunk_size,
+        )[0]
 
     def logps_fn(batch):
         values = np.asarray(logps_of(state, methods_layout(batch))).reshape(num_sides, batch_size)
@@ -57,13 +76,18 @@ def reference_logps(model, tokenized, *, batch_size: int, max_length: int, lengt
 
     # One sequence per row in a few length buckets: a handful of compiled shapes for the whole pass.
     top = -(-max_length // length_multiple) * length_multiple
-    layout = BatchLayout(mode="pad", row_length=top, bucket_lengths=tuple(range(length_multiple, top + 1, length_multiple)))
+    layout = BatchLayout(
+        mode="pad", row_length=top, bucket_lengths=tuple(range(length_multiple, top + 1, length_multiple))
+    )
     model_id = refcache.params_fingerprint(state)
     stats = refcache.CacheStats()
-    values = refcache.compute_reference_logps(tokenized, logps_fn, cache_dir=cache_dir, model_id=model_id,
-                                              batch_size=batch_size, layout=layout, stats=stats)
-    print(f"reference log-probs: {stats.shards_loaded} cached shards read, {stats.examples_computed} examples computed "
-          f"({cache_dir})")
+    values = refcache.compute_reference_logps(
+        tokenized, logps_fn, cache_dir=cache_dir, model_id=model_id, batch_size=batch_size, layout=layout, stats=stats
+    )
+    print(
+        f"reference log-probs: {stats.shards_loaded} cached shards read, {stats.examples_computed} examples computed "
+        f"({cache_dir})"
+    )
     return values
 
 

@@ -31,8 +31,11 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def config_changes(old: dict, new: dict) -> list[str]:
     """`key: old -> new` for every flattened key whose value differs (added and removed keys too)."""
     before, after = _flatten(old), _flatten(new)
-    return [f"{key}: {before.get(key, '<absent>')!r} -> {after.get(key, '<absent>')!r}"
-            for key in sorted(set(before) | set(after)) if before.get(key, "<absent>") != after.get(key, "<absent>")]
+    return [
+        f"{key}: {before.get(key, '<absent>')!r} -> {after.get(key, '<absent>')!r}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key, "<absent>") != after.get(key, "<absent>")
+    ]
 
 
 def previous_config(workdir: str) -> dict | None:

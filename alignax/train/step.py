@@ -8,6 +8,7 @@ methods (SFT, SoFT) divide each micro-batch's summed NLL by the token count of t
 the micro-losses are added; example-mean methods (DPO family) average the k micro-batch means,
 which equals the large-batch mean because every micro-batch holds the same number of examples.
 """
+
 from __future__ import annotations
 
 import functools
@@ -125,8 +126,15 @@ def reference_model(model, ref_graphdef, ref_params, base_reference: bool):
     return nnx.merge(ref_graphdef, ref_params) if ref_params is not None else None
 
 
-def make_eval_step(*, graphdef, non_trainable, method_fn: Callable, method_kwargs: dict, ref_graphdef=None,
-                   base_reference: bool = False):
+def make_eval_step(
+    *,
+    graphdef,
+    non_trainable,
+    method_fn: Callable,
+    method_kwargs: dict,
+    ref_graphdef=None,
+    base_reference: bool = False,
+):
     """`eval_step(params, batch, ref_params, frozen) -> metrics` on one [rows, ...] batch, no
     gradients, no dropout."""
 

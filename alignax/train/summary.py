@@ -16,20 +16,28 @@ def _rows(metrics: dict) -> list[tuple[str, float]]:
 
 def render(summary: dict, workdir: str) -> str:
     """A plain-text table of `summary` (as `alignax.train.loop.train` returns it)."""
-    lines = [f"Run summary: {summary['final_step']} steps" +
-             (f" in {summary['wall_time_s']:.0f} s" if "wall_time_s" in summary else "")]
-    for title, metrics in (("train (last logged step)", summary.get("train") or {}),
-                           ("eval", summary.get("eval") or {})):
+    lines = [
+        f"Run summary: {summary['final_step']} steps"
+        + (f" in {summary['wall_time_s']:.0f} s" if "wall_time_s" in summary else "")
+    ]
+    for title, metrics in (
+        ("train (last logged step)", summary.get("train") or {}),
+        ("eval", summary.get("eval") or {}),
+    ):
         if not metrics:
             continue
         lines.append(f"  {title}")
         for key, value in _rows(metrics):
             lines.append(f"    {key:32s} {value:>14.6g}")
     lines.append("  outputs")
-    for name, meaning in (("metrics.jsonl", "metrics per step"), ("tensorboard", "TensorBoard events"),
-                          ("checkpoints", "Orbax checkpoints (rerun the command to resume)"),
-                          ("export", "Hugging Face folder of the final model"), ("curves.png", "loss curves"),
-                          ("summary.json", "this summary")):
+    for name, meaning in (
+        ("metrics.jsonl", "metrics per step"),
+        ("tensorboard", "TensorBoard events"),
+        ("checkpoints", "Orbax checkpoints (rerun the command to resume)"),
+        ("export", "Hugging Face folder of the final model"),
+        ("curves.png", "loss curves"),
+        ("summary.json", "this summary"),
+    ):
         path = os.path.join(workdir, name)
         if os.path.exists(path):
             lines.append(f"    {path:48s} {meaning}")

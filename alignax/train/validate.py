@@ -49,44 +49,73 @@ def check_loss(config: ml_collections.ConfigDict) -> dict[str, Any]:
     if entry.pending:
         raise ConfigError(f"config.loss.name: loss {entry.name!r} cannot be trained yet: {entry.pending}")
     if entry.method != config.method:
-        stem = entry.config[len("configs/"):-len(".py")]
+        stem = entry.config[len("configs/") : -len(".py")]
         raise ConfigError(
             f"config.loss.name: loss {entry.name!r} is trained by method {entry.method!r}, but config.method is "
             f"{config.method!r}. Run it with its own config: python -m experiments.{stem} --config "
-            f"{entry.config}:tiny --workdir DIR --config.loss.name={entry.name}")
+            f"{entry.config}:tiny --workdir DIR --config.loss.name={entry.name}"
+        )
     if config.reference == "precomputed" and config.method not in PRECOMPUTABLE:
-        raise ConfigError(f"config.reference: precomputed is available for methods {PRECOMPUTABLE}; method "
-                          f"{config.method!r} needs on_the_fly (or none)")
+        raise ConfigError(
+            f"config.reference: precomputed is available for methods {PRECOMPUTABLE}; method "
+            f"{config.method!r} needs on_the_fly (or none)"
+        )
     hparams = set_hparams(config)
     for key, value in hparams.items():
-        _require(key in entry.hparams, f"loss.hparams.{key}",
-                 f"loss {entry.name!r} has no hyperparameter {key!r}; it takes {sorted(entry.hparams) or 'none'}")
+        _require(
+            key in entry.hparams,
+            f"loss.hparams.{key}",
+            f"loss {entry.name!r} has no hyperparameter {key!r}; it takes {sorted(entry.hparams) or 'none'}",
+        )
         if key in POSITIVE_HPARAMS:
-            _require(isinstance(value, (int, float)) and math.isfinite(value) and value > 0, f"loss.hparams.{key}",
-                     f"must be a positive number, got {value!r}")
+            _require(
+                isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
+                f"loss.hparams.{key}",
+                f"must be a positive number, got {value!r}",
+            )
     return hparams
 
 
 def check_numbers(config: ml_collections.ConfigDict) -> None:
     """Types and ranges of the engine's own keys."""
-    for key in ("total_steps", "batch_size", "eval_batch_size", "grad_accum_steps", "checkpoint_every",
-                "log_every", "keep_checkpoints", "logprob_chunk_size"):
+    for key in (
+        "total_steps",
+        "batch_size",
+        "eval_batch_size",
+        "grad_accum_steps",
+        "checkpoint_every",
+        "log_every",
+        "keep_checkpoints",
+        "logprob_chunk_size",
+    ):
         value = config[key]
-        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, key,
-                 f"must be a positive integer, got {value!r}")
+        _require(
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+            key,
+            f"must be a positive integer, got {value!r}",
+        )
     for key in ("eval_batches", "eval_every", "logprob_vocab_chunk_size"):
         value = config[key]
         _require(isinstance(value, int) and value >= 0, key, f"must be an integer >= 0, got {value!r}")
-    _require(config.batch_size % config.grad_accum_steps == 0, "batch_size",
-             f"{config.batch_size} is not divisible by grad_accum_steps={config.grad_accum_steps}")
+    _require(
+        config.batch_size % config.grad_accum_steps == 0,
+        "batch_size",
+        f"{config.batch_size} is not divisible by grad_accum_steps={config.grad_accum_steps}",
+    )
     learning_rate = config.optimizer.learning_rate
-    _require(isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate >= 0,
-             "optimizer.learning_rate", f"must be a finite number >= 0, got {learning_rate!r}")
+    _require(
+        isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate >= 0,
+        "optimizer.learning_rate",
+        f"must be a finite number >= 0, got {learning_rate!r}",
+    )
     _require(config.optimizer.grad_clip_norm >= 0, "optimizer.grad_clip_norm", "must be >= 0 (0 disables clipping)")
     data = config.data
     _require(data.max_length >= 2, "data.max_length", f"must be >= 2, got {data.max_length}")
-    _require(0 < data.max_prompt_length < data.max_length, "data.max_prompt_length",
-             f"must lie in (0, data.max_length={data.max_length}), got {data.max_prompt_length}")
+    _require(
+        0 < data.max_prompt_length < data.max_length,
+        "data.max_prompt_length",
+        f"must lie in (0, data.max_length={data.max_length}), got {data.max_prompt_length}",
+    )
     _require(data.length_multiple >= 1, "data.length_multiple", f"must be >= 1, got {data.length_multiple}")
 
 
@@ -99,29 +128,40 @@ def check_lora(config: ml_collections.ConfigDict) -> None:
     lora = config.get("lora")
     if lora is None:  # a config built without configs/base.py: no adapters
         return
-    _require(isinstance(lora.rank, int) and not isinstance(lora.rank, bool) and lora.rank >= 0, "lora.rank",
-             f"must be an integer >= 0 (0 = no adapters), got {lora.rank!r}")
+    _require(
+        isinstance(lora.rank, int) and not isinstance(lora.rank, bool) and lora.rank >= 0,
+        "lora.rank",
+        f"must be an integer >= 0 (0 = no adapters), got {lora.rank!r}",
+    )
     if not lora.rank:
         return
-    _require(isinstance(lora.alpha, (int, float)) and math.isfinite(lora.alpha) and lora.alpha > 0, "lora.alpha",
-             f"must be a positive number, got {lora.alpha!r}")
-    _require(isinstance(lora.dropout, (int, float)) and 0 <= lora.dropout < 1, "lora.dropout",
-             f"must lie in [0, 1), got {lora.dropout!r}")
+    _require(
+        isinstance(lora.alpha, (int, float)) and math.isfinite(lora.alpha) and lora.alpha > 0,
+        "lora.alpha",
+        f"must be a positive number, got {lora.alpha!r}",
+    )
+    _require(
+        isinstance(lora.dropout, (int, float)) and 0 <= lora.dropout < 1,
+        "lora.dropout",
+        f"must lie in [0, 1), got {lora.dropout!r}",
+    )
     _require(lora.init in INITS, "lora.init", f"{lora.init!r} is not one of {', '.join(INITS)}")
     try:
         re.compile(lora.target)
     except (re.error, TypeError) as error:
         raise ConfigError(f"config.lora.target: {lora.target!r} is not a regular expression ({error})") from None
     _require(bool(lora.target), "lora.target", "is empty; give the projections to adapt, e.g. q_proj|v_proj")
-    _require(config.method != "reward_model", "lora.rank",
-             "LoRA is not available for the reward model (its new head must train); set lora.rank=0")
+    _require(
+        config.method != "reward_model",
+        "lora.rank",
+        "LoRA is not available for the reward model (its new head must train); set lora.rank=0",
+    )
 
 
 def check_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Check everything that can be checked without data or devices; return the loss's hyperparameters."""
     _require(config.method in METHODS, "method", f"unknown method {config.method!r}; known: {', '.join(METHODS)}")
-    _require(config.reference in REFERENCES, "reference",
-             f"{config.reference!r} is not one of {', '.join(REFERENCES)}")
+    _require(config.reference in REFERENCES, "reference", f"{config.reference!r} is not one of {', '.join(REFERENCES)}")
     _require(config.nan_policy in NAN_POLICIES, "nan_policy", f"{config.nan_policy!r} is not one of {NAN_POLICIES}")
     check_numbers(config)
     check_lora(config)

@@ -3,6 +3,7 @@
 Regenerate with `python -m alignax.data.builtin.make_builtin` (deterministic, no downloads).
 `manifest.json` lists every dataset, its task schema, size and SHA-256.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ BUILTIN_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def builtin_file_name(name: str) -> str:
-    """"arith_pairs/train" -> "arith_pairs_train.jsonl"."""
+    """ "arith_pairs/train" -> "arith_pairs_train.jsonl"."""
     return name.replace("/", "_") + ".jsonl"
 
 

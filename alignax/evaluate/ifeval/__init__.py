@@ -21,6 +21,7 @@ but leaves out of its registry (`keywords:key_sentences`, `detectable_content:re
 - keywords, phrases and section splitters are matched literally (IFEval puts them into regexes
   unescaped; for the plain words IFEval uses the result is the same).
 """
+
 from alignax.evaluate.ifeval.checkers import REGISTRY, RELATIONS
 from alignax.evaluate.ifeval.prompts import CONFLICTS, TEMPLATES, TOPICS, make_prompts
 from alignax.evaluate.ifeval.scoring import (
@@ -38,7 +39,20 @@ from alignax.evaluate.ifeval.scoring import (
 INSTRUCTION_IDS = tuple(sorted(REGISTRY))
 
 __all__ = [
-    "CONFLICTS", "INSTRUCTION_IDS", "REGISTRY", "RELATIONS", "TEMPLATES", "TOPICS", "check", "check_loose",
-    "follow_list", "loose_variants", "make_prompts", "num_followed", "preference", "preferences",
-    "resolve_kwargs", "score",
+    "CONFLICTS",
+    "INSTRUCTION_IDS",
+    "REGISTRY",
+    "RELATIONS",
+    "TEMPLATES",
+    "TOPICS",
+    "check",
+    "check_loose",
+    "follow_list",
+    "loose_variants",
+    "make_prompts",
+    "num_followed",
+    "preference",
+    "preferences",
+    "resolve_kwargs",
+    "score",
 ]

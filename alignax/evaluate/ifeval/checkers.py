@@ -8,6 +8,7 @@ inclusive "at least", which regex counts what); the deviations are listed in the
 A checker is a plain function `(response, **kwargs) -> bool` registered with the validators of its
 keyword arguments; `REGISTRY[instruction_id]` holds both.
 """
+
 from __future__ import annotations
 
 import collections
@@ -123,8 +124,7 @@ def keywords_existence(response: str, keywords) -> bool:
 @_register("keywords:forbidden_words", forbidden_words=_phrases)
 def keywords_forbidden_words(response: str, forbidden_words) -> bool:
     """No forbidden word occurs as a whole word, case-insensitively."""
-    return not any(re.search(rf"\b{re.escape(word)}\b", response, flags=re.IGNORECASE)
-                   for word in forbidden_words)
+    return not any(re.search(rf"\b{re.escape(word)}\b", response, flags=re.IGNORECASE) for word in forbidden_words)
 
 
 @_register("keywords:frequency", keyword=_phrase, frequency=_count, relation=_relation)
@@ -169,8 +169,9 @@ def number_paragraphs(response: str, num_paragraphs) -> bool:
     return not inner_empty and found == num_paragraphs
 
 
-@_register("length_constraints:nth_paragraph_first_word", num_paragraphs=_positive, nth_paragraph=_positive,
-           first_word=_phrase)
+@_register(
+    "length_constraints:nth_paragraph_first_word", num_paragraphs=_positive, nth_paragraph=_positive, first_word=_phrase
+)
 def nth_paragraph_first_word(response: str, num_paragraphs, nth_paragraph, first_word) -> bool:
     """`num_paragraphs` paragraphs split on a blank line, and paragraph n starts with `first_word`.
 

@@ -10,6 +10,7 @@ Argument ranges follow IFEval's generators (`instructions.py`) except where a dr
 prompt impossible to follow: "less than" thresholds start at 2 sentences, and "less than" letter
 counts use rare letters only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,17 +19,56 @@ import random
 from collections.abc import Callable
 
 TOPICS = (
-    "urban beekeeping", "the history of the bicycle", "learning a second language", "volcanoes",
-    "remote work", "composting at home", "the first moon landing", "coral reefs", "public libraries",
-    "chess openings", "sourdough baking", "electric cars", "migratory birds", "the printing press",
-    "saving for retirement", "jazz improvisation", "desert hiking", "recycling plastics",
-    "the water cycle", "board game nights", "solar panels", "ancient Rome", "sleep hygiene",
-    "community gardens", "deep sea creatures", "the invention of the telephone", "street food",
-    "mountain rescue teams", "minimalist living", "black holes", "training a puppy", "lighthouses",
-    "the Silk Road", "rainforest conservation", "marathon running", "origami", "tea ceremonies",
-    "early computers", "wind turbines", "honeybee decline", "night photography", "the Olympic Games",
-    "urban cycling lanes", "glaciers", "folk music", "space telescopes", "kitchen herbs",
-    "the Great Barrier Reef", "volunteering abroad", "typewriters",
+    "urban beekeeping",
+    "the history of the bicycle",
+    "learning a second language",
+    "volcanoes",
+    "remote work",
+    "composting at home",
+    "the first moon landing",
+    "coral reefs",
+    "public libraries",
+    "chess openings",
+    "sourdough baking",
+    "electric cars",
+    "migratory birds",
+    "the printing press",
+    "saving for retirement",
+    "jazz improvisation",
+    "desert hiking",
+    "recycling plastics",
+    "the water cycle",
+    "board game nights",
+    "solar panels",
+    "ancient Rome",
+    "sleep hygiene",
+    "community gardens",
+    "deep sea creatures",
+    "the invention of the telephone",
+    "street food",
+    "mountain rescue teams",
+    "minimalist living",
+    "black holes",
+    "training a puppy",
+    "lighthouses",
+    "the Silk Road",
+    "rainforest conservation",
+    "marathon running",
+    "origami",
+    "tea ceremonies",
+    "early computers",
+    "wind turbines",
+    "honeybee decline",
+    "night photography",
+    "the Olympic Games",
+    "urban cycling lanes",
+    "glaciers",
+    "folk music",
+    "space telescopes",
+    "kitchen herbs",
+    "the Great Barrier Reef",
+    "volunteering abroad",
+    "typewriters",
 )
 
 TASKS = (
@@ -49,15 +89,62 @@ TASKS = (
 # Keyword pool: common nouns that occur in no fixed instruction phrase (end phrases, markers,
 # examples), so a forbidden word never clashes with text another instruction requires.
 KEYWORDS = (
-    "river", "garden", "engine", "window", "mirror", "ladder", "candle", "forest", "harbor", "bridge",
-    "market", "pencil", "island", "thunder", "blanket", "compass", "lantern", "meadow", "orchard",
-    "pepper", "rocket", "saddle", "tunnel", "velvet", "whistle", "anchor", "basket", "carpet", "dragon",
-    "feather", "guitar", "hammer", "jacket", "kettle", "lemon", "marble", "needle", "ocean", "pillow",
-    "quilt", "ribbon", "silver", "ticket", "umbrella", "valley", "wagon", "yogurt", "zebra", "castle",
+    "river",
+    "garden",
+    "engine",
+    "window",
+    "mirror",
+    "ladder",
+    "candle",
+    "forest",
+    "harbor",
+    "bridge",
+    "market",
+    "pencil",
+    "island",
+    "thunder",
+    "blanket",
+    "compass",
+    "lantern",
+    "meadow",
+    "orchard",
+    "pepper",
+    "rocket",
+    "saddle",
+    "tunnel",
+    "velvet",
+    "whistle",
+    "anchor",
+    "basket",
+    "carpet",
+    "dragon",
+    "feather",
+    "guitar",
+    "hammer",
+    "jacket",
+    "kettle",
+    "lemon",
+    "marble",
+    "needle",
+    "ocean",
+    "pillow",
+    "quilt",
+    "ribbon",
+    "silver",
+    "ticket",
+    "umbrella",
+    "valley",
+    "wagon",
+    "yogurt",
+    "zebra",
+    "castle",
     "planet",
 )
-END_PHRASES = ("Any other questions?", "Is there anything else I can help with?",
-               "Let me know if you would like to hear more.")
+END_PHRASES = (
+    "Any other questions?",
+    "Is there anything else I can help with?",
+    "Let me know if you would like to hear more.",
+)
 POSTSCRIPT_MARKERS = ("P.S.", "P.P.S")
 SECTION_SPLITERS = ("Section", "SECTION")
 RARE_LETTERS = "jqxz"
@@ -105,8 +192,11 @@ def _sample_capital_words(rng, draw_word):
 
 def _sample_nth_paragraph(rng, draw_word):
     num_paragraphs = rng.randint(2, 5)
-    return {"num_paragraphs": num_paragraphs, "nth_paragraph": rng.randint(1, num_paragraphs),
-            "first_word": draw_word()}
+    return {
+        "num_paragraphs": num_paragraphs,
+        "nth_paragraph": rng.randint(1, num_paragraphs),
+        "first_word": draw_word(),
+    }
 
 
 def _no_kwargs(rng, draw_word):
@@ -120,87 +210,137 @@ def _quoted(words) -> str:
 TEMPLATES: dict[str, InstructionTemplate] = {
     "keywords:existence": InstructionTemplate(
         lambda rng, draw: {"keywords": sorted(draw() for _ in range(rng.randint(1, 2)))},
-        lambda kw: f"Include the keywords {_quoted(kw['keywords'])} in the response."),
+        lambda kw: f"Include the keywords {_quoted(kw['keywords'])} in the response.",
+    ),
     "keywords:forbidden_words": InstructionTemplate(
         lambda rng, draw: {"forbidden_words": sorted(draw() for _ in range(rng.randint(1, 2)))},
-        lambda kw: f"Do not include the words {_quoted(kw['forbidden_words'])} in the response."),
+        lambda kw: f"Do not include the words {_quoted(kw['forbidden_words'])} in the response.",
+    ),
     "keywords:frequency": InstructionTemplate(
         _sample_keyword_frequency,
-        lambda kw: f"In your response the word '{kw['keyword']}' should appear {kw['relation']} "
-                   f"{kw['frequency']} times."),
+        lambda kw: (
+            f"In your response the word '{kw['keyword']}' should appear {kw['relation']} {kw['frequency']} times."
+        ),
+    ),
     "keywords:letter_frequency": InstructionTemplate(
         _sample_letter_frequency,
-        lambda kw: f"In your response the letter {kw['letter']} should appear {kw['let_relation']} "
-                   f"{kw['let_frequency']} times."),
+        lambda kw: (
+            f"In your response the letter {kw['letter']} should appear {kw['let_relation']} "
+            f"{kw['let_frequency']} times."
+        ),
+    ),
     "length_constraints:number_words": InstructionTemplate(
-        _sample_words, lambda kw: f"Answer with {kw['relation']} {kw['num_words']} words."),
+        _sample_words, lambda kw: f"Answer with {kw['relation']} {kw['num_words']} words."
+    ),
     "length_constraints:number_sentences": InstructionTemplate(
-        _sample_sentences,
-        lambda kw: f"Your response should contain {kw['relation']} {kw['num_sentences']} sentences."),
+        _sample_sentences, lambda kw: f"Your response should contain {kw['relation']} {kw['num_sentences']} sentences."
+    ),
     "length_constraints:number_paragraphs": InstructionTemplate(
         lambda rng, draw: {"num_paragraphs": rng.randint(2, 5)},
-        lambda kw: f"There should be {kw['num_paragraphs']} paragraphs. Paragraphs are separated with the "
-                   "markdown divider: ***"),
+        lambda kw: (
+            f"There should be {kw['num_paragraphs']} paragraphs. Paragraphs are separated with the "
+            "markdown divider: ***"
+        ),
+    ),
     "length_constraints:nth_paragraph_first_word": InstructionTemplate(
         _sample_nth_paragraph,
-        lambda kw: f"There should be {kw['num_paragraphs']} paragraphs. Paragraphs and only paragraphs are "
-                   "separated from each other by two new lines. "
-                   f"Paragraph {kw['nth_paragraph']} must start with the word {kw['first_word']}."),
+        lambda kw: (
+            f"There should be {kw['num_paragraphs']} paragraphs. Paragraphs and only paragraphs are "
+            "separated from each other by two new lines. "
+            f"Paragraph {kw['nth_paragraph']} must start with the word {kw['first_word']}."
+        ),
+    ),
     "detectable_content:number_placeholders": InstructionTemplate(
         lambda rng, draw: {"num_placeholders": rng.randint(1, 4)},
-        lambda kw: f"The response must contain at least {kw['num_placeholders']} placeholders represented by "
-                   "square brackets such as [address]."),
+        lambda kw: (
+            f"The response must contain at least {kw['num_placeholders']} placeholders represented by "
+            "square brackets such as [address]."
+        ),
+    ),
     "detectable_content:postscript": InstructionTemplate(
         lambda rng, draw: {"postscript_marker": rng.choice(POSTSCRIPT_MARKERS)},
-        lambda kw: f"At the end of your response please explicitly add a postscript starting with "
-                   f"{kw['postscript_marker']}"),
+        lambda kw: (
+            f"At the end of your response please explicitly add a postscript starting with {kw['postscript_marker']}"
+        ),
+    ),
     "detectable_format:number_bullet_lists": InstructionTemplate(
         lambda rng, draw: {"num_bullets": rng.randint(1, 5)},
-        lambda kw: f"Your answer must contain exactly {kw['num_bullets']} bullet points. Use markdown bullet "
-                   "points such as:\n* This is point 1.\n* This is point 2"),
+        lambda kw: (
+            f"Your answer must contain exactly {kw['num_bullets']} bullet points. Use markdown bullet "
+            "points such as:\n* This is point 1.\n* This is point 2"
+        ),
+    ),
     "detectable_format:constrained_response": InstructionTemplate(
-        _no_kwargs, lambda kw: "Answer with one of the following options: ('My answer is yes.', "
-                               "'My answer is no.', 'My answer is maybe.')"),
+        _no_kwargs,
+        lambda kw: (
+            "Answer with one of the following options: ('My answer is yes.', 'My answer is no.', 'My answer is maybe.')"
+        ),
+    ),
     "detectable_format:number_highlighted_sections": InstructionTemplate(
         lambda rng, draw: {"num_highlights": rng.randint(1, 4)},
-        lambda kw: f"Highlight at least {kw['num_highlights']} sections in your answer with markdown, i.e. "
-                   "*highlighted section*."),
+        lambda kw: (
+            f"Highlight at least {kw['num_highlights']} sections in your answer with markdown, i.e. "
+            "*highlighted section*."
+        ),
+    ),
     "detectable_format:multiple_sections": InstructionTemplate(
         lambda rng, draw: {"section_spliter": rng.choice(SECTION_SPLITERS), "num_sections": rng.randint(2, 5)},
-        lambda kw: f"Your response must have {kw['num_sections']} sections. Mark the beginning of each section "
-                   f"with {kw['section_spliter']} X, such as:\n{kw['section_spliter']} 1\n"
-                   f"[content of section 1]\n{kw['section_spliter']} 2\n[content of section 2]"),
+        lambda kw: (
+            f"Your response must have {kw['num_sections']} sections. Mark the beginning of each section "
+            f"with {kw['section_spliter']} X, such as:\n{kw['section_spliter']} 1\n"
+            f"[content of section 1]\n{kw['section_spliter']} 2\n[content of section 2]"
+        ),
+    ),
     "detectable_format:json_format": InstructionTemplate(
-        _no_kwargs, lambda kw: "Entire output should be wrapped in JSON format. You can use markdown ticks such "
-                               "as ```."),
+        _no_kwargs, lambda kw: "Entire output should be wrapped in JSON format. You can use markdown ticks such as ```."
+    ),
     "detectable_format:title": InstructionTemplate(
-        _no_kwargs, lambda kw: "Your answer must contain a title, wrapped in double angular brackets, such as "
-                               "<<poem of joy>>."),
+        _no_kwargs,
+        lambda kw: "Your answer must contain a title, wrapped in double angular brackets, such as <<poem of joy>>.",
+    ),
     "combination:two_responses": InstructionTemplate(
-        _no_kwargs, lambda kw: "Give two different responses. Responses and only responses should be separated "
-                               "by 6 asterisk symbols: ******."),
+        _no_kwargs,
+        lambda kw: (
+            "Give two different responses. Responses and only responses should be separated "
+            "by 6 asterisk symbols: ******."
+        ),
+    ),
     "combination:repeat_prompt": InstructionTemplate(
         _no_kwargs,  # prompt_to_repeat is filled in by _compose once the rest of the prompt is known
-        lambda kw: "First repeat the request word for word without change, then give your answer (1. do not say "
-                   "any words or characters before repeating the request; 2. the request you need to repeat "
-                   "does not include this sentence)"),
+        lambda kw: (
+            "First repeat the request word for word without change, then give your answer (1. do not say "
+            "any words or characters before repeating the request; 2. the request you need to repeat "
+            "does not include this sentence)"
+        ),
+    ),
     "startend:end_checker": InstructionTemplate(
         lambda rng, draw: {"end_phrase": rng.choice(END_PHRASES)},
-        lambda kw: f"Finish your response with this exact phrase {kw['end_phrase']} No other words should "
-                   "follow this phrase."),
+        lambda kw: (
+            f"Finish your response with this exact phrase {kw['end_phrase']} No other words should follow this phrase."
+        ),
+    ),
     "startend:quotation": InstructionTemplate(
-        _no_kwargs, lambda kw: "Wrap your entire response with double quotation marks."),
+        _no_kwargs, lambda kw: "Wrap your entire response with double quotation marks."
+    ),
     "change_case:english_lowercase": InstructionTemplate(
-        _no_kwargs, lambda kw: "Your entire response should be in English, and in all lowercase letters. "
-                               "No capital letters are allowed."),
+        _no_kwargs,
+        lambda kw: (
+            "Your entire response should be in English, and in all lowercase letters. No capital letters are allowed."
+        ),
+    ),
     "change_case:english_capital": InstructionTemplate(
-        _no_kwargs, lambda kw: "Your entire response should be in English, and in all capital letters."),
+        _no_kwargs, lambda kw: "Your entire response should be in English, and in all capital letters."
+    ),
     "change_case:capital_word_frequency": InstructionTemplate(
         _sample_capital_words,
-        lambda kw: f"In your response, words with all capital letters should appear {kw['capital_relation']} "
-                   f"{kw['capital_frequency']} times."),
+        lambda kw: (
+            f"In your response, words with all capital letters should appear {kw['capital_relation']} "
+            f"{kw['capital_frequency']} times."
+        ),
+    ),
     "punctuation:no_comma": InstructionTemplate(
-        _no_kwargs, lambda kw: "In your entire response, refrain from the use of any commas."),
+        _no_kwargs, lambda kw: "In your entire response, refrain from the use of any commas."
+    ),
 }
 
 
@@ -215,8 +355,12 @@ def _conflict_table() -> dict[str, set[str]]:
     excluded_from_all = {
         "detectable_format:constrained_response": set(),
         "detectable_format:json_format": {"keywords:forbidden_words", "keywords:existence"},
-        "combination:two_responses": {"keywords:forbidden_words", "keywords:existence", "detectable_format:title",
-                                      "punctuation:no_comma"},
+        "combination:two_responses": {
+            "keywords:forbidden_words",
+            "keywords:existence",
+            "detectable_format:title",
+            "punctuation:no_comma",
+        },
         "combination:repeat_prompt": {"keywords:existence", "detectable_format:title"},
     }
     for instruction_id, allowed in excluded_from_all.items():

@@ -7,6 +7,7 @@ Zhou et al. (2023) §3 and google-research/instruction_following_eval `evaluatio
 - prompt-level accuracy: share of prompts whose every instruction is followed;
   instruction-level accuracy: share of all (prompt, instruction) pairs followed.
 """
+
 from __future__ import annotations
 
 import collections
@@ -63,8 +64,9 @@ def loose_variants(response: str) -> list[str]:
     return trimmed + [variant.replace("*", "") for variant in trimmed]
 
 
-def check_loose(instruction_id: str, kwargs: Mapping[str, Any] | None, response: str,
-                prompt: str | None = None) -> bool:
+def check_loose(
+    instruction_id: str, kwargs: Mapping[str, Any] | None, response: str, prompt: str | None = None
+) -> bool:
     """Loose verdict: does any of the eight variants of `response` follow the instruction?"""
     arguments = resolve_kwargs(instruction_id, kwargs, prompt)
     return any(_followed(instruction_id, arguments, variant) for variant in loose_variants(response))
@@ -107,8 +109,11 @@ def score(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 tally[mode] += followed
     counts = collections.Counter(name for record in records for name in record["instruction_id_list"])
     result["per_instruction"] = {
-        instruction_id: {"count": counts[instruction_id], "strict_acc": tally["strict"] / counts[instruction_id],
-                         "loose_acc": tally["loose"] / counts[instruction_id]}
+        instruction_id: {
+            "count": counts[instruction_id],
+            "strict_acc": tally["strict"] / counts[instruction_id],
+            "loose_acc": tally["loose"] / counts[instruction_id],
+        }
         for instruction_id, tally in sorted(per_instruction.items())
     }
     return result
@@ -131,8 +136,9 @@ def preference(prompt_record: Mapping[str, Any], response_a: str, response_b: st
     return 1.0 if followed_a > followed_b else 0.0
 
 
-def preferences(prompt_records: Sequence[Mapping[str, Any]], responses_a: Sequence[str],
-                responses_b: Sequence[str]) -> list[float]:
+def preferences(
+    prompt_records: Sequence[Mapping[str, Any]], responses_a: Sequence[str], responses_b: Sequence[str]
+) -> list[float]:
     """`preference` over aligned lists of prompt records and response pairs."""
     if not len(prompt_records) == len(responses_a) == len(responses_b):
         raise ValueError("prompt_records, responses_a and responses_b must have the same length")

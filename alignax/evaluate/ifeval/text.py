@@ -9,6 +9,7 @@ Zhou et al. (2023), google-research/instruction_following_eval `instructions_uti
 - capital words are tokens of nltk's Treebank-style word tokenizer (`word_tokenize` without the
   punkt sentence pass; the pass only moves sentence-final periods, which never change `isupper`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,8 +23,10 @@ _DOT, _STOP = "\x00", "\x01"
 _LETTER = "([A-Za-z])"
 _TITLE = "(Mr|St|Mrs|Ms|Dr)[.]"
 _COMPANY_SUFFIX = "(Inc|Ltd|Jr|Sr|Co)"
-_SENTENCE_STARTER = (r"(Mr|Mrs|Ms|Dr|Prof|Capt|Cpt|Lt|He\s|She\s|It\s|They\s|Their\s|Our\s|We\s|But\s"
-                     r"|However\s|That\s|This\s|Wherever)")
+_SENTENCE_STARTER = (
+    r"(Mr|Mrs|Ms|Dr|Prof|Capt|Cpt|Lt|He\s|She\s|It\s|They\s|Their\s|Our\s|We\s|But\s"
+    r"|However\s|That\s|This\s|Wherever)"
+)
 _ACRONYM = "([A-Z][.][A-Z][.](?:[A-Z][.])?)"
 _WEB_DOMAIN = "[.](com|net|org|io|gov|edu|me)"
 

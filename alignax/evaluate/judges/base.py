@@ -6,6 +6,7 @@ support are `None`/NaN with `parsed=False`, so callers count them instead of sco
 Pairwise convention (AlpacaEval's): `preference` is in [1, 2]; 1 = output_1 better, 2 = output_2
 better, 1.5 = tie; `p_output_2` = P(output_2 better) = preference - 1 where it is defined.
 """
+
 from __future__ import annotations
 
 import abc
@@ -45,31 +46,33 @@ class PairwiseJudge(abc.ABC):
     """Compares two outputs for one instruction."""
 
     @abc.abstractmethod
-    def judge_pair(self, *, instruction: str, output_1: str, output_2: str) -> PairwiseVerdict:
-        ...
+    def judge_pair(self, *, instruction: str, output_1: str, output_2: str) -> PairwiseVerdict: ...
 
-    def judge_pairs(self, instructions: Sequence[str], outputs_1: Sequence[str],
-                    outputs_2: Sequence[str]) -> list[PairwiseVerdict]:
+    def judge_pairs(
+        self, instructions: Sequence[str], outputs_1: Sequence[str], outputs_2: Sequence[str]
+    ) -> list[PairwiseVerdict]:
         if not (len(instructions) == len(outputs_1) == len(outputs_2)):
-            raise ValueError(f"lengths differ: {len(instructions)} instructions, {len(outputs_1)} "
-                             f"outputs_1, {len(outputs_2)} outputs_2")
-        return [self.judge_pair(instruction=i, output_1=a, output_2=b)
-                for i, a, b in zip(instructions, outputs_1, outputs_2)]
+            raise ValueError(
+                f"lengths differ: {len(instructions)} instructions, {len(outputs_1)} "
+                f"outputs_1, {len(outputs_2)} outputs_2"
+            )
+        return [
+            self.judge_pair(instruction=i, output_1=a, output_2=b)
+            for i, a, b in zip(instructions, outputs_1, outputs_2)
+        ]
 
 
 class PointwiseJudge(abc.ABC):
     """Scores one output for one instruction."""
 
     @abc.abstractmethod
-    def judge_single(self, *, instruction: str, output: str) -> PointwiseVerdict:
-        ...
+    def judge_single(self, *, instruction: str, output: str) -> PointwiseVerdict: ...
 
 
 class ChatBackend(Protocol):
     """What the prompt-based judges need from a chat model (e.g. `http.OpenAIChatClient`)."""
 
-    def complete(self, messages: Sequence[dict[str, str]], **params: Any) -> Any:
-        ...
+    def complete(self, messages: Sequence[dict[str, str]], **params: Any) -> Any: ...
 
 
 class AlpacaEvalJudge(PairwiseJudge):
@@ -93,9 +96,16 @@ class TextVerdictJudge(PairwiseJudge):
     `label_to_preference` maps the parsed label to [1, 2]; unknown labels give NaN.
     """
 
-    def __init__(self, backend: ChatBackend, *, prompt: prompts.JudgePrompt,
-                 parse: Callable[[str], str | None], label_to_preference: dict[str, float],
-                 fields: Callable[[str, str, str], dict[str, str]], **params: Any):
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        prompt: prompts.JudgePrompt,
+        parse: Callable[[str], str | None],
+        label_to_preference: dict[str, float],
+        fields: Callable[[str, str, str], dict[str, str]],
+        **params: Any,
+    ):
         self.backend, self.prompt, self.parse = backend, prompt, parse
         self.label_to_preference, self.fields, self.params = label_to_preference, fields, params
 
@@ -110,20 +120,27 @@ def arena_hard_judge(backend: ChatBackend, **params: Any) -> TextVerdictJudge:
     """Arena-Hard v0.1 judge (A = output_1); strong and slight verdicts both map to the side."""
     mapping = {"A>>B": 1.0, "A>B": 1.0, "A=B": 1.5, "B>A": 2.0, "B>>A": 2.0}
     return TextVerdictJudge(
-        backend, prompt=prompts.ARENA_HARD, parse=prompts.parse_arena_hard_verdict,
+        backend,
+        prompt=prompts.ARENA_HARD,
+        parse=prompts.parse_arena_hard_verdict,
         label_to_preference=mapping,
         fields=lambda q, a, b: {"question_1": q, "answer_1": a, "answer_2": b},
-        **{"temperature": 0, "max_tokens": 4096, **params})
+        **{"temperature": 0, "max_tokens": 4096, **params},
+    )
 
 
 def mt_bench_pair_judge(backend: ChatBackend, **params: Any) -> TextVerdictJudge:
     """MT-Bench `pair-v2` judge (first turn, general categories)."""
     from alignax.evaluate import mt_bench
+
     return TextVerdictJudge(
-        backend, prompt=prompts.MT_BENCH["pair-v2"],
-        parse=mt_bench.parse_pairwise_verdict, label_to_preference={"A": 1.0, "B": 2.0, "tie": 1.5},
+        backend,
+        prompt=prompts.MT_BENCH["pair-v2"],
+        parse=mt_bench.parse_pairwise_verdict,
+        label_to_preference={"A": 1.0, "B": 2.0, "tie": 1.5},
         fields=lambda q, a, b: {"question": q, "answer_a": a, "answer_b": b},
-        **{"temperature": 0, "max_tokens": 2048, **params})
+        **{"temperature": 0, "max_tokens": 2048, **params},
+    )
 
 
 class MTBenchSingleJudge(PointwiseJudge):
@@ -135,6 +152,7 @@ class MTBenchSingleJudge(PointwiseJudge):
 
     def judge_single(self, *, instruction: str, output: str) -> PointwiseVerdict:
         from alignax.evaluate import mt_bench
+
         messages = prompts.MT_BENCH["single-v1"].messages(question=instruction, answer=output)
         text = self.backend.complete(messages, **self.params).text
         rating = mt_bench.parse_rating(text)
@@ -149,8 +167,9 @@ class WildBenchScoreJudge(PointwiseJudge):
         self.params = {"temperature": 0, "max_tokens": 4096, **params}
 
     def judge_single(self, *, instruction: str, output: str, history: str = "") -> PointwiseVerdict:
-        text_prompt = prompts.wildbench_score_prompt(history=history, user_query=instruction,
-                                                     model_output=output, checklist=self.checklist)
+        text_prompt = prompts.wildbench_score_prompt(
+            history=history, user_query=instruction, model_output=output, checklist=self.checklist
+        )
         text = self.backend.complete([{"role": "user", "content": text_prompt}], **self.params).text
         score = prompts.parse_wildbench_score(text)
         return PointwiseVerdict(float("nan") if score is None else score, raw=text)

@@ -35,6 +35,7 @@ Credentials:
   ::1); any other plain-http `base_url` is refused at construction (`InsecureEndpointError`).
 - Proxies from the environment (HTTPS_PROXY, ...) are not used: the client talks to `base_url`.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -87,8 +88,14 @@ class InsecureEndpointError(ValueError):
 
 
 class _Retryable(Exception):
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
-                 final: type[JudgeHTTPError] = JudgeHTTPError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        final: type[JudgeHTTPError] = JudgeHTTPError,
+    ):
         super().__init__(message)
         self.status, self.retry_after, self.final = status, retry_after, final
 
@@ -144,7 +151,8 @@ def parse_endpoint(base_url: str) -> _Endpoint:
     if scheme == "http" and not _is_loopback(parts.hostname):
         raise InsecureEndpointError(
             f"refusing to send the API key over plain http to non-loopback host {parts.hostname!r}; "
-            "use https (plain http is allowed only for localhost, 127.0.0.0/8 and ::1)")
+            "use https (plain http is allowed only for localhost, 127.0.0.0/8 and ::1)"
+        )
     try:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:
@@ -258,14 +266,26 @@ def parse_body(raw: bytes) -> Any:
 class OpenAIChatClient:
     """Chat completions against an OpenAI-compatible endpoint; thread-safe."""
 
-    def __init__(self, *, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
-                 cache_dir: str | os.PathLike | None = None, timeout_s: float = 60.0,
-                 max_retries: int = 6, initial_backoff_s: float = 1.0, backoff_multiplier: float = 2.0,
-                 max_backoff_s: float = 60.0, jitter: float = 0.25, max_concurrency: int = 8,
-                 usd_per_million_prompt_tokens: float = 0.0,
-                 usd_per_million_completion_tokens: float = 0.0,
-                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
-                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        cache_dir: str | os.PathLike | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 6,
+        initial_backoff_s: float = 1.0,
+        backoff_multiplier: float = 2.0,
+        max_backoff_s: float = 60.0,
+        jitter: float = 0.25,
+        max_concurrency: int = 8,
+        usd_per_million_prompt_tokens: float = 0.0,
+        usd_per_million_completion_tokens: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if not 0.0 <= jitter <= 1.0:
@@ -297,13 +317,17 @@ class OpenAIChatClient:
     # ------------------------------------------------------------------------------- helpers
     def cache_key(self, messages: Sequence[dict[str, str]], params: dict[str, Any]) -> str:
         """sha256 of the canonical JSON of (model, messages, params): the key never enters it."""
-        canonical = json.dumps({"model": self.model, "messages": list(messages), "params": params},
-                               sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        canonical = json.dumps(
+            {"model": self.model, "messages": list(messages), "params": params},
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `attempt` (0-based); see the module docstring."""
-        delay = min(self.max_backoff_s, self.initial_backoff_s * self.backoff_multiplier ** attempt)
+        delay = min(self.max_backoff_s, self.initial_backoff_s * self.backoff_multiplier**attempt)
         delay *= 1.0 - self.jitter * self._random.random()
         if retry_after is not None:
             delay = max(delay, retry_after)
@@ -316,8 +340,10 @@ class OpenAIChatClient:
         # A header value with a control character or non-ASCII would make http.client raise an
         # error quoting the value, i.e. the key; refuse it here without quoting it.
         if not all(33 <= ord(c) < 127 for c in key):
-            raise JudgeHTTPError(f"environment variable {self.api_key_env} holds whitespace, control or "
-                                 "non-ASCII characters; an API key is printable ASCII")
+            raise JudgeHTTPError(
+                f"environment variable {self.api_key_env} holds whitespace, control or "
+                "non-ASCII characters; an API key is printable ASCII"
+            )
         return key
 
     @staticmethod
@@ -344,16 +370,19 @@ class OpenAIChatClient:
         if self.cache_dir is None:
             return
         # Atomic replace: concurrent writers of the same key never leave a torn file.
-        files.write_atomic(self._cache_path(key), json.dumps({"request": request, "response": response},
-                                                              ensure_ascii=False))
+        files.write_atomic(
+            self._cache_path(key), json.dumps({"request": request, "response": response}, ensure_ascii=False)
+        )
 
     # ------------------------------------------------------------------------------- requests
     def _read_capped(self, response: http.client.HTTPResponse, limit: int) -> bytes:
         """The body, stopping with ResponseTooLargeError as soon as it passes `limit` bytes."""
         declared = response.getheader("Content-Length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            raise ResponseTooLargeError(f"{self.url}: response declares {int(declared)} bytes, over the "
-                                        f"limit max_response_bytes={limit}", status=response.status)
+            raise ResponseTooLargeError(
+                f"{self.url}: response declares {int(declared)} bytes, over the limit max_response_bytes={limit}",
+                status=response.status,
+            )
         chunks, total = [], 0
         while True:
             chunk = response.read(min(_READ_CHUNK, limit + 1 - total))
@@ -362,8 +391,9 @@ class OpenAIChatClient:
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:
-                raise ResponseTooLargeError(f"{self.url}: response body exceeds max_response_bytes={limit}",
-                                            status=response.status)
+                raise ResponseTooLargeError(
+                    f"{self.url}: response body exceeds max_response_bytes={limit}", status=response.status
+                )
 
     def _connection(self) -> http.client.HTTPConnection:
         endpoint = self._endpoint
@@ -397,8 +427,12 @@ class OpenAIChatClient:
             connection.connect()
             if expired.is_set():  # the deadline passed while connecting: the watchdog saw no socket
                 raise TimeoutError("deadline passed during connect")
-            connection.request("POST", self._endpoint.target, body=body, headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+            connection.request(
+                "POST",
+                self._endpoint.target,
+                body=body,
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+            )
             response = connection.getresponse()
             if 200 <= response.status < 300:
                 raw = self._read_capped(response, self.max_response_bytes)
@@ -410,11 +444,13 @@ class OpenAIChatClient:
         except (OSError, http.client.HTTPException, ValueError) as error:
             # ValueError: an SSL socket read after the watchdog's shutdown ("closed or unwrapped").
             if expired.is_set() or isinstance(error, (socket.timeout, TimeoutError)):
-                raise _Retryable(f"no complete response within the {self.timeout_s}s deadline",
-                                 final=JudgeTimeoutError) from None
+                raise _Retryable(
+                    f"no complete response within the {self.timeout_s}s deadline", final=JudgeTimeoutError
+                ) from None
             reason = getattr(error, "reason", error)
-            raise _Retryable(f"connection error: {type(error).__name__}: "
-                             f"{self._scrub(str(reason), key)[:200]}") from None
+            raise _Retryable(
+                f"connection error: {type(error).__name__}: {self._scrub(str(reason), key)[:200]}"
+            ) from None
         finally:
             watchdog.cancel()
             connection.close()
@@ -423,14 +459,21 @@ class OpenAIChatClient:
         status, headers, raw = self._exchange(body, key)
         if 300 <= status < 400:
             location = self._scrub(str(headers.get("Location", "")), key)[:200]
-            raise JudgeHTTPError(f"{self.url}: HTTP {status} redirect to {location!r} not followed: the "
-                                 "client follows no redirects so the API key never leaves base_url's "
-                                 "origin; set base_url to the final endpoint", status=status, attempts=1)
+            raise JudgeHTTPError(
+                f"{self.url}: HTTP {status} redirect to {location!r} not followed: the "
+                "client follows no redirects so the API key never leaves base_url's "
+                "origin; set base_url to the final endpoint",
+                status=status,
+                attempts=1,
+            )
         if not 200 <= status < 300:
             detail = self._scrub(raw.decode("utf-8", "replace")[:300], key)
             if status in RETRYABLE_STATUS or status >= 500:
-                raise _Retryable(f"HTTP {status}: {detail}", status=status,
-                                 retry_after=_retry_after_seconds(headers.get("Retry-After")))
+                raise _Retryable(
+                    f"HTTP {status}: {detail}",
+                    status=status,
+                    retry_after=_retry_after_seconds(headers.get("Retry-After")),
+                )
             raise JudgeHTTPError(f"{self.url}: HTTP {status}: {detail}", status=status, attempts=1)
         try:
             parsed = parse_body(raw)
@@ -465,8 +508,11 @@ class OpenAIChatClient:
                 error.attempts = attempt + 1
                 raise
         final = last.final if last else JudgeHTTPError
-        raise final(f"{self.url}: giving up after {self.max_retries + 1} attempts; last error: {last}",
-                    status=last.status if last else None, attempts=self.max_retries + 1)
+        raise final(
+            f"{self.url}: giving up after {self.max_retries + 1} attempts; last error: {last}",
+            status=last.status if last else None,
+            attempts=self.max_retries + 1,
+        )
 
     def complete(self, messages: Sequence[dict[str, str]], **params: Any) -> ChatCompletion:
         """One chat completion (from the cache when the same request was made before)."""
@@ -489,10 +535,8 @@ class OpenAIChatClient:
                 self.usage.requests += 1
                 self.usage.prompt_tokens += prompt_tokens
                 self.usage.completion_tokens += completion_tokens
-                self.usage.cost_usd += (prompt_tokens * self.prices[0]
-                                        + completion_tokens * self.prices[1]) / 1e6
-            self._write_cache(cache_key, {"model": self.model, "messages": list(messages),
-                                          "params": params}, response)
+                self.usage.cost_usd += (prompt_tokens * self.prices[0] + completion_tokens * self.prices[1]) / 1e6
+            self._write_cache(cache_key, {"model": self.model, "messages": list(messages), "params": params}, response)
         return _to_completion(response, cached=cached)
 
     def complete_many(self, batch: Sequence[Sequence[dict[str, str]]], **params: Any) -> list[ChatCompletion]:
@@ -519,5 +563,6 @@ def _to_completion(response: dict[str, Any], *, cached: bool) -> ChatCompletion:
         text = choice.get("text", "")
     logprobs = choice.get("logprobs") or {}
     top = [list(entry.get("top_logprobs") or []) for entry in (logprobs.get("content") or [])]
-    return ChatCompletion(text=text, top_logprobs=top, usage=dict(response.get("usage") or {}),
-                          cached=cached, response=response)
+    return ChatCompletion(
+        text=text, top_logprobs=top, usage=dict(response.get("usage") or {}), cached=cached, response=response
+    )

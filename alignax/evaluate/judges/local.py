@@ -10,6 +10,7 @@ one forward pass, and takes p = softmax(logits[last position]) over the whole vo
 Model API: `logits = model(input_ids[None])` with shape [1, T, V]; tokenizer API: `encode(text,
 add_special_tokens=False)` and `apply_chat_template(messages, add_generation_prompt=True)`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,8 +30,10 @@ def verdict_token_ids(tokenizer: Any, verdicts: Sequence[str]) -> list[int]:
     for verdict in verdicts:
         encoded = tokenizer.encode(verdict, add_special_tokens=False)
         if len(encoded) != 1:
-            raise ValueError(f"verdict {verdict!r} is {len(encoded)} tokens {encoded}, not one: "
-                             "the judge reads one next-token probability per verdict")
+            raise ValueError(
+                f"verdict {verdict!r} is {len(encoded)} tokens {encoded}, not one: "
+                "the judge reads one next-token probability per verdict"
+            )
         ids.append(int(encoded[0]))
     if len(set(ids)) != len(ids):
         raise ValueError(f"verdicts {list(verdicts)} share token ids {ids}")
@@ -40,8 +43,14 @@ def verdict_token_ids(tokenizer: Any, verdicts: Sequence[str]) -> list[int]:
 class LocalModelJudge(base.PairwiseJudge):
     """AlpacaEval-style pairwise judge from a local model's next-token distribution."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, verdicts: Sequence[str] = prompts.ALPACA_EVAL_VERDICT_TOKENS,
-                 max_prompt_tokens: int | None = None):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        verdicts: Sequence[str] = prompts.ALPACA_EVAL_VERDICT_TOKENS,
+        max_prompt_tokens: int | None = None,
+    ):
         if len(verdicts) != 2:
             raise ValueError(f"a pairwise judge needs two verdicts (output_1, output_2), got {verdicts}")
         self.model, self.tokenizer = model, tokenizer
@@ -50,8 +59,7 @@ class LocalModelJudge(base.PairwiseJudge):
         self.max_prompt_tokens = max_prompt_tokens
 
     def prompt_ids(self, messages: Sequence[dict[str, str]]) -> np.ndarray:
-        ids = np.asarray(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True),
-                         dtype=np.int32)
+        ids = np.asarray(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True), dtype=np.int32)
         if ids.ndim != 1 or ids.size == 0:
             raise ValueError(f"chat template produced token ids of shape {ids.shape}")
         if self.max_prompt_tokens is not None and ids.size > self.max_prompt_tokens:

@@ -1,4 +1,5 @@
 """The shape of a benchmark in `evaluate run`, its result, and a cluster bootstrap for intervals."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,6 +18,7 @@ from alignax.evaluate.run.generation import GenerationSettings
 @dataclasses.dataclass(frozen=True)
 class Metric:
     """One headline number with its interval (NaN where undefined)."""
+
     name: str
     value: float
     lower: float = float("nan")
@@ -38,6 +40,7 @@ class Result:
 class Benchmark:
     """One registry entry: `generate` writes the official answer files, `judge` the judgments,
     `score` reads them back through the existing metric code."""
+
     name: str
     title: str
     settings: GenerationSettings
@@ -48,8 +51,14 @@ class Benchmark:
     reference: str  # paper / repository of the protocol
 
 
-def bootstrap_interval(clusters: Sequence[Any], statistic: Callable[[Sequence[Any]], float], *,
-                       rounds: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_interval(
+    clusters: Sequence[Any],
+    statistic: Callable[[Sequence[Any]], float],
+    *,
+    rounds: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
     """Percentile bootstrap of `statistic` over clusters (prompts) resampled with replacement.
 
     Rounds whose statistic is NaN (e.g. no parsable verdict drawn) are left out; (NaN, NaN) when

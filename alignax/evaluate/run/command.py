@@ -1,4 +1,5 @@
 """`python -m alignax.evaluate run`: generate, judge and score one benchmark for one model."""
+
 from __future__ import annotations
 
 import sys
@@ -23,21 +24,36 @@ def add_arguments(parser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("--benchmark", required=True, choices=sorted(benchmarks.MODULES))
     parser.add_argument("--model", required=True, help="a preset, a .gguf file, an HF folder or a run's export/")
-    parser.add_argument("--judge", default=None,
-                        help="local:<model> or http:<base_url>,model=<name>[,api_key_env=VAR][,concurrency=N]")
-    parser.add_argument("--limit", type=positive_int, default=None,
-                        help="evaluate only N prompts (a subset: not the benchmark's number)")
+    parser.add_argument(
+        "--judge", default=None, help="local:<model> or http:<base_url>,model=<name>[,api_key_env=VAR][,concurrency=N]"
+    )
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        help="evaluate only N prompts (a subset: not the benchmark's number)",
+    )
     parser.add_argument("--workdir", required=True, help="folder for every stage's files (rerun to resume)")
-    parser.add_argument("--evaldata", default=None,
-                        help="benchmark data folder (default $ALIGNAX_EVALDATA or ../shared/evaldata)")
+    parser.add_argument(
+        "--evaldata", default=None, help="benchmark data folder (default $ALIGNAX_EVALDATA or ../shared/evaldata)"
+    )
     parser.add_argument("--name", default="", help="generator name in the official files (default: the model's)")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="prompts per sampler batch")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=None,
-                        help="override the benchmark's max new tokens (a deviation, named in the report)")
-    parser.add_argument("--judge-max-tokens", type=positive_int, default=None,
-                        help="override the judge protocol's max_tokens (a deviation, named in the report)")
-    parser.add_argument("--df-gamed", default=None,
-                        help="AlpacaEval: alpaca-eval's df_gamed.csv, for the length-controlled win rate")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=None,
+        help="override the benchmark's max new tokens (a deviation, named in the report)",
+    )
+    parser.add_argument(
+        "--judge-max-tokens",
+        type=positive_int,
+        default=None,
+        help="override the judge protocol's max_tokens (a deviation, named in the report)",
+    )
+    parser.add_argument(
+        "--df-gamed", default=None, help="AlpacaEval: alpaca-eval's df_gamed.csv, for the length-controlled win rate"
+    )
     parser.add_argument("--num-rounds", type=positive_int, default=100, help="Arena-Hard bootstrap rounds")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -48,12 +64,21 @@ def run(args) -> int:
     from alignax.evaluate.run.judging import parse_judge
     from alignax.evaluate.run.pipeline import run_benchmark
 
-    ctx = RunContext(benchmark=args.benchmark, model_source=args.model, workdir=args.workdir,
-                     evaldata=args.evaldata or default_evaldata(),
-                     judge=parse_judge(args.judge) if args.judge else None, limit=args.limit,
-                     model_name=args.name, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                     judge_max_tokens=args.judge_max_tokens, seed=args.seed, num_rounds=args.num_rounds,
-                     df_gamed=args.df_gamed)
+    ctx = RunContext(
+        benchmark=args.benchmark,
+        model_source=args.model,
+        workdir=args.workdir,
+        evaldata=args.evaldata or default_evaldata(),
+        judge=parse_judge(args.judge) if args.judge else None,
+        limit=args.limit,
+        model_name=args.name,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        judge_max_tokens=args.judge_max_tokens,
+        seed=args.seed,
+        num_rounds=args.num_rounds,
+        df_gamed=args.df_gamed,
+    )
     try:
         out = run_benchmark(ctx)
     except JudgeHTTPError as error:

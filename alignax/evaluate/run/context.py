@@ -10,6 +10,7 @@ The work directory keeps every stage's output, so a rerun resumes:
     judge_cache/                  the HTTP judge's response cache
     metrics.json, report.md, report.png
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,7 +72,7 @@ class RunContext:
         return path
 
     def subset(self, items: list) -> list:
-        return items if self.limit is None else items[:self.limit]
+        return items if self.limit is None else items[: self.limit]
 
     def settings(self, settings: GenerationSettings) -> GenerationSettings:
         return with_overrides(settings, max_new_tokens=self.max_new_tokens)
@@ -83,6 +84,7 @@ class RunContext:
         """(model, tokenizer) of a preset / .gguf / HF folder, loaded once per run."""
         if source not in self._models:
             from alignax.models import load
+
             model, tokenizer = load(source)
             if tokenizer is None:
                 raise ValueError(f"{source}: the model has no tokenizer (tokenizer.json / GGUF tokenizer metadata)")
@@ -94,10 +96,15 @@ class RunContext:
 
     def identity(self) -> dict[str, Any]:
         """What must not change between a run and its resumption in the same workdir."""
-        return {"benchmark": self.benchmark, "model": self.model_source, "model_name": self.model_name,
-                "judge": dataclasses.asdict(self.judge) if self.judge else None,
-                "max_new_tokens": self.max_new_tokens, "judge_max_tokens": self.judge_max_tokens,
-                "seed": self.seed}
+        return {
+            "benchmark": self.benchmark,
+            "model": self.model_source,
+            "model_name": self.model_name,
+            "judge": dataclasses.asdict(self.judge) if self.judge else None,
+            "max_new_tokens": self.max_new_tokens,
+            "judge_max_tokens": self.judge_max_tokens,
+            "seed": self.seed,
+        }
 
     def claim_workdir(self) -> None:
         """Writes run.json, or checks that an existing one describes the same run."""
@@ -108,6 +115,8 @@ class RunContext:
                 theirs = json.load(f)
             changed = sorted(k for k in mine if theirs.get(k) != mine[k])
             if changed:
-                raise ValueError(f"{path}: this work directory holds another run (different {', '.join(changed)}: "
-                                 f"{ {k: theirs.get(k) for k in changed} }); use a new --workdir")
+                raise ValueError(
+                    f"{path}: this work directory holds another run (different {', '.join(changed)}: "
+                    f"{ {k: theirs.get(k) for k in changed} }); use a new --workdir"
+                )
         files.write_atomic(path, json.dumps(mine, indent=2) + "\n")

@@ -6,6 +6,7 @@ killed process is cut off), so an interrupted generation loses and duplicates no
 per-prompt seed is a hash of the prompt id, so a resumed run samples what an uninterrupted one
 would have sampled.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,6 +19,7 @@ from typing import Any
 @dataclasses.dataclass(frozen=True)
 class GenerationSettings:
     """A benchmark's decoding settings; `source` names where they are defined upstream."""
+
     max_new_tokens: int
     temperature: float
     top_p: float = 1.0
@@ -37,9 +39,17 @@ def with_overrides(settings: GenerationSettings, *, max_new_tokens: int | None) 
     return dataclasses.replace(settings, max_new_tokens=int(max_new_tokens))
 
 
-def generate_answers(model: Any, tokenizer: Any, records: Sequence[dict[str, Any]], path: os.PathLike | str,
-                     settings: GenerationSettings, *, batch_size: int, seed: int = 0,
-                     label: str = "generate") -> dict[str, str]:
+def generate_answers(
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[dict[str, Any]],
+    path: os.PathLike | str,
+    settings: GenerationSettings,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    label: str = "generate",
+) -> dict[str, str]:
     """{id: answer text} for records {"id", "prompt" (chat messages)}, generated into `path`."""
     if not records:
         return {}
@@ -49,14 +59,32 @@ def generate_answers(model: Any, tokenizer: Any, records: Sequence[dict[str, Any
 
     from alignax.sample.sampler import generate_to_jsonl
 
-    lines = generate_to_jsonl(model, tokenizer, list(records), path, batch_size=batch_size, seed=seed,
-                              max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                              top_p=settings.top_p, progress=progress)
+    lines = generate_to_jsonl(
+        model,
+        tokenizer,
+        list(records),
+        path,
+        batch_size=batch_size,
+        seed=seed,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        progress=progress,
+    )
     return {str(line["id"]): line["samples"][0]["text"] for line in lines}
 
 
-def generate_grouped(model: Any, tokenizer: Any, records: Sequence[dict[str, Any]], path: os.PathLike | str,
-                     settings_of: Any, *, batch_size: int, seed: int = 0, label: str = "generate") -> dict[str, str]:
+def generate_grouped(
+    model: Any,
+    tokenizer: Any,
+    records: Sequence[dict[str, Any]],
+    path: os.PathLike | str,
+    settings_of: Any,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    label: str = "generate",
+) -> dict[str, str]:
     """As `generate_answers`, with per-record settings (`settings_of(record)`), one group at a time.
 
     All groups append to the same file (ids are unique across groups), so resuming works as for
@@ -67,6 +95,7 @@ def generate_grouped(model: Any, tokenizer: Any, records: Sequence[dict[str, Any
         groups.setdefault(settings_of(record), []).append(record)
     answers: dict[str, str] = {}
     for settings, group in groups.items():
-        answers.update(generate_answers(model, tokenizer, group, path, settings, batch_size=batch_size,
-                                        seed=seed, label=label))
+        answers.update(
+            generate_answers(model, tokenizer, group, path, settings, batch_size=batch_size, seed=seed, label=label)
+        )
     return answers

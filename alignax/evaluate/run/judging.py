@@ -15,6 +15,7 @@ returning objects with `.text` and `.top_logprobs`, as `alignax.evaluate.judges.
 `judge_to_jsonl` runs judge calls in chunks and appends each chunk's verdicts to a JSONL file keyed
 by item id, so a killed run resumes where it stopped, losing and duplicating nothing.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -34,6 +35,7 @@ LOCAL_PLACEHOLDER_KEY_ENV = "ALIGNAX_LOCAL_JUDGE_KEY"
 @dataclasses.dataclass(frozen=True)
 class JudgeSpec:
     """A parsed `--judge` value."""
+
     kind: str  # "local" | "http"
     model: str  # local: a preset, .gguf or HF folder; http: the served model name
     base_url: str = ""
@@ -74,13 +76,19 @@ def parse_judge(text: str) -> JudgeSpec:
     concurrency = int(fields.get("concurrency", 8))
     if concurrency < 1:
         raise ValueError(f"--judge {text!r}: concurrency must be >= 1")
-    return JudgeSpec("http", fields["model"], base_url=base_url,
-                     api_key_env=fields.get("api_key_env", "OPENAI_API_KEY"), concurrency=concurrency)
+    return JudgeSpec(
+        "http",
+        fields["model"],
+        base_url=base_url,
+        api_key_env=fields.get("api_key_env", "OPENAI_API_KEY"),
+        concurrency=concurrency,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class LocalCompletion:
     """What the prompt-based judges read from a completion (as http.ChatCompletion)."""
+
     text: str
     top_logprobs: list = dataclasses.field(default_factory=list)
     cached: bool = False
@@ -102,10 +110,16 @@ class LocalChatBackend:
 
         if not batch:
             return []
-        gens = generate(self.model, self.tokenizer, [list(m) for m in batch],
-                        max_new_tokens=int(params.get("max_tokens", 1024)),
-                        temperature=float(params.get("temperature", 0.0)), top_p=float(params.get("top_p", 1.0)),
-                        batch_size=self.batch_size, seed=self.seed)
+        gens = generate(
+            self.model,
+            self.tokenizer,
+            [list(m) for m in batch],
+            max_new_tokens=int(params.get("max_tokens", 1024)),
+            temperature=float(params.get("temperature", 0.0)),
+            top_p=float(params.get("top_p", 1.0)),
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
         return [LocalCompletion(g.text) for g in gens]
 
     def complete(self, messages: Sequence[dict[str, str]], **params: Any) -> LocalCompletion:
@@ -121,8 +135,13 @@ def make_http_backend(spec: JudgeSpec, cache_dir: os.PathLike | str):
     if not os.environ.get(api_key_env) and _is_loopback(host):
         os.environ.setdefault(LOCAL_PLACEHOLDER_KEY_ENV, "EMPTY")
         api_key_env = LOCAL_PLACEHOLDER_KEY_ENV
-    return OpenAIChatClient(base_url=spec.base_url, model=spec.model, api_key_env=api_key_env,
-                            cache_dir=cache_dir, max_concurrency=spec.concurrency)
+    return OpenAIChatClient(
+        base_url=spec.base_url,
+        model=spec.model,
+        api_key_env=api_key_env,
+        cache_dir=cache_dir,
+        max_concurrency=spec.concurrency,
+    )
 
 
 def judge_backend(ctx: Any):
@@ -146,9 +165,14 @@ def run_concurrently(fn: Callable[[Any], Any], items: Sequence[Any], *, workers:
         return list(pool.map(fn, items))
 
 
-def judge_to_jsonl(items: Sequence[dict[str, Any]], path: os.PathLike | str,
-                   judge_chunk: Callable[[list[dict[str, Any]]], list[dict[str, Any]]], *,
-                   chunk_size: int, label: str = "judge") -> list[dict[str, Any]]:
+def judge_to_jsonl(
+    items: Sequence[dict[str, Any]],
+    path: os.PathLike | str,
+    judge_chunk: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    *,
+    chunk_size: int,
+    label: str = "judge",
+) -> list[dict[str, Any]]:
     """Judges items {"id", ...} not yet in `path`, `chunk_size` at a time, appending each chunk.
 
     `judge_chunk(items)` returns one record per item (each with the item's "id"). Returns every
@@ -161,7 +185,7 @@ def judge_to_jsonl(items: Sequence[dict[str, Any]], path: os.PathLike | str,
     done = {str(r["id"]): r for r in files.read_jsonl(path)}
     todo = [item for item in items if str(item["id"]) not in done]
     for start in range(0, len(todo), max(1, chunk_size)):
-        chunk = todo[start:start + chunk_size]
+        chunk = todo[start : start + chunk_size]
         records = judge_chunk(chunk)
         if [str(r["id"]) for r in records] != [str(i["id"]) for i in chunk]:
             raise RuntimeError(f"{label}: the judge returned records for other items than asked")

@@ -4,6 +4,7 @@ Each stage reads what the previous one wrote in the work directory and skips wha
 there (generation and judging append per batch to JSONL files keyed by prompt id), so running the
 same command again after a crash or Ctrl-C continues where it stopped.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,10 +35,19 @@ def run_benchmark(ctx: RunContext) -> dict[str, Any]:
     _stage(f"{bench.name}: score")
     result = bench.score(ctx)
     result.files = {**official, **result.files}
-    base.write_json(ctx.path("metrics.json"), {
-        "benchmark": bench.name, "model": ctx.model_name, "identity": ctx.identity(), "limit": ctx.limit,
-        "n_items": result.n_items, "n_benchmark": result.n_benchmark,
-        "metrics": [dataclasses.asdict(m) for m in result.metrics], "notes": result.notes,
-        "details": result.details})
+    base.write_json(
+        ctx.path("metrics.json"),
+        {
+            "benchmark": bench.name,
+            "model": ctx.model_name,
+            "identity": ctx.identity(),
+            "limit": ctx.limit,
+            "n_items": result.n_items,
+            "n_benchmark": result.n_benchmark,
+            "metrics": [dataclasses.asdict(m) for m in result.metrics],
+            "notes": result.notes,
+            "details": result.details,
+        },
+    )
     paths = report.write(ctx, bench, result)
     return {"result": result, "paths": paths, "files": result.files}

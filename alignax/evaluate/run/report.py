@@ -4,6 +4,7 @@ The Markdown table holds each headline metric with its interval; the PNG draws t
 points with interval bars (matplotlib, Agg). AlpacaEval runs also get the leaderboard files of
 alignax/evaluate/report.py (leaderboard.md / .csv, winrates.png).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,10 +20,12 @@ def limit_caveat(result: Result) -> str:
     """What a subset does to comparability (the same sentence in docs/evaluation.md)."""
     if result.n_items >= result.n_benchmark:
         return f"All {result.n_benchmark} prompts of the benchmark were evaluated."
-    return (f"**Subset: {result.n_items} of the benchmark's {result.n_benchmark} prompts (--limit).** This is not "
-            "the benchmark's number: it is an estimate on a subset, with wider intervals, and it moves with which "
-            "prompts the subset holds (categories and difficulty are not balanced). Compare it only with runs on "
-            "the same subset, same judge and same settings.")
+    return (
+        f"**Subset: {result.n_items} of the benchmark's {result.n_benchmark} prompts (--limit).** This is not "
+        "the benchmark's number: it is an estimate on a subset, with wider intervals, and it moves with which "
+        "prompts the subset holds (categories and difficulty are not balanced). Compare it only with runs on "
+        "the same subset, same judge and same settings."
+    )
 
 
 def _number(value: float) -> str:
@@ -32,8 +35,11 @@ def _number(value: float) -> str:
 def metrics_table(result: Result) -> str:
     lines = ["| metric | value | interval | how |", "|---|---:|---:|---|"]
     for m in result.metrics:
-        interval = "" if not (math.isfinite(m.lower) and math.isfinite(m.upper)) else \
-            f"[{_number(m.lower)}, {_number(m.upper)}]"
+        interval = (
+            ""
+            if not (math.isfinite(m.lower) and math.isfinite(m.upper))
+            else f"[{_number(m.lower)}, {_number(m.upper)}]"
+        )
         lines.append(f"| {m.name} | {_number(m.value)} | {interval} | {m.interval} |")
     return "\n".join(lines) + "\n"
 
@@ -42,8 +48,10 @@ def markdown(ctx: RunContext, bench: Benchmark, result: Result) -> str:
     settings = ctx.settings(bench.settings)
     deviations = []
     if ctx.max_new_tokens is not None:
-        deviations.append(f"max new tokens set to {ctx.max_new_tokens} (--max-new-tokens; the benchmark uses "
-                          f"{bench.settings.max_new_tokens})")
+        deviations.append(
+            f"max new tokens set to {ctx.max_new_tokens} (--max-new-tokens; the benchmark uses "
+            f"{bench.settings.max_new_tokens})"
+        )
     if ctx.judge_max_tokens is not None and bench.needs_judge:
         deviations.append(f"judge max_tokens set to {ctx.judge_max_tokens} (--judge-max-tokens)")
     if not bench.needs_judge:
@@ -52,18 +60,22 @@ def markdown(ctx: RunContext, bench: Benchmark, result: Result) -> str:
         judge = f"local model {ctx.judge.model}"
     else:
         judge = f"{ctx.judge.model} at {ctx.judge.base_url}"
-    parts = [f"# {bench.title}: {ctx.model_name}\n",
-             metrics_table(result),
-             "\n" + limit_caveat(result) + "\n",
-             "\n## Run\n",
-             f"- model: `{ctx.model_source}` (generator name `{ctx.model_name}`)",
-             f"- judge: {judge}",
-             f"- generation: {settings.describe()} ({settings.source})",
-             f"- protocol: {bench.reference}"]
+    parts = [
+        f"# {bench.title}: {ctx.model_name}\n",
+        metrics_table(result),
+        "\n" + limit_caveat(result) + "\n",
+        "\n## Run\n",
+        f"- model: `{ctx.model_source}` (generator name `{ctx.model_name}`)",
+        f"- judge: {judge}",
+        f"- generation: {settings.describe()} ({settings.source})",
+        f"- protocol: {bench.reference}",
+    ]
     parts += [f"- deviation: {d}" for d in deviations]
     if ctx.judge is not None and bench.needs_judge and ctx.judge.kind == "local":
-        parts.append("- deviation: the judge is a local model, not the benchmark's GPT-4 judge: the number is not "
-                     "comparable with published leaderboards")
+        parts.append(
+            "- deviation: the judge is a local model, not the benchmark's GPT-4 judge: the number is not "
+            "comparable with published leaderboards"
+        )
     parts += [f"- note: {n}" for n in result.notes]
     parts += ["\n## Files\n"] + [f"- {kind}: `{path}`" for kind, path in result.files.items()]
     return "\n".join(parts) + "\n"
@@ -72,6 +84,7 @@ def markdown(ctx: RunContext, bench: Benchmark, result: Result) -> str:
 def plot(result: Result, path: pathlib.Path, *, title: str) -> pathlib.Path:
     """Each metric as a point with its interval (one row per metric)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -83,8 +96,9 @@ def plot(result: Result, path: pathlib.Path, *, title: str) -> pathlib.Path:
             if math.isfinite(m.lower) and math.isfinite(m.upper):
                 err = [[m.value - m.lower], [m.upper - m.value]]
             ax.errorbar([m.value], [y], xerr=err, fmt="o", color="tab:blue", capsize=4)
-            ax.annotate(_number(m.value), (m.value, y), textcoords="offset points", xytext=(0, 7),
-                        ha="center", fontsize=8)
+            ax.annotate(
+                _number(m.value), (m.value, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8
+            )
         else:
             ax.annotate("n/a", (0.5, y), xycoords=("axes fraction", "data"), ha="center", fontsize=8)
     ax.set_yticks(range(len(metrics)), [m.name for m in metrics])
@@ -106,8 +120,12 @@ def write(ctx: RunContext, bench: Benchmark, result: Result) -> dict[str, pathli
     plot(result, paths["chart"], title=f"{bench.title}: {ctx.model_name}")
     if bench.name == "alpaca_eval":
         from alignax.evaluate import report as leaderboard
-        written = leaderboard.write_report({ctx.model_name: _leaderboard_metrics(result.details["metrics"])},
-                                           ctx.directory("leaderboard"), title="AlpacaEval 2")
+
+        written = leaderboard.write_report(
+            {ctx.model_name: _leaderboard_metrics(result.details["metrics"])},
+            ctx.directory("leaderboard"),
+            title="AlpacaEval 2",
+        )
         paths.update({f"leaderboard_{kind}": path for kind, path in written.items()})
     return paths
 

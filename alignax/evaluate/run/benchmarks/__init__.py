@@ -1,4 +1,5 @@
 """The benchmarks `evaluate run` knows, by name (one module and one registry entry each)."""
+
 from __future__ import annotations
 
 import importlib

@@ -19,6 +19,7 @@
 - Score: alignax/evaluate/alpaca_eval.py (raw win rate with its SE; the length-controlled win rate
   when `--df-gamed` gives alpaca-eval's df_gamed.csv).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ from alignax.evaluate.run.context import RunContext
 
 BASELINE = "gpt4_1106_preview"
 BASELINE_FILE = ("alpaca_eval", "results", BASELINE, "weighted_alpaca_eval_gpt4_turbo", "annotations.json.gz")
-SETTINGS = generation.GenerationSettings(max_new_tokens=2048, temperature=0.7, top_p=1.0,
-                                         source="alpaca_eval models_configs/zephyr-7b-beta/configs.yaml")
+SETTINGS = generation.GenerationSettings(
+    max_new_tokens=2048, temperature=0.7, top_p=1.0, source="alpaca_eval models_configs/zephyr-7b-beta/configs.yaml"
+)
 SWITCH_SEED = 123  # alpaca_eval BaseProcessor's default seed
 
 
@@ -46,8 +48,15 @@ def eval_set(ctx: RunContext) -> list[dict[str, Any]]:
     with naming_file(path):
         df = metric.load_annotations(path)
         metric._require_columns(df, ["instruction", "output_1", "dataset"])
-        return [{"index": int(i), "instruction": str(r["instruction"]), "dataset": str(r["dataset"]),
-                 "baseline": str(r["output_1"])} for i, r in df.iterrows()]
+        return [
+            {
+                "index": int(i),
+                "instruction": str(r["instruction"]),
+                "dataset": str(r["dataset"]),
+                "baseline": str(r["output_1"]),
+            }
+            for i, r in df.iterrows()
+        ]
 
 
 def subset(ctx: RunContext) -> list[dict[str, Any]]:
@@ -56,7 +65,7 @@ def subset(ctx: RunContext) -> list[dict[str, Any]]:
     if ctx.limit is None:
         return records
     order = pd.Series(range(len(records))).sample(frac=1, random_state=123).tolist()
-    return [records[i] for i in sorted(order[:ctx.limit])]
+    return [records[i] for i in sorted(order[: ctx.limit])]
 
 
 def is_switched(instruction: str) -> bool:
@@ -68,10 +77,24 @@ def generate(ctx: RunContext) -> dict[str, str]:
     records = subset(ctx)
     model, tokenizer = ctx.policy()
     prompts = [{"id": str(r["index"]), "prompt": [{"role": "user", "content": r["instruction"]}]} for r in records]
-    answers = generation.generate_answers(model, tokenizer, prompts, ctx.path("generations", "answers.jsonl"),
-                                          ctx.settings(SETTINGS), batch_size=ctx.batch_size, seed=ctx.seed)
-    outputs = [{"instruction": r["instruction"], "output": answers[str(r["index"])], "generator": ctx.model_name,
-                "dataset": r["dataset"]} for r in records]
+    answers = generation.generate_answers(
+        model,
+        tokenizer,
+        prompts,
+        ctx.path("generations", "answers.jsonl"),
+        ctx.settings(SETTINGS),
+        batch_size=ctx.batch_size,
+        seed=ctx.seed,
+    )
+    outputs = [
+        {
+            "instruction": r["instruction"],
+            "output": answers[str(r["index"])],
+            "generator": ctx.model_name,
+            "dataset": r["dataset"],
+        }
+        for r in records
+    ]
     path = ctx.path("model_outputs.json")
     base.write_json(path, outputs)
     return {"model_outputs": str(path)}
@@ -90,8 +113,10 @@ def _pairwise_judge(ctx: RunContext):
     """(judge, workers): a local verdict-probability judge or the HTTP weighted judge."""
     if ctx.judge.kind == "local":
         from alignax.evaluate.judges.local import LocalModelJudge
+
         return LocalModelJudge(*ctx.load(ctx.judge.model)), 1
     from alignax.evaluate.judges.base import AlpacaEvalJudge
+
     backend = judging.make_http_backend(ctx.judge, ctx.directory("judge_cache"))
     return AlpacaEvalJudge(backend), ctx.judge.concurrency
 
@@ -101,26 +126,46 @@ def _annotate(judge, item: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     first, second = (item["output"], item["baseline"]) if switched else (item["baseline"], item["output"])
     verdict = judge.judge_pair(instruction=item["instruction"], output_1=first, output_2=second)
     preference = 3.0 - verdict.preference if switched else verdict.preference
-    return {"id": item["id"], "instruction": item["instruction"], "output_1": item["baseline"],
-            "generator_1": BASELINE, "dataset": item["dataset"], "output_2": item["output"],
-            "generator_2": ctx.model_name, "annotator": f"weighted_alpaca_eval_{ctx.judge.name}",
-            "preference": preference, "is_switched_outputs": switched, "raw_completion": verdict.raw,
-            "price_per_example": None, "time_per_example": None}
+    return {
+        "id": item["id"],
+        "instruction": item["instruction"],
+        "output_1": item["baseline"],
+        "generator_1": BASELINE,
+        "dataset": item["dataset"],
+        "output_2": item["output"],
+        "generator_2": ctx.model_name,
+        "annotator": f"weighted_alpaca_eval_{ctx.judge.name}",
+        "preference": preference,
+        "is_switched_outputs": switched,
+        "raw_completion": verdict.raw,
+        "price_per_example": None,
+        "time_per_example": None,
+    }
 
 
 def judge(ctx: RunContext) -> dict[str, str]:
     outputs = _read_outputs(ctx)
-    items = [{"id": str(r["index"]), "output": outputs[r["instruction"]], **r} for r in subset(ctx)
-             if r["instruction"] in outputs]
+    items = [
+        {"id": str(r["index"]), "output": outputs[r["instruction"]], **r}
+        for r in subset(ctx)
+        if r["instruction"] in outputs
+    ]
     pairwise, workers = _pairwise_judge(ctx)
     chunk = max(ctx.batch_size, workers)
 
     def judge_chunk(batch):
-        return [base.json_safe(r) for r in
-                judging.run_concurrently(lambda item: _annotate(pairwise, item, ctx), batch, workers=workers)]
+        return [
+            base.json_safe(r)
+            for r in judging.run_concurrently(lambda item: _annotate(pairwise, item, ctx), batch, workers=workers)
+        ]
 
-    records = judging.judge_to_jsonl(items, ctx.path("judgments", f"alpaca_eval-{ctx.judge.name}.jsonl"),
-                                     judge_chunk, chunk_size=chunk, label="judge alpaca_eval")
+    records = judging.judge_to_jsonl(
+        items,
+        ctx.path("judgments", f"alpaca_eval-{ctx.judge.name}.jsonl"),
+        judge_chunk,
+        chunk_size=chunk,
+        label="judge alpaca_eval",
+    )
     path = ctx.path("annotations.json")
     base.write_json(path, [{k: v for k, v in r.items() if k != "id"} for r in records])
     return {"annotations": str(path)}
@@ -147,22 +192,45 @@ def score(ctx: RunContext) -> base.Result:
             notes.append(f"length-controlled win rate not computed: {error}")
         else:
             metrics.update({k: lc[k] for k in ("length_controlled_winrate", "lc_standard_error")})
-            rows.append(base.Metric("LC win rate (%)", lc["length_controlled_winrate"],
-                                    *base.normal_interval(lc["length_controlled_winrate"], lc["lc_standard_error"]),
-                                    interval="+/- 1.96 lc_standard_error (alpaca_eval's SEM of the GLM's predictions)"))
+            rows.append(
+                base.Metric(
+                    "LC win rate (%)",
+                    lc["length_controlled_winrate"],
+                    *base.normal_interval(lc["length_controlled_winrate"], lc["lc_standard_error"]),
+                    interval="+/- 1.96 lc_standard_error (alpaca_eval's SEM of the GLM's predictions)",
+                )
+            )
     else:
-        notes.append("length-controlled win rate not computed: give --df-gamed (alpaca-eval's df_gamed.csv, "
-                     "the gamed annotations and instruction difficulty the LC GLM is fitted with)")
-    rows.append(base.Metric("win rate (%)", metrics["win_rate"],
-                            *base.normal_interval(metrics["win_rate"], metrics["standard_error"]),
-                            interval="+/- 1.96 standard_error"))
+        notes.append(
+            "length-controlled win rate not computed: give --df-gamed (alpaca-eval's df_gamed.csv, "
+            "the gamed annotations and instruction difficulty the LC GLM is fitted with)"
+        )
+    rows.append(
+        base.Metric(
+            "win rate (%)",
+            metrics["win_rate"],
+            *base.normal_interval(metrics["win_rate"], metrics["standard_error"]),
+            interval="+/- 1.96 standard_error",
+        )
+    )
     rows.append(base.Metric("discrete win rate (%)", metrics["discrete_win_rate"]))
-    return base.Result(metrics=rows, n_items=len(annotations), n_benchmark=805,
-                       details={"metrics": metrics, "baseline": BASELINE}, notes=notes,
-                       files={"model_outputs": str(ctx.path("model_outputs.json")), "annotations": str(path)})
+    return base.Result(
+        metrics=rows,
+        n_items=len(annotations),
+        n_benchmark=805,
+        details={"metrics": metrics, "baseline": BASELINE},
+        notes=notes,
+        files={"model_outputs": str(ctx.path("model_outputs.json")), "annotations": str(path)},
+    )
 
 
 BENCHMARK = base.Benchmark(
-    name="alpaca_eval", title="AlpacaEval 2", settings=SETTINGS, needs_judge=True,
-    generate=generate, judge=judge, score=score,
-    reference="Dubois et al. 2024, arXiv:2404.04475; github.com/tatsu-lab/alpaca_eval")
+    name="alpaca_eval",
+    title="AlpacaEval 2",
+    settings=SETTINGS,
+    needs_judge=True,
+    generate=generate,
+    judge=judge,
+    score=score,
+    reference="Dubois et al. 2024, arXiv:2404.04475; github.com/tatsu-lab/alpaca_eval",
+)

@@ -16,6 +16,7 @@
 - Score: alignax/evaluate/arena_hard.py (v0.1 battles, ">>" counted 3 times, Bradley-Terry, 100
   bootstrap rounds, 2.5 / 97.5 percentile interval).
 """
+
 from __future__ import annotations
 
 import re
@@ -30,8 +31,9 @@ from alignax.evaluate.run.context import RunContext
 
 BASELINE = "gpt-4-0314"
 DATA = ("arena_hard", "data", "arena-hard-v0.1")
-SETTINGS = generation.GenerationSettings(max_new_tokens=4096, temperature=0.0,
-                                         source="arena-hard-auto config/gen_answer_config.yaml (v0.1)")
+SETTINGS = generation.GenerationSettings(
+    max_new_tokens=4096, temperature=0.0, source="arena-hard-auto config/gen_answer_config.yaml (v0.1)"
+)
 JUDGE_MAX_TOKENS = 4096
 _CODE_BLOCK = re.compile(r"```([^`]*)```")
 
@@ -59,12 +61,15 @@ def baseline_answers(ctx: RunContext) -> dict[str, str]:
 def markdown_metadata(answer: str, token_len: int) -> dict[str, Any]:
     """Style features of an answer, as arena-hard-auto's add_markdown_info.py counts them."""
     text = _CODE_BLOCK.sub("", answer)
-    return {"token_len": token_len,
-            "header_count": {f"h{i}": len(re.findall(r"^#{%d}\s" % i, text, re.MULTILINE)) for i in range(1, 7)},
-            "list_count": {"ordered": len(re.findall(r"^\s*\d+\.\s", text, re.MULTILINE)),
-                           "unordered": len(re.findall(r"^\s*[-*+]\s", text, re.MULTILINE))},
-            "bold_count": {"**": len(re.findall(r"\*\*[^*\n]+\*\*", text)),
-                           "__": len(re.findall(r"__[^_\n]+__", text))}}
+    return {
+        "token_len": token_len,
+        "header_count": {f"h{i}": len(re.findall(r"^#{%d}\s" % i, text, re.MULTILINE)) for i in range(1, 7)},
+        "list_count": {
+            "ordered": len(re.findall(r"^\s*\d+\.\s", text, re.MULTILINE)),
+            "unordered": len(re.findall(r"^\s*[-*+]\s", text, re.MULTILINE)),
+        },
+        "bold_count": {"**": len(re.findall(r"\*\*[^*\n]+\*\*", text)), "__": len(re.findall(r"__[^_\n]+__", text))},
+    }
 
 
 def answer_path(ctx: RunContext):
@@ -75,17 +80,32 @@ def generate(ctx: RunContext) -> dict[str, str]:
     rows = questions(ctx)
     model, tokenizer = ctx.policy()
     prompts = [{"id": r["uid"], "prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows]
-    answers = generation.generate_answers(model, tokenizer, prompts, ctx.path("generations", "answers.jsonl"),
-                                          ctx.settings(SETTINGS), batch_size=ctx.batch_size, seed=ctx.seed)
+    answers = generation.generate_answers(
+        model,
+        tokenizer,
+        prompts,
+        ctx.path("generations", "answers.jsonl"),
+        ctx.settings(SETTINGS),
+        batch_size=ctx.batch_size,
+        seed=ctx.seed,
+    )
     out = []
     for r in rows:
         text = answers[r["uid"]]
         token_len = len(tokenizer.encode(text, add_special_tokens=False))
-        out.append({"uid": r["uid"], "ans_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{ctx.model_name}/{r['uid']}").hex,
-                    "model": ctx.model_name,
-                    "messages": [{"role": "user", "content": r["prompt"]},
-                                 {"role": "assistant", "content": {"answer": text}}],
-                    "tstamp": time.time(), "metadata": markdown_metadata(text, token_len)})
+        out.append(
+            {
+                "uid": r["uid"],
+                "ans_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{ctx.model_name}/{r['uid']}").hex,
+                "model": ctx.model_name,
+                "messages": [
+                    {"role": "user", "content": r["prompt"]},
+                    {"role": "assistant", "content": {"answer": text}},
+                ],
+                "tstamp": time.time(),
+                "metadata": markdown_metadata(text, token_len),
+            }
+        )
     path = answer_path(ctx)
     base.write_jsonl(path, out)
     return {"model_answer": str(path)}
@@ -104,8 +124,11 @@ def judge(ctx: RunContext) -> dict[str, str]:
     from alignax.evaluate.judges.base import arena_hard_judge
 
     answers, reference = _read_answers(ctx), baseline_answers(ctx)
-    items = [{"id": q["uid"], "question": q, "answer": answers[q["uid"]], "baseline": reference.get(q["uid"])}
-             for q in questions(ctx) if q["uid"] in answers]
+    items = [
+        {"id": q["uid"], "question": q, "answer": answers[q["uid"]], "baseline": reference.get(q["uid"])}
+        for q in questions(ctx)
+        if q["uid"] in answers
+    ]
     missing = [i["id"] for i in items if i["baseline"] is None]
     if missing:
         raise ValueError(f"no {BASELINE} answer for question {missing[0]}")
@@ -121,15 +144,36 @@ def judge(ctx: RunContext) -> dict[str, str]:
         completions = backend.complete_many(conversations, **protocol.params)
         records = []
         for k, item in enumerate(batch):
-            games = [{"user_prompt": conversations[2 * k + g][1]["content"], "judgment": completions[2 * k + g].text,
-                      "score": protocol.parse(completions[2 * k + g].text)} for g in range(2)]
-            records.append({"id": item["id"], "uid": item["id"], "question_id": item["id"],
-                            "category": item["question"].get("category"), "model": ctx.model_name,
-                            "baseline": BASELINE, "judge": ctx.judge.name, "games": games, "tstamp": time.time()})
+            games = [
+                {
+                    "user_prompt": conversations[2 * k + g][1]["content"],
+                    "judgment": completions[2 * k + g].text,
+                    "score": protocol.parse(completions[2 * k + g].text),
+                }
+                for g in range(2)
+            ]
+            records.append(
+                {
+                    "id": item["id"],
+                    "uid": item["id"],
+                    "question_id": item["id"],
+                    "category": item["question"].get("category"),
+                    "model": ctx.model_name,
+                    "baseline": BASELINE,
+                    "judge": ctx.judge.name,
+                    "games": games,
+                    "tstamp": time.time(),
+                }
+            )
         return records
 
-    records = judging.judge_to_jsonl(items, ctx.path("judgments", f"arena_hard-{ctx.judge.name}.jsonl"),
-                                     judge_chunk, chunk_size=judging.chunk_size(ctx), label="judge arena_hard")
+    records = judging.judge_to_jsonl(
+        items,
+        ctx.path("judgments", f"arena_hard-{ctx.judge.name}.jsonl"),
+        judge_chunk,
+        chunk_size=judging.chunk_size(ctx),
+        label="judge arena_hard",
+    )
     path = ctx.path("model_judgment", ctx.judge.name, f"{ctx.model_name}.jsonl")
     base.write_jsonl(path, [{k: v for k, v in r.items() if k != "id"} for r in records])
     return {"model_judgment": str(path)}
@@ -158,8 +202,14 @@ def score(ctx: RunContext) -> base.Result:
             notes.append(f"{n_unparsable} of {n_games} judge verdicts could not be parsed (no battle)")
     answers = base.read_jsonl(answer_path(ctx))
     details["avg_tokens"] = sum(a["metadata"]["token_len"] for a in answers) / max(1, len(answers))
-    return base.Result(metrics=[value], n_items=len(records), n_benchmark=500, details=details, notes=notes,
-                       files={"model_answer": str(answer_path(ctx)), "model_judgment": str(path)})
+    return base.Result(
+        metrics=[value],
+        n_items=len(records),
+        n_benchmark=500,
+        details=details,
+        notes=notes,
+        files={"model_answer": str(answer_path(ctx)), "model_judgment": str(path)},
+    )
 
 
 def _bt_score(ctx: RunContext, battles, details: dict, notes: list) -> base.Metric:
@@ -177,8 +227,13 @@ def _bt_score(ctx: RunContext, battles, details: dict, notes: list) -> base.Metr
     else:
         row = board[board["model"] == ctx.model_name].iloc[0]
         details["leaderboard"] = board.to_dict("records")
-        return base.Metric(name, float(row["score"]), float(row["lower"]), float(row["upper"]),
-                           interval=f"2.5-97.5 percentiles over {ctx.num_rounds} bootstrap rounds of battles")
+        return base.Metric(
+            name,
+            float(row["score"]),
+            float(row["lower"]),
+            float(row["upper"]),
+            interval=f"2.5-97.5 percentiles over {ctx.num_rounds} bootstrap rounds of battles",
+        )
     rows = battles.to_dict("records")
 
     def win_rate(sample) -> float:
@@ -186,14 +241,27 @@ def _bt_score(ctx: RunContext, battles, details: dict, notes: list) -> base.Metr
         return float(metric.weighted_empirical_win_rate(frame, baseline=BASELINE)[ctx.model_name])
 
     low, high = base.bootstrap_interval(rows, win_rate, rounds=ctx.num_rounds, seed=ctx.seed)
-    notes.append("one-sided battles (in the data or a bootstrap resample): the Bradley-Terry fit has no finite "
-                 "optimum, so the score is the weighted empirical win rate (equal to the BT score when every "
-                 "battle is against the baseline)")
-    return base.Metric(name, win_rate(rows), low, high,
-                       interval=f"2.5-97.5 percentiles over {ctx.num_rounds} bootstrap rounds of battles (empirical)")
+    notes.append(
+        "one-sided battles (in the data or a bootstrap resample): the Bradley-Terry fit has no finite "
+        "optimum, so the score is the weighted empirical win rate (equal to the BT score when every "
+        "battle is against the baseline)"
+    )
+    return base.Metric(
+        name,
+        win_rate(rows),
+        low,
+        high,
+        interval=f"2.5-97.5 percentiles over {ctx.num_rounds} bootstrap rounds of battles (empirical)",
+    )
 
 
 BENCHMARK = base.Benchmark(
-    name="arena_hard", title="Arena-Hard-Auto v0.1", settings=SETTINGS, needs_judge=True,
-    generate=generate, judge=judge, score=score,
-    reference="Li et al. 2024, arXiv:2406.11939; github.com/lmarena/arena-hard-auto")
+    name="arena_hard",
+    title="Arena-Hard-Auto v0.1",
+    settings=SETTINGS,
+    needs_judge=True,
+    generate=generate,
+    judge=judge,
+    score=score,
+    reference="Li et al. 2024, arXiv:2406.11939; github.com/lmarena/arena-hard-auto",
+)

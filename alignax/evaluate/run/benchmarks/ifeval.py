@@ -11,6 +11,7 @@
 - No judge: the checkers (alignax/evaluate/ifeval/checkers.py) score each response, strict and
   loose, at prompt and instruction level (alignax/evaluate/ifeval/scoring.py `score`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,9 @@ from alignax.evaluate.run import base, generation
 from alignax.evaluate.run.context import RunContext
 
 FULL_SIZE = 541  # prompts in IFEval's input_data.jsonl
-SETTINGS = generation.GenerationSettings(max_new_tokens=1280, temperature=0.0,
-                                         source="lm-evaluation-harness lm_eval/tasks/ifeval/ifeval.yaml")
+SETTINGS = generation.GenerationSettings(
+    max_new_tokens=1280, temperature=0.0, source="lm-evaluation-harness lm_eval/tasks/ifeval/ifeval.yaml"
+)
 
 
 def prompt_records(ctx: RunContext) -> list[dict[str, Any]]:
@@ -33,8 +35,15 @@ def generate(ctx: RunContext) -> dict[str, str]:
     records = prompt_records(ctx)
     model, tokenizer = ctx.policy()
     prompts = [{"id": str(r["key"]), "prompt": [{"role": "user", "content": r["prompt"]}]} for r in records]
-    answers = generation.generate_answers(model, tokenizer, prompts, ctx.path("generations", "answers.jsonl"),
-                                          ctx.settings(SETTINGS), batch_size=ctx.batch_size, seed=ctx.seed)
+    answers = generation.generate_answers(
+        model,
+        tokenizer,
+        prompts,
+        ctx.path("generations", "answers.jsonl"),
+        ctx.settings(SETTINGS),
+        batch_size=ctx.batch_size,
+        seed=ctx.seed,
+    )
     base.write_jsonl(ctx.path("input_data.jsonl"), records)
     path = ctx.path("input_response_data.jsonl")
     base.write_jsonl(path, [{"prompt": r["prompt"], "response": answers[str(r["key"])]} for r in records])
@@ -48,6 +57,7 @@ def judge(ctx: RunContext) -> dict[str, str]:
 def _prompt_accuracy(mode: str):
     def statistic(rows) -> float:
         return sum(all(r[mode]) for r in rows) / len(rows)
+
     return statistic
 
 
@@ -55,6 +65,7 @@ def _instruction_accuracy(mode: str):
     def statistic(rows) -> float:
         flat = [v for r in rows for v in r[mode]]
         return sum(flat) / len(flat) if flat else float("nan")
+
     return statistic
 
 
@@ -68,23 +79,47 @@ def score(ctx: RunContext) -> base.Result:
     if not records:
         raise ValueError(f"{path}: no responses to score")
     summary = ifeval_score(records)
-    verdicts = [{"strict": follow_list(r, r["response"]), "loose": follow_list(r, r["response"], loose=True)}
-                for r in records]
+    verdicts = [
+        {"strict": follow_list(r, r["response"]), "loose": follow_list(r, r["response"], loose=True)} for r in records
+    ]
     metrics = []
-    for level, key, statistic in (("prompt", "prompt_level_{}_acc", _prompt_accuracy),
-                                  ("instruction", "inst_level_{}_acc", _instruction_accuracy)):
+    for level, key, statistic in (
+        ("prompt", "prompt_level_{}_acc", _prompt_accuracy),
+        ("instruction", "inst_level_{}_acc", _instruction_accuracy),
+    ):
         for mode in ("strict", "loose"):
             low, high = base.bootstrap_interval(verdicts, statistic(mode), seed=ctx.seed)
-            metrics.append(base.Metric(f"{level}-level {mode} accuracy (%)", 100 * summary[key.format(mode)],
-                                       100 * low, 100 * high, interval="95% bootstrap over prompts"))
-    notes = ["prompts are alignax's template prompts (alignax.evaluate.ifeval.make_prompts), not IFEval's 541: "
-             "comparable between models evaluated here, not with published IFEval numbers"]
-    return base.Result(metrics=metrics, n_items=len(records), n_benchmark=FULL_SIZE, details=summary, notes=notes,
-                       files={"input_response_data": str(path)})
+            metrics.append(
+                base.Metric(
+                    f"{level}-level {mode} accuracy (%)",
+                    100 * summary[key.format(mode)],
+                    100 * low,
+                    100 * high,
+                    interval="95% bootstrap over prompts",
+                )
+            )
+    notes = [
+        "prompts are alignax's template prompts (alignax.evaluate.ifeval.make_prompts), not IFEval's 541: "
+        "comparable between models evaluated here, not with published IFEval numbers"
+    ]
+    return base.Result(
+        metrics=metrics,
+        n_items=len(records),
+        n_benchmark=FULL_SIZE,
+        details=summary,
+        notes=notes,
+        files={"input_response_data": str(path)},
+    )
 
 
 BENCHMARK = base.Benchmark(
-    name="ifeval", title="IFEval (verifiable instruction following)", settings=SETTINGS, needs_judge=False,
-    generate=generate, judge=judge, score=score,
+    name="ifeval",
+    title="IFEval (verifiable instruction following)",
+    settings=SETTINGS,
+    needs_judge=False,
+    generate=generate,
+    judge=judge,
+    score=score,
     reference="Zhou et al. 2023, arXiv:2311.07911; github.com/google-research/google-research/"
-              "tree/master/instruction_following_eval")
+    "tree/master/instruction_following_eval",
+)

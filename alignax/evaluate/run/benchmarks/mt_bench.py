@@ -15,6 +15,7 @@
   `model_judgment/<judge>_single.jsonl` in FastChat's format.
 - Score: alignax/evaluate/mt_bench.py `single_scores` (unparsable rows dropped and counted).
 """
+
 from __future__ import annotations
 
 import time
@@ -25,11 +26,22 @@ from alignax.evaluate.run import base, generation, judging
 from alignax.evaluate.run.context import RunContext
 
 DATA = ("mt_bench", "fastchat", "llm_judge", "data")
-TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
-               "reasoning": 0.0, "stem": 0.1, "humanities": 0.1}
+TEMPERATURE = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+}
 SETTINGS = generation.GenerationSettings(
-    max_new_tokens=1024, temperature=0.7, source="FastChat llm_judge gen_model_answer.py, common.py temperature_config",
-    decoding="temperature of the category (0.7 writing/roleplay, 0.1 stem/humanities, otherwise greedy)")
+    max_new_tokens=1024,
+    temperature=0.7,
+    source="FastChat llm_judge gen_model_answer.py, common.py temperature_config",
+    decoding="temperature of the category (0.7 writing/roleplay, 0.1 stem/humanities, otherwise greedy)",
+)
 JUDGE_MAX_TOKENS = 2048
 
 
@@ -54,6 +66,7 @@ def references(ctx: RunContext) -> dict[Any, list[str]]:
 
 def _settings(ctx: RunContext, category: str) -> generation.GenerationSettings:
     import dataclasses
+
     settings = dataclasses.replace(SETTINGS, temperature=TEMPERATURE.get(category, 0.7))
     return ctx.settings(settings)
 
@@ -69,19 +82,47 @@ def generate(ctx: RunContext) -> dict[str, str]:
     category = {str(r["question_id"]): r["category"] for r in rows}
     settings_of = lambda record: _settings(ctx, category[record["id"].split(":")[0]])  # noqa: E731
     first = [{"id": f"{r['question_id']}:1", "prompt": [{"role": "user", "content": r["turns"][0]}]} for r in rows]
-    turn_1 = generation.generate_grouped(model, tokenizer, first, path, settings_of, batch_size=ctx.batch_size,
-                                         seed=ctx.seed, label="generate mt_bench turn 1")
-    second = [{"id": f"{r['question_id']}:2",
-               "prompt": [{"role": "user", "content": r["turns"][0]},
-                          {"role": "assistant", "content": turn_1[f"{r['question_id']}:1"]},
-                          {"role": "user", "content": r["turns"][1]}]} for r in rows]
-    turn_2 = generation.generate_grouped(model, tokenizer, second, path, settings_of, batch_size=ctx.batch_size,
-                                         seed=ctx.seed, label="generate mt_bench turn 2")
-    out = [{"question_id": r["question_id"],
+    turn_1 = generation.generate_grouped(
+        model,
+        tokenizer,
+        first,
+        path,
+        settings_of,
+        batch_size=ctx.batch_size,
+        seed=ctx.seed,
+        label="generate mt_bench turn 1",
+    )
+    second = [
+        {
+            "id": f"{r['question_id']}:2",
+            "prompt": [
+                {"role": "user", "content": r["turns"][0]},
+                {"role": "assistant", "content": turn_1[f"{r['question_id']}:1"]},
+                {"role": "user", "content": r["turns"][1]},
+            ],
+        }
+        for r in rows
+    ]
+    turn_2 = generation.generate_grouped(
+        model,
+        tokenizer,
+        second,
+        path,
+        settings_of,
+        batch_size=ctx.batch_size,
+        seed=ctx.seed,
+        label="generate mt_bench turn 2",
+    )
+    out = [
+        {
+            "question_id": r["question_id"],
             "answer_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{ctx.model_name}/{r['question_id']}").hex,
             "model_id": ctx.model_name,
             "choices": [{"index": 0, "turns": [turn_1[f"{r['question_id']}:1"], turn_2[f"{r['question_id']}:2"]]}],
-            "tstamp": time.time()} for r in rows]
+            "tstamp": time.time(),
+        }
+        for r in rows
+    ]
     base.write_jsonl(answer_path(ctx), out)
     return {"model_answer": str(answer_path(ctx))}
 
@@ -107,12 +148,26 @@ def judge_items(ctx: RunContext) -> list[dict[str, Any]]:
         a, r = answers[q["question_id"]], refs.get(q["question_id"], ["", ""])
         if q["category"] in prompts.MT_BENCH_REFERENCE_CATEGORIES and q["question_id"] not in refs:
             raise KeyError(f"no reference answer for question {q['question_id']} ({q['category']})")
-        fields = {"question": q["turns"][0], "answer": a[0], "question_1": q["turns"][0], "question_2": q["turns"][1],
-                  "answer_1": a[0], "answer_2": a[1], "ref_answer_1": r[0], "ref_answer_2": r[1]}
+        fields = {
+            "question": q["turns"][0],
+            "answer": a[0],
+            "question_1": q["turns"][0],
+            "question_2": q["turns"][1],
+            "answer_1": a[0],
+            "answer_2": a[1],
+            "ref_answer_1": r[0],
+            "ref_answer_2": r[1],
+        }
         for turn in (1, 2):
-            items.append({"id": f"{q['question_id']}:{turn}", "question_id": q["question_id"], "turn": turn,
-                          "prompt": prompts.mt_bench_prompt_name(category=q["category"], turn=turn),
-                          "fields": fields})
+            items.append(
+                {
+                    "id": f"{q['question_id']}:{turn}",
+                    "question_id": q["question_id"],
+                    "turn": turn,
+                    "prompt": prompts.mt_bench_prompt_name(category=q["category"], turn=turn),
+                    "fields": fields,
+                }
+            )
     return items
 
 
@@ -126,13 +181,28 @@ def judge(ctx: RunContext) -> dict[str, str]:
     def judge_chunk(batch):
         conversations = [prompts.MT_BENCH[item["prompt"]].messages(**item["fields"]) for item in batch]
         completions = backend.complete_many(conversations, **params)
-        return [{"id": item["id"], "question_id": item["question_id"], "model": ctx.model_name,
-                 "judge": [ctx.judge.name, item["prompt"]], "user_prompt": conv[1]["content"],
-                 "judgment": c.text, "score": metric.parse_rating(c.text), "turn": item["turn"], "tstamp": time.time()}
-                for item, conv, c in zip(batch, conversations, completions)]
+        return [
+            {
+                "id": item["id"],
+                "question_id": item["question_id"],
+                "model": ctx.model_name,
+                "judge": [ctx.judge.name, item["prompt"]],
+                "user_prompt": conv[1]["content"],
+                "judgment": c.text,
+                "score": metric.parse_rating(c.text),
+                "turn": item["turn"],
+                "tstamp": time.time(),
+            }
+            for item, conv, c in zip(batch, conversations, completions)
+        ]
 
-    records = judging.judge_to_jsonl(judge_items(ctx), ctx.path("judgments", f"mt_bench-{ctx.judge.name}.jsonl"),
-                                     judge_chunk, chunk_size=judging.chunk_size(ctx), label="judge mt_bench")
+    records = judging.judge_to_jsonl(
+        judge_items(ctx),
+        ctx.path("judgments", f"mt_bench-{ctx.judge.name}.jsonl"),
+        judge_chunk,
+        chunk_size=judging.chunk_size(ctx),
+        label="judge mt_bench",
+    )
     path = ctx.path("model_judgment", f"{ctx.judge.name}_single.jsonl")
     base.write_jsonl(path, [{k: v for k, v in r.items() if k != "id"} for r in records])
     return {"model_judgment": str(path)}
@@ -150,8 +220,10 @@ def score(ctx: RunContext) -> base.Result:
     records = base.read_jsonl(path)
     categories = {q["question_id"]: q["category"] for q in questions(ctx)}
     per_model = metric.single_scores(records, categories=categories)
-    entry = per_model.get(ctx.model_name, {"score": float("nan"), "turn_1": float("nan"),
-                                             "turn_2": float("nan"), "n_rows": 0, "n_unparsable": 0})
+    entry = per_model.get(
+        ctx.model_name,
+        {"score": float("nan"), "turn_1": float("nan"), "turn_2": float("nan"), "n_rows": 0, "n_unparsable": 0},
+    )
     by_question: dict[Any, list[float]] = {}
     for r in records:
         by_question.setdefault(r["question_id"], []).append(float(r["score"]))
@@ -159,16 +231,31 @@ def score(ctx: RunContext) -> base.Result:
     low, high = base.bootstrap_interval(clusters, _mean_parsed, seed=ctx.seed)
     notes = []
     if entry["n_unparsable"]:
-        notes.append(f"{entry['n_unparsable']} of {len(records)} judgments had no [[rating]] and are left out "
-                     "(FastChat's -1)")
-    metrics = [base.Metric("MT-Bench score (1-10)", entry["score"], low, high,
-                           interval="95% bootstrap over questions"),
-               base.Metric("turn 1", entry["turn_1"]), base.Metric("turn 2", entry["turn_2"])]
-    return base.Result(metrics=metrics, n_items=len(by_question), n_benchmark=80, details=entry, notes=notes,
-                       files={"model_answer": str(answer_path(ctx)), "model_judgment": str(path)})
+        notes.append(
+            f"{entry['n_unparsable']} of {len(records)} judgments had no [[rating]] and are left out (FastChat's -1)"
+        )
+    metrics = [
+        base.Metric("MT-Bench score (1-10)", entry["score"], low, high, interval="95% bootstrap over questions"),
+        base.Metric("turn 1", entry["turn_1"]),
+        base.Metric("turn 2", entry["turn_2"]),
+    ]
+    return base.Result(
+        metrics=metrics,
+        n_items=len(by_question),
+        n_benchmark=80,
+        details=entry,
+        notes=notes,
+        files={"model_answer": str(answer_path(ctx)), "model_judgment": str(path)},
+    )
 
 
 BENCHMARK = base.Benchmark(
-    name="mt_bench", title="MT-Bench", settings=SETTINGS, needs_judge=True,
-    generate=generate, judge=judge, score=score,
-    reference="Zheng et al. 2023, arXiv:2306.05685; github.com/lm-sys/FastChat (fastchat/llm_judge)")
+    name="mt_bench",
+    title="MT-Bench",
+    settings=SETTINGS,
+    needs_judge=True,
+    generate=generate,
+    judge=judge,
+    score=score,
+    reference="Zheng et al. 2023, arXiv:2306.05685; github.com/lm-sys/FastChat (fastchat/llm_judge)",
+)
