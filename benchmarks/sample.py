@@ -21,6 +21,7 @@ a fraction of batch / that floor. The load average (`os.getloadavg`) is printed 
 figures: numbers taken under load are not a quiet machine's. Prints a table, then one JSON line
 (`ratio` is batch 16 greedy; `ratio_b1`, `ratio_b64`, `roofline_fraction_b16`, `alignax_warmup_s`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,10 +87,18 @@ def run_alignax(batch_size: int, max_new_tokens: int, repeats: int, mode: str = 
         out = generate(model, tokenizer, _prompts(batch_size), **kw)
         times.append(time.perf_counter() - t0)
     assert all(len(g.token_ids) == max_new_tokens for g in out)
-    prompt_ids = [list(tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True))
-                  for p in _prompts(batch_size)]
-    return {"load_s": load_s, "warmup_s": warmup_s, "times_s": times, "tokens": [g.token_ids for g in out],
-            "prompt_ids": prompt_ids, "params": param_count(model)}
+    prompt_ids = [
+        list(tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True))
+        for p in _prompts(batch_size)
+    ]
+    return {
+        "load_s": load_s,
+        "warmup_s": warmup_s,
+        "times_s": times,
+        "tokens": [g.token_ids for g in out],
+        "prompt_ids": prompt_ids,
+        "params": param_count(model),
+    }
 
 
 def run_transformers(batch_size: int, max_new_tokens: int, repeats: int, mode: str = "greedy") -> dict:
@@ -105,15 +114,18 @@ def run_transformers(batch_size: int, max_new_tokens: int, repeats: int, mode: s
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-             for p in _prompts(batch_size)]
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+        for p in _prompts(batch_size)
+    ]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     # No EOS at all (not min_new_tokens, which masks EOS and so changes the greedy path): both
     # sides then decode the same argmax path for exactly max_new_tokens tokens.
     model.generation_config.eos_token_id = None
     sampling = dict(do_sample=False) if mode == "greedy" else dict(do_sample=True, top_k=0, **MODES[mode])
-    kw = dict(max_new_tokens=max_new_tokens, eos_token_id=None, pad_token_id=tok.pad_token_id, use_cache=True,
-              **sampling)
+    kw = dict(
+        max_new_tokens=max_new_tokens, eos_token_id=None, pad_token_id=tok.pad_token_id, use_cache=True, **sampling
+    )
     with torch.no_grad():
         t0 = time.perf_counter()
         model.generate(**enc, **dict(kw, max_new_tokens=4))
@@ -123,11 +135,20 @@ def run_transformers(batch_size: int, max_new_tokens: int, repeats: int, mode: s
             t0 = time.perf_counter()
             out = model.generate(**enc, **kw)
             times.append(time.perf_counter() - t0)
-    new = out[:, enc["input_ids"].shape[1]:]
+    new = out[:, enc["input_ids"].shape[1] :]
     assert new.shape[1] == max_new_tokens
-    prompt_ids = [[int(t) for t, m in zip(ids, mask) if m] for ids, mask in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist())]
-    return {"load_s": load_s, "warmup_s": warmup_s, "times_s": times, "tokens": new.tolist(), "prompt_ids": prompt_ids,
-            "torch_threads": torch.get_num_threads()}
+    prompt_ids = [
+        [int(t) for t, m in zip(ids, mask) if m]
+        for ids, mask in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist())
+    ]
+    return {
+        "load_s": load_s,
+        "warmup_s": warmup_s,
+        "times_s": times,
+        "tokens": new.tolist(),
+        "prompt_ids": prompt_ids,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _median_seconds(fn, repeats: int = 5) -> float:
@@ -155,8 +176,12 @@ def run_roofline() -> dict:
     matmul_bps = w.nbytes / _median_seconds(lambda: head(x, w).block_until_ready())
     a = jnp.ones((1024, 1024), jnp.float32)
     peak = 2 * 1024**3 / _median_seconds(lambda: head(a, a).block_until_ready())
-    return {"sum_bytes_per_s": sum_bps, "matmul_bytes_per_s": matmul_bps, "bytes_per_s": max(sum_bps, matmul_bps),
-            "flops_per_s": peak}
+    return {
+        "sum_bytes_per_s": sum_bps,
+        "matmul_bytes_per_s": matmul_bps,
+        "bytes_per_s": max(sum_bps, matmul_bps),
+        "flops_per_s": peak,
+    }
 
 
 def roofline_tokens_per_s(roofline: dict, params: int, batch_size: int) -> float:
@@ -166,8 +191,21 @@ def roofline_tokens_per_s(roofline: dict, params: int, batch_size: int) -> float
 
 
 def _child(side: str, args, batch_size: int = 16, mode: str = "greedy") -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.sample", "--side", side, "--batch-size", str(batch_size),
-           "--mode", mode, "--max-new-tokens", str(args.max_new_tokens), "--repeats", str(args.repeats)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.sample",
+        "--side",
+        side,
+        "--batch-size",
+        str(batch_size),
+        "--mode",
+        mode,
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--repeats",
+        str(args.repeats),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
     if proc.returncode != 0:
         raise RuntimeError(f"{side} side failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -179,9 +217,12 @@ def _compare(sides: dict, batch_size: int, max_new_tokens: int) -> dict:
     a, b = sides["alignax"]["tokens"], sides["transformers"]["tokens"]
     agree = sum(x == y for ra, rb in zip(a, b) for x, y in zip(ra, rb)) / (batch_size * max_new_tokens)
     first_div = [next((i for i, (x, y) in enumerate(zip(ra, rb)) if x != y), len(ra)) for ra, rb in zip(a, b)]
-    return {"greedy_token_agreement": agree, "identical_rows": sum(d == max_new_tokens for d in first_div),
-            "first_divergence": sorted(first_div),
-            "same_prompt_ids": sides["alignax"]["prompt_ids"] == sides["transformers"]["prompt_ids"]}
+    return {
+        "greedy_token_agreement": agree,
+        "identical_rows": sum(d == max_new_tokens for d in first_div),
+        "first_divergence": sorted(first_div),
+        "same_prompt_ids": sides["alignax"]["prompt_ids"] == sides["transformers"]["prompt_ids"],
+    }
 
 
 def _measure(args, batch_size: int, mode: str, roofline: dict) -> dict:
@@ -190,8 +231,12 @@ def _measure(args, batch_size: int, mode: str, roofline: dict) -> dict:
     n_tokens = batch_size * args.max_new_tokens
     row = {"batch_size": batch_size, "mode": mode, "load_avg": os.getloadavg()[0]}
     for side, r in sides.items():
-        row[side] = {"tokens_per_s": n_tokens / statistics.median(r["times_s"]), "warmup_s": r["warmup_s"],
-                     "load_s": r["load_s"], "peak_rss_mb": r["peak_rss_mb"]}
+        row[side] = {
+            "tokens_per_s": n_tokens / statistics.median(r["times_s"]),
+            "warmup_s": r["warmup_s"],
+            "load_s": r["load_s"],
+            "peak_rss_mb": r["peak_rss_mb"],
+        }
     row["ratio"] = row["alignax"]["tokens_per_s"] / row["transformers"]["tokens_per_s"]
     row["roofline_tokens_per_s"] = roofline_tokens_per_s(roofline, sides["alignax"]["params"], batch_size)
     row["roofline_fraction"] = row["alignax"]["tokens_per_s"] / row["roofline_tokens_per_s"]
@@ -225,29 +270,41 @@ def main(argv=None):
     batch_sizes = [args.batch_size] if args.batch_size else [int(b) for b in args.batch_sizes.split(",")]
     modes = [m for m in args.modes.split(",") if m]
     roofline = _child("roofline", args)
-    print(f"SmolLM2-135M-Instruct float32, {args.max_new_tokens} new tokens, {os.cpu_count()} CPUs "
-          f"({platform.processor() or platform.machine()}); load average {os.getloadavg()[0]:.1f}")
-    print(f"roofline: {roofline['sum_bytes_per_s'] / 1e9:.2f} GB/s (540 MB sum), "
-          f"{roofline['matmul_bytes_per_s'] / 1e9:.2f} GB/s (head-shaped matmul), "
-          f"{roofline['flops_per_s'] / 1e9:.1f} GFLOP/s (float32 1024^3 matmul)")
+    print(
+        f"SmolLM2-135M-Instruct float32, {args.max_new_tokens} new tokens, {os.cpu_count()} CPUs "
+        f"({platform.processor() or platform.machine()}); load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"roofline: {roofline['sum_bytes_per_s'] / 1e9:.2f} GB/s (540 MB sum), "
+        f"{roofline['matmul_bytes_per_s'] / 1e9:.2f} GB/s (head-shaped matmul), "
+        f"{roofline['flops_per_s'] / 1e9:.1f} GFLOP/s (float32 1024^3 matmul)"
+    )
     rows = [_measure(args, b, m, roofline) for m in modes for b in batch_sizes]
-    print(f"{'batch':>5s} {'mode':>7s} {'alignax tok/s':>14s} {'peer tok/s':>11s} {'ratio':>6s} {'roofline tok/s':>15s} "
-          f"{'alignax/roof':>12s} {'peer/roof':>10s} {'warm-up s':>10s} {'load':>5s}")
+    print(
+        f"{'batch':>5s} {'mode':>7s} {'alignax tok/s':>14s} {'peer tok/s':>11s} {'ratio':>6s} {'roofline tok/s':>15s} "
+        f"{'alignax/roof':>12s} {'peer/roof':>10s} {'warm-up s':>10s} {'load':>5s}"
+    )
     for r in rows:
-        print(f"{r['batch_size']:5d} {r['mode']:>7s} {r['alignax']['tokens_per_s']:14.1f} "
-              f"{r['transformers']['tokens_per_s']:11.1f} {r['ratio']:6.2f} {r['roofline_tokens_per_s']:15.1f} "
-              f"{r['roofline_fraction']:12.2f} {r['peer_roofline_fraction']:10.2f} {r['alignax']['warmup_s']:10.2f} "
-              f"{r['load_avg']:5.1f}")
+        print(
+            f"{r['batch_size']:5d} {r['mode']:>7s} {r['alignax']['tokens_per_s']:14.1f} "
+            f"{r['transformers']['tokens_per_s']:11.1f} {r['ratio']:6.2f} {r['roofline_tokens_per_s']:15.1f} "
+            f"{r['roofline_fraction']:12.2f} {r['peer_roofline_fraction']:10.2f} {r['alignax']['warmup_s']:10.2f} "
+            f"{r['load_avg']:5.1f}"
+        )
         if r["mode"] == "greedy":
-            print(f"      greedy tokens identical: {r['greedy_token_agreement']:.1%} ({r['identical_rows']}/"
-                  f"{r['batch_size']} rows end to end); same prompt token ids: {r['same_prompt_ids']}")
+            print(
+                f"      greedy tokens identical: {r['greedy_token_agreement']:.1%} ({r['identical_rows']}/"
+                f"{r['batch_size']} rows end to end); same prompt token ids: {r['same_prompt_ids']}"
+            )
 
     def pick(batch_size, mode="greedy"):
         return next((r for r in rows if r["batch_size"] == batch_size and r["mode"] == mode), None)
 
     main_row = pick(16) or rows[0]
     summary = {
-        "max_new_tokens": args.max_new_tokens, "load_avg": os.getloadavg()[0], "roofline": roofline,
+        "max_new_tokens": args.max_new_tokens,
+        "load_avg": os.getloadavg()[0],
+        "roofline": roofline,
         "ratio": main_row["ratio"],
         "ratio_b1": pick(1)["ratio"] if pick(1) else None,
         "ratio_b64": pick(64)["ratio"] if pick(64) else None,

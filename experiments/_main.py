@@ -74,12 +74,17 @@ def run(default_config: str, main_fn=None) -> None:
     if any(arg in ("--help", "-h", "--helpfull") for arg in sys.argv[1:]):
         _print_help(default_config)
         sys.exit(0)
-    config_flags.DEFINE_config_file("config", os.path.join(REPO_ROOT, default_config), "experiment config file[:preset]",
-                                    lock_config=True)
+    config_flags.DEFINE_config_file(
+        "config", os.path.join(REPO_ROOT, default_config), "experiment config file[:preset]", lock_config=True
+    )
     flags.DEFINE_string("workdir", None, "run directory (metrics, checkpoints, export); reused to resume")
     flags.mark_flag_as_required("workdir")
-    flags.DEFINE_bool("start_over", False, "if --workdir already holds a run, start from step 0 in a new directory "
-                      "<workdir>-<time> instead of resuming (the old run is left as it is)")
+    flags.DEFINE_bool(
+        "start_over",
+        False,
+        "if --workdir already holds a run, start from step 0 in a new directory "
+        "<workdir>-<time> instead of resuming (the old run is left as it is)",
+    )
     started = []
 
     def main(argv):
@@ -102,12 +107,15 @@ def run(default_config: str, main_fn=None) -> None:
             (main_fn or _train)(flags.FLAGS.config, workdir)
         except TrainingInterrupted as stop:
             kept = f"checkpoint step {stop.checkpoint_step}" if stop.checkpoint_step else "no checkpoint yet"
-            sys.stderr.write(f"\nInterrupted after step {stop.step} ({kept} kept in {workdir}/checkpoints).\n"
-                             f"Resume with:\n  {_resume_command(moved)}\n")
+            sys.stderr.write(
+                f"\nInterrupted after step {stop.step} ({kept} kept in {workdir}/checkpoints).\n"
+                f"Resume with:\n  {_resume_command(moved)}\n"
+            )
             sys.exit(130)
         except _user_errors() as error:
-            sys.stderr.write(f"error: {error}\nNothing finished was lost; fix the input and rerun:\n"
-                             f"  {_resume_command(moved)}\n")
+            sys.stderr.write(
+                f"error: {error}\nNothing finished was lost; fix the input and rerun:\n  {_resume_command(moved)}\n"
+            )
             sys.exit(2)
 
     try:
@@ -121,5 +129,7 @@ def run(default_config: str, main_fn=None) -> None:
         # ml_collections reports an override of a key the config does not have as a bare
         # AttributeError from inside flag parsing; say which flag and where the keys are listed.
         overrides = [arg.split("=")[0] for arg in sys.argv[1:] if arg.startswith("--config.")]
-        sys.exit(f"error: unknown config key {error} (overrides given: {', '.join(overrides)}). "
-                 f"The keys are those of the config file's get_config(); see --help.")
+        sys.exit(
+            f"error: unknown config key {error} (overrides given: {', '.join(overrides)}). "
+            f"The keys are those of the config file's get_config(); see --help."
+        )

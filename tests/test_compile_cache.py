@@ -3,6 +3,7 @@
 Checked on the cache directory (not timing, which is noisy on a loaded machine): the first run
 fills it, the second, with another workdir, finds every program there and adds no entry.
 """
+
 import os
 import subprocess
 import sys
@@ -15,8 +16,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run_sft(workdir, cache_dir):
     """One tiny SFT step in a fresh process (a fresh jax: nothing in memory carries over)."""
     env = dict(os.environ, ALIGNAX_COMPILATION_CACHE=str(cache_dir), JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "experiments.sft", "--config", "configs/sft.py:tiny", "--workdir", str(workdir),
-           "--config.total_steps=1", "--config.eval_batches=0", "--config.export=False"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.sft",
+        "--config",
+        "configs/sft.py:tiny",
+        "--workdir",
+        str(workdir),
+        "--config.total_steps=1",
+        "--config.eval_batches=0",
+        "--config.export=False",
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -1,6 +1,7 @@
 """KV-cache sampler: greedy == full-forward argmax path, seeds, EOS/stop strings, the sampling
 distribution (chi-square), filters vs transformers' warpers, mesh sharding, JSONL resume, and
 greedy parity with transformers on SmolLM2 (slow)."""
+
 import json
 
 import jax
@@ -10,11 +11,10 @@ import pytest
 from flax import nnx
 from scipy import stats
 
+from alignax import files as jsonl_mod
 from alignax.models.config import LlamaConfig
 from alignax.models.llama import Llama
 from alignax.sample import SamplingParams, filter_logits, generate, generate_to_jsonl
-from alignax import files as jsonl_mod
-from alignax.sample import sampler as sampler_mod
 
 
 class CharTokenizer:
@@ -78,7 +78,9 @@ def greedy_base(model, tok):
 
 def test_greedy_equals_full_forward_argmax_path(model, tok, full_logits, greedy_base):
     """Each greedy token is the argmax of a cache-free forward over prompt + tokens so far."""
-    prompt_ids = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True) for p in PROMPTS]
+    prompt_ids = [
+        tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True) for p in PROMPTS
+    ]
     seqs = [p + g.token_ids for p, g in zip(prompt_ids, greedy_base)]
     logits = full_logits(seqs)
     for i, (p, g) in enumerate(zip(prompt_ids, greedy_base)):
@@ -130,8 +132,17 @@ def test_eos_and_stop_strings_end_rows_in_a_mixed_batch(model, tok, greedy_base)
     # A stop string from the middle of row 1's text that rows 0 and 2 never produce.
     text1 = base[1].text
     stop = next(text1[i : i + 2] for i in range(3, 12) if text1[i : i + 2] not in base[0].text + base[2].text)
-    out = generate(model, tok, PROMPTS, max_new_tokens=16, temperature=0.0, eos_token_ids=[], stop_strings=["@@never", stop],
-                   batch_size=4, stop_check_interval=4)
+    out = generate(
+        model,
+        tok,
+        PROMPTS,
+        max_new_tokens=16,
+        temperature=0.0,
+        eos_token_ids=[],
+        stop_strings=["@@never", stop],
+        batch_size=4,
+        stop_check_interval=4,
+    )
     cut = text1.find(stop)
     assert out[1].finish_reason == "stop"
     assert out[1].text == text1[:cut]
@@ -163,8 +174,17 @@ def _chi_square_p(counts, probs):
 
 def test_temperature_samples_follow_softmax_logits_over_t(peaked_model, tok, full_logits):
     temperature, n = 0.7, 4000
-    gens = generate(peaked_model, tok, ["abc"], max_new_tokens=1, temperature=temperature, num_samples=n,
-                    batch_size=n, eos_token_ids=[], seed=11)
+    gens = generate(
+        peaked_model,
+        tok,
+        ["abc"],
+        max_new_tokens=1,
+        temperature=temperature,
+        num_samples=n,
+        batch_size=n,
+        eos_token_ids=[],
+        seed=11,
+    )
     prompt = tok.apply_chat_template([{"role": "user", "content": "abc"}], add_generation_prompt=True)
     logits = np.asarray(jax.jit(lambda x: peaked_model(x))(jnp.asarray([prompt])))[0, -1].astype(np.float64)
     counts = np.bincount([g.token_ids[0] for g in gens], minlength=logits.shape[-1])
@@ -190,7 +210,11 @@ def _hf_allowed(logits: np.ndarray, *, temperature=1.0, top_k=0, top_p=1.0, min_
     """The allowed set by transformers' warpers, in generate()'s order."""
     import torch
     from transformers.generation.logits_process import (
-        MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+        MinPLogitsWarper,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     scores = torch.tensor(logits, dtype=torch.float32)
     warpers = [TemperatureLogitsWarper(temperature)]
@@ -237,7 +261,9 @@ def test_top_p_over_a_large_vocabulary_matches_transformers(scale):
 def test_sampled_tokens_stay_inside_the_allowed_set(model, tok, full_logits, kw):
     kw = dict(kw, temperature=2.0)  # flatten the distribution so filters matter
     gens = generate(model, tok, PROMPTS, max_new_tokens=6, num_samples=8, batch_size=24, eos_token_ids=[], seed=5, **kw)
-    prompt_ids = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True) for p in PROMPTS]
+    prompt_ids = [
+        tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True) for p in PROMPTS
+    ]
     seqs = [prompt_ids[g.prompt_index] + g.token_ids for g in gens]
     logits = full_logits(seqs)
     for row, g in enumerate(gens):
@@ -310,9 +336,14 @@ def test_greedy_matches_transformers_on_smollm2():
     for p, g in zip(prompts, ours):
         ids = tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True)
         with torch.no_grad():
-            out = hf.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=None,
-                              attention_mask=torch.ones(1, len(ids), dtype=torch.long))
-        assert g.token_ids == out[0, len(ids):].tolist()
+            out = hf.generate(
+                torch.tensor([ids]),
+                max_new_tokens=24,
+                do_sample=False,
+                eos_token_id=None,
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            )
+        assert g.token_ids == out[0, len(ids) :].tolist()
 
 
 def test_top_p_nucleus_between_the_two_candidate_sets_matches_transformers():

@@ -42,6 +42,7 @@ Stop strings end that row only; `text` excludes the stop string (vLLM's default
 With a `mesh`, the batch is sharded over `data_axis` (params replicated unless already on the
 mesh); GSPMD propagates the batch sharding through the cache.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -335,7 +336,9 @@ def _stack_layers(pieces):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "params", "max_new_tokens", "eos_ids", "pad_id"))
-def _prefill(graphdef, model_state, prompt_ids, prompt_mask, row_keys, done, *, params, max_new_tokens, eos_ids, pad_id):
+def _prefill(
+    graphdef, model_state, prompt_ids, prompt_mask, row_keys, done, *, params, max_new_tokens, eos_ids, pad_id
+):
     model = nnx.merge(graphdef, model_state)
     batch, prompt_len = prompt_ids.shape
     chex.assert_shape(prompt_mask, (batch, prompt_len))
@@ -360,9 +363,7 @@ def _prefill(graphdef, model_state, prompt_ids, prompt_mask, row_keys, done, *, 
     return _record(state, tokens, slp, mlp, eos_ids=eos_ids, pad_id=pad_id)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("graphdef", "params", "eos_ids", "pad_id"), donate_argnames=("state",)
-)
+@functools.partial(jax.jit, static_argnames=("graphdef", "params", "eos_ids", "pad_id"), donate_argnames=("state",))
 def _decode(graphdef, model_state, state: DecodeState, limit, *, params, eos_ids, pad_id):
     model = nnx.merge(graphdef, model_state)
     max_new_tokens = state.tokens.shape[1]
@@ -372,7 +373,9 @@ def _decode(graphdef, model_state, state: DecodeState, limit, *, params, eos_ids
         return (s.step < jnp.minimum(limit, max_new_tokens)) & ~jnp.all(s.done)
 
     def body(s):
-        logits, cache = model(s.last_token[:, None], positions=s.next_position[:, None], segment_ids=ones, cache=s.cache)
+        logits, cache = model(
+            s.last_token[:, None], positions=s.next_position[:, None], segment_ids=ones, cache=s.cache
+        )
         s = s._replace(cache=cache, next_position=s.next_position + 1)
         tokens, slp, mlp = sample_tokens(s.row_keys, s.step, logits[:, -1], params)
         return _record(s, tokens, slp, mlp, eos_ids=eos_ids, pad_id=pad_id)
@@ -420,7 +423,8 @@ def _place(model_state, mesh, data_axis):
     """Replicates params over `mesh` unless already laid out on it; returns (state, batch sharding)."""
     if mesh is None:
         return model_state, None
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     replicated = NamedSharding(mesh, P())
 
@@ -522,7 +526,9 @@ def generate(
         checked = np.zeros((batch_size,), np.int64)
         while True:
             limit = max_new_tokens if not stop_strings else int(state.step) + stop_check_interval
-            state = _decode(graphdef, model_state, state, jnp.int32(limit), params=params, eos_ids=eos_ids, pad_id=pad_id)
+            state = _decode(
+                graphdef, model_state, state, jnp.int32(limit), params=params, eos_ids=eos_ids, pad_id=pad_id
+            )
             step = int(state.step)
             if not stop_strings:
                 break
