@@ -170,7 +170,6 @@ def run_roofline() -> dict:
     big = jnp.ones((135_000_000,), jnp.float32)  # 540 MB, the size of SmolLM2-135M's float32 weights
     total = jax.jit(jnp.sum)
     sum_bps = big.nbytes / _median_seconds(lambda: total(big).block_until_ready())
-    del big
     x, w = jnp.ones((16, 576), jnp.float32), jnp.ones((576, 49152), jnp.float32)
     head = jax.jit(jnp.dot)
     matmul_bps = w.nbytes / _median_seconds(lambda: head(x, w).block_until_ready())
