@@ -53,8 +53,11 @@ def _records(method: str, count: int) -> list[dict]:
 
 
 def _time_steps(steps, iters: int) -> tuple[float, list[float]]:
+    """Warm up on every batch first (alignax compiles once per distinct packed shape; torch allocates
+    its optimizer state), then time the steps on batches 1..iters."""
     start = time.perf_counter()
-    steps(0)  # warm-up: compiles (alignax) / allocates optimizer state (torch)
+    for i in range(iters + 1):
+        steps(i)
     warmup_s = time.perf_counter() - start
     times = []
     for i in range(1, iters + 1):
