@@ -9,6 +9,7 @@ deviations above 0.5 at n = 80. This is the figure docs/reproductions.md quotes 
 """
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -38,7 +39,10 @@ def test_dpo_on_smollm2_lifts_heldout_reward_accuracy(tmp_path):
         "--config.export=False",
         f"--config.checkpoint_every={STEPS}",
     ]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3000)
+    # One CPU device: the test session's 8 fake devices (XLA_FLAGS from conftest) would replicate the
+    # 135M model and its optimizer state 8 times.
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=3000)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((workdir / "summary.json").read_text())
     accuracy = summary["eval"]["eval/rewards/accuracies"]

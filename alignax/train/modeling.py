@@ -76,6 +76,13 @@ def build_model(config: ml_collections.ConfigDict, mesh) -> tuple[Llama, Tokeniz
     from alignax.models import load
 
     model, tokenizer = load(config.model, dtype=config.dtype, mesh=mesh)
+    if getattr(model, "final_logit_softcap", None) is not None:
+        # The training log-prob kernel (alignax/ops/logprobs.py) does not soft-cap the logits yet:
+        # Gemma-2's training log-probs would be silently wrong.
+        raise ValueError(
+            f"{config.model}: training a model with final-logit soft-capping (Gemma-2) is not "
+            "supported yet; inference (alignax.sample, alignax.serve) is"
+        )
     if config.scan_layers:
         raise ValueError("scan_layers=True is only supported for random_init models for now (stacked parameters)")
     if model.cfg.remat != config.remat:  # remat changes how the backward pass runs, not the params
