@@ -43,6 +43,7 @@ def test_tiny_preset_overfits_four_examples(tmp_path, name):
             "eval_batches": 0,
             "export": False,
             "optimizer.schedule": "constant",
+            **OVERRIDES.get(name, {}),
         }
     )
     train(config, str(tmp_path / "run"))
