@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -42,7 +43,27 @@ def pytest_collectreport(report):
     _note_skip(report)
 
 
+_FINAL_STATUS: list[int] = []
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
+    _note_ci_skips(session)
+    _FINAL_STATUS.append(int(session.exitstatus))
+
+
+def pytest_unconfigure(config):
+    """Leave without interpreter finalization once pytest has printed its summary: a daemon thread
+    left inside XLA's C++ code (a server's engine thread, a client pool) is otherwise torn down by
+    the finalizer and aborts the process ("FATAL: exception not rethrown"), turning a passing run
+    into exit 134. The exit status is pytest's own."""
+    if _FINAL_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_FINAL_STATUS[-1])
+
+
+def _note_ci_skips(session) -> None:
     if _SKIPPED_IN_CI:
         print(f"\nCI=true: {len(_SKIPPED_IN_CI)} skipped test(s) count as failures:")
         for line in _SKIPPED_IN_CI:
