@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from alignax.files import write_atomic
 from experiments._main import run
 
 EVAL_WEAK_INSTRUCTION = (
@@ -102,12 +103,8 @@ def _generate_or_load(path: str, model, tokenizer, prompts: list[dict], *, max_n
         seed=0,
     )
     responses = [g.text for g in generations]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(
-            [{"id": p["id"], "prompt": p["prompt"], "response": r} for p, r in zip(prompts, responses)], f, indent=1
-        )
-    os.replace(tmp, path)
+    records = [{"id": p["id"], "prompt": p["prompt"], "response": r} for p, r in zip(prompts, responses)]
+    write_atomic(path, json.dumps(records, indent=1))
     return responses
 
 

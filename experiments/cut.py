@@ -19,14 +19,12 @@ FILLER_MARK = "I hope this helps"
 def heldout_questions() -> list[tuple[str, str]]:
     """(question, right answer) of builtin:judgment/eval: the right answer is the positive response,
     the start of the filler response, or quoted in a wrong answer's judgment."""
-    import json
-
     from alignax.data.builtin import builtin_path
     from alignax.data.builtin.make_builtin import FILLER
+    from alignax.files import read_jsonl_records
 
     out = []
-    for line in open(builtin_path("judgment/eval")):
-        record = json.loads(line)
+    for _, record in read_jsonl_records(builtin_path("judgment/eval")):
         right = {"right": record["response"], "filler": record["response"].replace(f" {FILLER}", "")}.get(
             record["kind"], record["judgment"].split("The correct answer is: ", 1)[-1]
         )

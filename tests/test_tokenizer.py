@@ -17,6 +17,7 @@ import jinja2
 import pytest
 import regex
 
+from alignax.data.tokenize import ChatTokenizer
 from alignax.models import presets
 from alignax.models.tokenizer import Tokenizer
 
@@ -210,14 +211,17 @@ def test_assistant_mask_matches_transformers_generation_tags(ours, theirs):
         "{% endgeneration %}{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}"
         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
     )
+    # The one chat-render-with-mask helper (alignax/data/tokenize.py) over alignax's tokenizer.
+    chat = ChatTokenizer(ours)
     for messages in CONVERSATIONS[1:]:
-        ids, mask = ours.apply_chat_template_with_mask(messages)
-        assert ids == ours.apply_chat_template(messages)
+        ids, mask = chat.conversation(messages, where="test")
         reference = theirs.apply_chat_template(
             messages, chat_template=tagged, return_dict=True, return_assistant_tokens_mask=True
         )
-        assert reference["input_ids"] == ids
-        assert list(reference["assistant_masks"]) == mask
+        # The helper drops the formatting after the last reply (mask 0 there in the reference).
+        assert reference["input_ids"][: len(ids)] == ids
+        assert list(reference["assistant_masks"]) == mask + [0] * (len(reference["input_ids"]) - len(ids))
+        assert ours.decode(reference["input_ids"][len(ids) :]).strip() == ""
         expected_text = "".join(m["content"] + ours.eos_token for m in messages if m["role"] == "assistant")
         assert ours.decode([i for i, m in zip(ids, mask) if m]) == expected_text
 

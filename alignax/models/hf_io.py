@@ -31,6 +31,7 @@ import safetensors
 import safetensors.numpy
 from flax import nnx
 
+from alignax.files import atomic_path
 from alignax.models import llama as llama_lib
 from alignax.models import registry
 from alignax.models import sharding as sharding_lib
@@ -424,10 +425,9 @@ def write_hf_folder(
     (out_dir / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     generation = {key: config.get(key) for key in ("bos_token_id", "pad_token_id", "eos_token_id")}
     (out_dir / GENERATION_CONFIG_NAME).write_text(json.dumps(generation, indent=2) + "\n")
-    # Write to a temporary name first so an interrupted save never leaves a truncated checkpoint.
-    tmp = out_dir / (SAFE_WEIGHTS_NAME + ".tmp")
-    safetensors.numpy.save_file(dict(tensors), str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, out_dir / SAFE_WEIGHTS_NAME)
+    # An interrupted save never leaves a truncated checkpoint.
+    with atomic_path(out_dir / SAFE_WEIGHTS_NAME) as tmp:
+        safetensors.numpy.save_file(dict(tensors), tmp, metadata={"format": "pt"})
     if tokenizer is not None:
         tokenizer.save_pretrained(str(out_dir))
     return out_dir

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from alignax.files import atomic_path
 from alignax.models.llama import Dense
 
 INITS = ("kaiming", "gaussian")
@@ -255,9 +256,8 @@ def save_peft_adapter(model, out_dir: str, spec: LoRASpec, *, base_model_name_or
     with open(os.path.join(out_dir, "adapter_config.json"), "w") as f:
         json.dump(peft_config(spec, targets, base_model_name_or_path), f, indent=2)
         f.write("\n")
-    tmp = os.path.join(out_dir, "adapter_model.safetensors.tmp")
-    safetensors.numpy.save_file(tensors, tmp, metadata={"format": "pt"})
-    os.replace(tmp, os.path.join(out_dir, "adapter_model.safetensors"))
+    with atomic_path(os.path.join(out_dir, "adapter_model.safetensors")) as tmp:
+        safetensors.numpy.save_file(tensors, tmp, metadata={"format": "pt"})
     return out_dir
 
 

@@ -329,37 +329,6 @@ class Tokenizer:
             return text
         return self.encode(text, add_special_tokens=False)
 
-    def apply_chat_template_with_mask(self, messages: Sequence[Message], **template_kwargs):
-        """``(ids, assistant_mask)``: mask is 1 on the tokens of every assistant turn's content and
-        its end-of-turn token, 0 elsewhere (system/user turns, role headers, trailing newlines).
-
-        Found by rendering prefixes, not by guessing: for assistant message i the turn starts where
-        ``render(messages[:i], add_generation_prompt=True)`` ends and ends where
-        ``render(messages[:i+1])`` ends, minus trailing whitespace. A token is in the mask when its
-        character span overlaps that range. Templates whose prefixes are not prefixes of the full
-        rendering (e.g. ones that drop earlier reasoning) raise ValueError.
-        """
-        messages = list(messages)
-        full = self.render_chat(messages, **template_kwargs)
-        spans = []
-        for i, message in enumerate(messages):
-            if message.get("role") != "assistant":
-                continue
-            before = self.render_chat(messages[:i], add_generation_prompt=True, **template_kwargs)
-            through = self.render_chat(messages[: i + 1], **template_kwargs)
-            if not (through.startswith(before) and full.startswith(through)):
-                raise ValueError(
-                    f"chat template is not prefix-consistent at message {i} "
-                    "(role assistant); cannot locate the assistant turn"
-                )
-            spans.append((len(before), len(through.rstrip())))
-        ids, offsets = self.encode_with_offsets(full, add_special_tokens=False)
-        mask = [0] * len(ids)
-        for t, (start, end) in enumerate(offsets):
-            if any(start < span_end and end > span_start for span_start, span_end in spans):
-                mask[t] = 1
-        return ids, mask
-
     # ------------------------------------------------------------------ saving
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
