@@ -37,7 +37,7 @@ def _orca(c):
 def _cpu(c):
     c = iterate_config.cpu(c)
     c.loss.hparams.beta = 0.1
-    c.optimizer.learning_rate = 5e-6
+    c.optimizer.learning_rate = 2e-5  # 4 steps per iteration: a visible move within the budget
     c.iterate.margin = 0.1
     return c
 

@@ -47,6 +47,7 @@ def _tiny(c):
     c = iterate_config.tiny(base.tiny(c))
     # SFT keeps the whole prompt (chat template + IFEval instructions, ~100 tokens): room for both.
     c.data.max_length, c.data.max_prompt_length = 160, 128
+    c.data.length_multiple = 160  # one row shape (iterate_config.tiny)
     return c
 
 

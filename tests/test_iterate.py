@@ -137,6 +137,17 @@ def test_sampler_compiles_are_reused_across_iterations(clean_run):
     assert "jit(_prefill)" not in later and "jit(_decode)" not in later
 
 
+def test_train_step_compiles_are_reused_across_iterations(clean_run):
+    """Iteration 2 trains with iteration 1's jitted train step (alignax/train/loop.py keeps it):
+    the step and the state initializer are compiled in iteration 1 and never again (the tiny
+    preset pads every row to one length, so a new compile could only come from a new jit)."""
+    _, stderr = clean_run
+    first, later = stderr.split("iter 2 sample", 1)
+    for name in ("jit(train_step)", "jit(init_state)"):
+        assert f"Compiling {name}" in first, name
+        assert f"Compiling {name}" not in later, name
+
+
 def test_sigkill_in_each_stage_then_resume(clean_run, tmp_path):
     clean, _ = clean_run
     killed = tmp_path / "killed"

@@ -128,6 +128,55 @@ def export_run(config: ml_collections.ConfigDict, model, tokenizer, workdir: str
     )
 
 
+# Jitted init/train steps of earlier train() calls in this process, by everything their programs
+# depend on. The on-policy loop (alignax/iterate) calls train() once per iteration with the same
+# graph and settings: a fresh jax.jit there would trace and compile the step again every iteration.
+_JITTED: dict = {}
+_JITTED_KEEP = 4
+
+
+def _jit_key(config, hparams, graphdef, ref_graphdef, base_reference, state_shardings):
+    """What the step's program depends on besides its arguments (None: not hashable, do not reuse).
+    The optimizer block and total_steps fix the schedule, whose constants are baked into the step."""
+    leaves, treedef = jax.tree.flatten(state_shardings)
+    key = (
+        graphdef,
+        ref_graphdef,
+        base_reference,
+        config.method,
+        config.loss.name,
+        config.get("dtype"),
+        config.get("remat"),
+        json.dumps(hparams, sort_keys=True, default=repr),
+        config.optimizer.to_json(sort_keys=True),
+        config.total_steps,
+        config.batch_size,
+        config.grad_accum_steps,
+        config.eval_batch_size,
+        config.logprob_chunk_size,
+        config.logprob_vocab_chunk_size,
+        config.nan_policy,
+        json.dumps(config.get("lora").to_dict() if config.get("lora") else None, sort_keys=True, default=repr),
+        treedef,
+        tuple(leaves),
+    )
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _reused_jit(key, build):
+    if key[1] is None:
+        return build()
+    if key not in _JITTED:
+        while len(_JITTED) >= _JITTED_KEEP:
+            _JITTED.pop(next(iter(_JITTED)))
+        _JITTED[key] = build()
+    return _JITTED[key]
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Run (or resume) one experiment; returns the summary it also writes to DIR/summary.json."""
     wall_start = time.time()
@@ -169,7 +218,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), rng=rng)
 
     # Created directly in its sharded layout: optimizer moments never exist whole on one device.
-    state = jax.jit(init_state, out_shardings=state_shardings)(params, rng)
+    jit_key = _jit_key(config, hparams, graphdef, ref_graphdef, base_reference, state_shardings)
+    init_jit = _reused_jit(("init_state", jit_key), lambda: jax.jit(init_state, out_shardings=state_shardings))
+    state = init_jit(params, rng)
     del params
 
     # --- data ------------------------------------------------------------------------------------------
@@ -231,19 +282,25 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         batch_size=config.batch_size // config.grad_accum_steps,
         num_sides=train_feed.num_sides,
     )
-    step_fn = make_train_step(
-        graphdef=graphdef,
-        non_trainable=non_trainable,
-        method_fn=method_fn,
-        method_kwargs=method_kwargs,
-        optimizer=optimizer,
-        schedule=schedule,
-        grad_accum_steps=config.grad_accum_steps,
-        nan_policy=config.nan_policy,
-        ref_graphdef=ref_graphdef,
-        base_reference=base_reference,
+    step_fn = _reused_jit(
+        ("train_step", jit_key, train_feed.num_sides),
+        lambda: jax.jit(
+            make_train_step(
+                graphdef=graphdef,
+                non_trainable=non_trainable,
+                method_fn=method_fn,
+                method_kwargs=method_kwargs,
+                optimizer=optimizer,
+                schedule=schedule,
+                grad_accum_steps=config.grad_accum_steps,
+                nan_policy=config.nan_policy,
+                ref_graphdef=ref_graphdef,
+                base_reference=base_reference,
+            ),
+            donate_argnums=(0,),
+            out_shardings=(state_shardings, NamedSharding(mesh, P())),
+        ),
     )
-    step_fn = jax.jit(step_fn, donate_argnums=(0,), out_shardings=(state_shardings, NamedSharding(mesh, P())))
     eval_step = jax.jit(
         make_eval_step(
             graphdef=graphdef,
