@@ -150,6 +150,14 @@ def apply_preset(c: ml_collections.ConfigDict, preset: str, presets: dict) -> ml
     return c
 
 
+# What every paper preset declares it runs on: one host with 8 accelerators of at least 80 GB
+# (8xH100 / A100-80GB, the SimPO, SPPO and alignment-handbook setups). tests/test_paper_presets.py
+# builds each preset's mesh on 8 devices and checks that its parameters and optimizer state, split
+# by the FSDP rules, fit PAPER_DEVICE_MEMORY_GB per device.
+PAPER_DEVICES = 8
+PAPER_DEVICE_MEMORY_GB = 80
+
+
 def paper_scale(
     c: ml_collections.ConfigDict,
     *,
@@ -157,31 +165,48 @@ def paper_scale(
     learning_rate: float,
     max_length: int = 1024,
     max_prompt_length: int = 512,
+    train_data: str = "ultrafeedback_binarized/train_prefs.jsonl",
+    eval_data: str = "ultrafeedback_binarized/test_prefs.jsonl",
+    batch_size: int = 128,
+    epochs: float = 1.0,
 ) -> ml_collections.ConfigDict:
-    """An 8-chip host (8xH100 or a TPU v4-8/v5e-8): FSDP over the chips, bf16 compute, remat.
+    """A paper-scale run on PAPER_DEVICES chips of one host: FSDP over the chips, bf16 compute, remat.
 
-    Batch 128 = 32 rows per micro-batch x 4 accumulation steps; one epoch of UltraFeedback-binarized
-    (about 61k pairs, bring it as JSONL: the `data.*` paths below)."""
+    `model` is the checkpoint the paper starts from, usually a Hugging Face hub id:
+    `alignax.models.load` resolves hub ids through huggingface_hub's cache (alignax/models/hub.py),
+    so the checkpoint must be in the local cache (`HF_HUB_CACHE`) or downloadable (network, and for
+    gated repositories such as meta-llama/* an accepted licence and `HF_TOKEN`); with
+    `HF_HUB_OFFLINE=1` it must already be cached. A plain name (e.g. `alpaca_farm_sft10k`) is a
+    local folder to bring. `alignax.models.presets.PAPER_CHECKPOINTS` declares each checkpoint's
+    architecture so its shapes are known without it.
+
+    `train_data` / `eval_data` are local files named in configs/paper_data.py (which says which hub data set
+    and split to write there, and in which record format); `total_steps` is `epochs` over the
+    declared row count at `batch_size` (pairs or examples per step, all chips and accumulation
+    steps together). Micro-batches of 32 examples: `grad_accum_steps` = batch_size / 32."""
+    from configs import paper_data
+
     c.model = model
     c.random_init.enabled = False
     c.dtype = "bfloat16"
     c.remat = True
-    c.total_steps = 477
-    c.batch_size = 128
-    c.grad_accum_steps = 4
+    c.batch_size = batch_size
+    c.grad_accum_steps = max(1, batch_size // 32)
+    c.total_steps = paper_data.steps(train_data, batch_size, epochs)
     c.eval_batch_size = 32
-    c.eval_batches = 16
-    c.data.train = "ultrafeedback_binarized/train_prefs.jsonl"
-    c.data.eval = "ultrafeedback_binarized/test_prefs.jsonl"
+    c.eval_batches = 16 if eval_data else 0
+    c.data.train = train_data
+    c.data.eval = eval_data
     c.data.max_length = max_length
     c.data.max_prompt_length = max_prompt_length
     c.optimizer.learning_rate = learning_rate
     c.optimizer.schedule = "cosine"
     c.optimizer.warmup_ratio = 0.1
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
+    c.mesh.num_devices = PAPER_DEVICES
     c.logprob_chunk_size = 1024
     c.checkpoint_every = 100
-    c.eval_every = 100
+    c.eval_every = 100 if eval_data else 0
     return c
 
 

@@ -18,8 +18,10 @@ Presets:
                    gate_proj/down_proj/up_proj, lr 4e-4 cosine with 100 warmup steps, batch 8
                    (micro-batch 1 = 8 accumulation steps), one epoch, cutoff 2048, threshold 1.1,
                    unlikelihood weight 1 (offline Shepherd setting: 1.2 and 0.5). Bring the
-                   judgments as JSONL (`data.train`). Not reproduced: the paper's downsampling of
+                   judgments as JSONL (`data.train`; format: configs/paper_data.py). Not reproduced: the paper's downsampling of
                    positive examples to 0.25 x #negative (prepare the data that way).
+                   The checkpoint is a hub id resolved through huggingface_hub's cache
+                   (alignax/models/hub.py): cached or downloadable (meta-llama/* is gated).
 """
 
 import ml_collections
@@ -49,17 +51,23 @@ def _cpu(c):
 
 def _llama2_13b_chat(c):
     c = base.paper_scale(
-        c, model="meta-llama/Llama-2-13b-chat-hf", learning_rate=4e-4, max_length=2048, max_prompt_length=1536
+        c,
+        model="meta-llama/Llama-2-13b-chat-hf",  # LLaMA2-chat-13B (README, online setting)
+        learning_rate=4e-4,  # --learning_rate 4e-4
+        max_length=2048,  # --cutoff_len 2048
+        max_prompt_length=1536,
+        train_data="judgments/train.jsonl",  # bring the judgments as JSONL (configs/paper_data.py)
+        eval_data="",
+        batch_size=8,  # --batch_size 8
+        epochs=1.0,  # --num_epochs 1: 165 steps over the offline set's 1,317 judgments
     )
-    c.lora.update(dict(rank=16, alpha=16.0, dropout=0.05, target=PAPER_TARGET))
-    c.batch_size, c.grad_accum_steps = 8, 8
+    c.lora.update(dict(rank=16, alpha=16.0, dropout=0.05, target=PAPER_TARGET))  # --lora_r/alpha/dropout/target
+    c.grad_accum_steps = 8  # --micro_batch_size 1: 8 accumulation steps
     c.eval_batch_size = 8
-    c.optimizer.warmup_steps = 100
-    c.total_steps = 165  # one epoch of the offline set's 1,317 judgments at batch 8; set to len(data) / 8
-    c.data.train = "judgments/train.jsonl"
-    c.data.eval = ""
-    c.loss.hparams.threshold = 1.1
-    c.loss.hparams.unlikelihood_weight = 1.0
+    c.optimizer.schedule = "cosine"  # cosine
+    c.optimizer.warmup_steps = 100  # --warmup_steps 100
+    c.loss.hparams.threshold = 1.1  # --threshold 1.1 (online)
+    c.loss.hparams.unlikelihood_weight = 1.0  # --weight_unlike 1 (online)
     return c
 
 

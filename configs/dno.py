@@ -12,7 +12,7 @@ with π_t the engine's on-the-fly reference. The gold teacher response of the pa
 Paper preset `orca7b_gpt4`: no official code; values tagged [MEM] in METHODS.md §6 are unverified.
 It needs the policy as a local HF folder (Orca-2.5 7B is not public: any Mistral-7B SFT), GPT-4-Turbo
 behind an OpenAI-compatible endpoint (oracle.base_url, key in $OPENAI_API_KEY) and UltraFeedback
-prompts as a local JSONL.
+prompts as a local JSONL (format: configs/paper_data.py). `orca-2.5-7b` names that local folder.
 """
 
 from alignax.iterate import config as iterate_config

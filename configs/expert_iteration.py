@@ -9,7 +9,8 @@ as alignax/sample/best_of_n.py), SFT from the current iterate.
 
 Paper preset `alpacafarm` (examples/scripts/expiter.sh): one round of best-of-16 on the "unlabeled"
 split, then SFT with SFT10k's hyperparameters. Needs the SFT10k LLaMA-7B as a local HF folder, the
-AlpacaFarm reward model trained with alignax (oracle.model) and the unlabeled instructions as JSONL.
+AlpacaFarm reward model trained with alignax (oracle.model) and the unlabeled instructions as JSONL
+(format: configs/paper_data.py).
 """
 
 from alignax.iterate import config as iterate_config
@@ -21,8 +22,9 @@ def _alpacafarm(c):
         c,
         model="alpaca_farm_sft10k",
         learning_rate=2e-5,  # SFT10k lr
-        max_length=512,
-    )  # max length 512
+        max_length=512,  # max length 512
+        max_prompt_length=256,  # query_len 192 in AlpacaFarm's RLHF scripts; room for a 256-token answer
+    )
     c.batch_size, c.grad_accum_steps = 128, 16  # 1 x 16 accumulation x 8 GPUs
     c.optimizer.warmup_ratio = 0.03  # warmup 3%
     it = c.iterate

@@ -13,6 +13,8 @@ records as ref_*_logps from iteration 2 on (`iterate.reference = "initial"`, ali
 Paper preset `llama3_sft_pairpm` (run_inpo_fixed.sh, METHODS.md §5): needs RLHFlow/LLaMA3-SFT as a
 local HF folder, the RLHFlow/iterative-prompt-v1-iter{1,2,3}-20K prompts as one local JSONL, and
 RLHFlow/pair-preference-model-LLaMA3-8B's role filled by an alignax pairwise folder (oracle.model).
+The policy's hub id is resolved through huggingface_hub's cache (alignax/models/hub.py): cached
+locally or downloadable; the prompt file's format is declared in configs/paper_data.py.
 """
 
 from alignax.iterate import config as iterate_config

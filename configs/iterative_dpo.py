@@ -10,6 +10,8 @@ start, π_t) or initial (the first model's log-probs stored in the records from 
 Paper preset `llama3_sft_rm` (RLHFlow Online-RLHF, Xiong et al. 2024 / Dong et al. 2024; values
 [MEM], unverified): needs RLHFlow/LLaMA3-SFT as a local HF folder, a Bradley–Terry reward model
 trained with alignax (oracle.model, experiments/reward_model.py) and the RLHFlow prompts as JSONL.
+The policy's hub id is resolved through huggingface_hub's cache (alignax/models/hub.py): cached
+locally or downloadable; the prompt file's format is declared in configs/paper_data.py.
 """
 
 from alignax.iterate import config as iterate_config

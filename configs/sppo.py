@@ -14,7 +14,8 @@ Paper preset `mistral7b_pairrm` (uclaml/SPPO scripts/pipeline.sh, run_sppo_mistr
 it needs mistralai/Mistral-7B-Instruct-v0.2 as a local HF folder, UltraFeedback prompts as a local
 JSONL of {"id", "prompt"}, and a pairwise preference model in alignax's format as `oracle.model`
 (alignax/annotate/pairwise.py; PairRM itself is a DeBERTa model alignax does not load: train one
-with the engine, or use oracle.name=http_judge).
+with the engine, or use oracle.name=http_judge). The policy's hub id is resolved through huggingface_hub's cache (alignax/models/hub.py): cached
+locally or downloadable; the prompt file's format is declared in configs/paper_data.py.
 """
 
 from alignax.iterate import config as iterate_config
