@@ -20,7 +20,7 @@ $(STAMP): setup.py
 
 # The whole suite, slow tests (real SmolLM2 parity) included.
 test: venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=30 tests
 
 # One formatter and linter (ruff.toml): CI fails on any finding or unformatted file.
 lint: venv

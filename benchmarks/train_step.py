@@ -45,6 +45,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _rss_now_mb() -> float:
+    """Resident set size now (VmRSS), to say which stage holds the memory (ru_maxrss is the peak)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024.0
+
+
 def _records(method: str, count: int) -> list[dict]:
     from alignax.data.builtin import builtin_path
 
@@ -127,6 +133,7 @@ def run_alignax(args) -> dict:
     mesh = modeling.make_mesh(config.mesh)
     model, tokenizer = modeling.build_model(config, mesh)
     load_s = time.perf_counter() - start
+    stages = {"loaded": (_rss_now_mb(), _peak_rss_mb())}
     from alignax.models import lora
 
     graphdef, params, non_trainable = nnx.split(model, lora.TRAINABLE if args.lora_rank else nnx.Param, ...)
@@ -142,6 +149,7 @@ def run_alignax(args) -> dict:
         tokenized=splits["train"],
     )
     batches = [loop._global_batch(next(feed), mesh, 1) for _ in range(args.iters + 1)]
+    stages["reference + batches"] = (_rss_now_mb(), _peak_rss_mb())
     optimizer, schedule = make_optimizer(config.optimizer, 1000)
     step_fn = jax.jit(
         make_train_step(
@@ -170,13 +178,17 @@ def run_alignax(args) -> dict:
         rng=jax.random.key_data(jax.random.PRNGKey(0)),
     )
     del model, params
+    stages["optimizer state"] = (_rss_now_mb(), _peak_rss_mb())
 
     def steps(i):
         nonlocal state
         state, metrics = step_fn(state, batches[i], None, non_trainable)
         jax.block_until_ready(metrics["loss"])
+        if "first step (compile + run)" not in stages:
+            stages["first step (compile + run)"] = (_rss_now_mb(), _peak_rss_mb())
 
     warmup_s, times = _time_steps(steps, args.iters)
+    stages["steps"] = (_rss_now_mb(), _peak_rss_mb())
     real = [int((b["segment_ids"] > 0).sum()) for b in batches[1:]]
     padded = [int(b["segment_ids"].size) for b in batches[1:]]
     return {
@@ -189,6 +201,8 @@ def run_alignax(args) -> dict:
         "padded_tokens": padded,
         "reference_forward": validate.uses_reference(config),
         "params": int(sum(x.size for x in jax.tree.leaves((state.params, non_trainable)))),
+        # (RSS now, peak so far) in MB after each stage: where the memory goes
+        "rss_stages_mb": {name: [round(now), round(peak)] for name, (now, peak) in stages.items()},
     }
 
 
@@ -390,6 +404,9 @@ def main(argv=None) -> dict:
             )
             for key in ("tokens_per_s", "peak_rss_mb", "useful_gflops", "median_s", "warmup_s"):
                 summary[f"{method}_{label}_{key}"] = round(row[key], 3)
+            if "rss_stages_mb" in row:
+                print(f"       RSS now / peak MB after each stage: {row['rss_stages_mb']}", flush=True)
+                summary[f"{method}_{label}_rss_stages_mb"] = row["rss_stages_mb"]
         summary[f"{method}_ratio"] = round(
             summary[f"{method}_alignax_tokens_per_s"] / summary[f"{method}_peer_tokens_per_s"], 3
         )

@@ -237,7 +237,7 @@ KEY_HELP = {
     "data.max_length": "tokens per sequence, prompt + response, after truncation",
     "data.max_prompt_length": "prompt tokens kept (truncated from the left)",
     "data.length_multiple": "rows are padded to a multiple of this (few compiled shapes)",
-    "data.packing": "pack several sequences per row of data.max_length tokens (no padding waste); false = one per row",
+    "data.packing": "pack several sequences per row (rows of the bucket with least padding, docs/batches.md); false = one per row",
     "data.shuffle": "shuffle the training data by (seed, epoch)",
     "data.on_error": "bad records: error (stop, naming file and line) or skip (counted and reported)",
     "total_steps": "optimizer steps",

@@ -16,6 +16,8 @@ from flax import nnx
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from helpers import TINY_HF_CONFIG  # noqa: E402
+
 from alignax.models import hf_io  # noqa: E402
 from alignax.models.config import LlamaConfig  # noqa: E402
 from alignax.models.llama import Llama, positions_from_segments  # noqa: E402
@@ -30,19 +32,7 @@ def rel_err(a, b):
 
 
 def _hf_config(kind):
-    common = dict(
-        vocab_size=256,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        rms_norm_eps=1e-5,
-        max_position_embeddings=128,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
+    common = dict(TINY_HF_CONFIG)
     if kind == "llama":
         return transformers.LlamaConfig(**common)
     if kind == "tied":

@@ -18,6 +18,8 @@ from flax import nnx
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from helpers import TINY_HF_CONFIG  # noqa: E402
+
 import alignax.models as models  # noqa: E402
 from alignax.models import hf_io, registry  # noqa: E402
 from alignax.models.contract import CausalLM, ModelConfig  # noqa: E402
@@ -28,19 +30,7 @@ from alignax.sample import generate  # noqa: E402
 
 TOL = 1e-4
 SEQ = 12
-COMMON = dict(
-    vocab_size=256,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    rms_norm_eps=1e-5,
-    max_position_embeddings=128,
-    bos_token_id=1,
-    eos_token_id=2,
-    pad_token_id=0,
-)
+COMMON = TINY_HF_CONFIG
 # Small caps so that tanh saturates on these weights: soft-capping changes the logits.
 GEMMA = dict(
     head_dim=16, query_pre_attn_scalar=24, sliding_window=4, attn_logit_softcapping=3.0, final_logit_softcapping=5.0

@@ -23,15 +23,16 @@ def tokenizer():
 
 
 def test_packed_rows_hold_every_sequence_once(tokenizer):
-    # Rows of 256 tokens hold several of the built-in sequences (46-60 tokens with the chat template).
-    config = tiny(**{"data.shuffle": False, "batch_size": 8, "data.max_length": 256})
+    # Rows of 128 or 256 tokens hold several of the built-in sequences (46-60 tokens with the chat
+    # template); with buckets of 128 no row length holds just one without padding half of it.
+    config = tiny(**{"data.shuffle": False, "batch_size": 8, "data.max_length": 256, "data.length_multiple": 128})
     packed = next(feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=1))
     config.data.packing = False
     plain = next(feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=1))
     num_sequences = 2 * config.batch_size
     assert plain["input_ids"].shape[0] == num_sequences
     assert packed["input_ids"].shape[0] < num_sequences  # the point of packing: fewer rows
-    assert packed["input_ids"].shape[0] % (num_sequences // 4) == 0  # whole quarters of the unpacked rows
+    assert packed["input_ids"].shape[0] % (num_sequences // 8) == 0  # whole eighths of the unpacked rows
     seen = []
     for row in range(packed["input_ids"].shape[0]):
         for slot, sequence in enumerate(packed["sequence_index"][row]):
@@ -51,6 +52,21 @@ def test_packed_rows_hold_every_sequence_once(tokenizer):
             for key in [k for k in plain if k.startswith("field/")]:
                 assert packed[key][row, slot] == plain[key][plain_row, 0], key
     assert sorted(seen) == list(range(num_sequences))
+
+
+def test_packed_layout_pads_no_more_than_unpacked(tokenizer):
+    # Sequences longer than half of max_length do not pair up in rows of max_length; the feed then
+    # takes longer rows (or the longest bucket) rather than padding every row to max_length.
+    config = tiny(**{"data.shuffle": False, "batch_size": 8, "data.max_length": 96, "data.length_multiple": 32})
+    feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=1)
+    config.data.packing = False
+    plain_feed = feed_lib.make_feed(config, tokenizer, split="train", rows_multiple=1)
+    for _ in range(3):
+        packed, plain = next(feed), next(plain_feed)
+        real = int((packed["segment_ids"] > 0).sum())
+        assert real == int((plain["segment_ids"] > 0).sum())
+        # (Rows of max_length = 96 would hold one 46-60-token sequence each: 16 x 96 = 1536 cells.)
+        assert packed["input_ids"].size <= plain["input_ids"].size
 
 
 @pytest.mark.parametrize("name", ["dpo", "sft", "kto"])

@@ -1,7 +1,7 @@
 """The DPO family: DPO/cDPO and TRL's other reference-based `loss_type`s, and LN-DPO.
 
 Reference-free SimPO/CPO/ORPO live in alignax.losses.reference_free, KTO in alignax.losses.kto;
-they share this module's plumbing (`_pair_inputs`, `_finish`, ...).
+they share this module's plumbing (`pair_inputs`, `_finish`, ...).
 
 Every function is pure, keyword-only, and maps per-example arrays `[B]` to `(loss, metrics)`
 (contract in DESIGN.md): `chosen_logps, rejected_logps` are policy log-probs **summed** over the
@@ -9,7 +9,7 @@ response tokens, `ref_chosen_logps, ref_rejected_logps` the reference's, `chosen
 rejected_lengths` the response token counts (needed by the length-normalized objectives).
 Inputs may be bf16; the loss and metrics are float32. `example_mask` ([B], optional) drops padded
 examples from the batch mean and from the metrics; a masked row may have zero length and still gets
-an exactly-zero, finite gradient (length averages go through `_length_average`).
+an exactly-zero, finite gradient (length averages go through `length_average`).
 
 Notation (METHODS.md §0): ρ = log π_θ − log π_ref, h = ρ_w − ρ_l (the DPO margin), σ the
 logistic function. Rewards in `metrics` are TRL's: β·ρ (β·log π for reference-free methods),
@@ -22,109 +22,24 @@ Where TRL and the paper differ, the function's docstring says which one alignax 
 
 from __future__ import annotations
 
-import chex
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.common import PAIR_INPUTS, REF_INPUTS
+from alignax.losses.common import (
+    PAIR_INPUTS,
+    REF_INPUTS,
+    finish_pair,
+    length_average,
+    pair_inputs,
+    pair_metrics,
+    response_lengths,
+    smoothed_sigmoid_loss,
+    weighted_mean,
+)
 from alignax.losses.registry import register
 from alignax.ops import numerics
 
 Array = jax.Array
-
-
-# --------------------------------------------------------------------------------------------
-# Shared plumbing
-# --------------------------------------------------------------------------------------------
-
-
-def _f32(name: str, x, batch: int | None = None) -> Array:
-    if x is None:
-        raise ValueError(f"dpo_family: missing required input `{name}`")
-    x = jnp.asarray(x)
-    if x.ndim != 1:
-        raise ValueError(f"dpo_family: `{name}` must be a [B] array of per-example values, got shape {x.shape}")
-    if batch is not None and x.shape[0] != batch:
-        raise ValueError(f"dpo_family: `{name}` has batch {x.shape[0]}, expected {batch} (like chosen_logps)")
-    return x.astype(jnp.float32)
-
-
-def _example_weights(example_mask, batch: int) -> Array:
-    if example_mask is None:
-        return jnp.ones((batch,), jnp.float32)
-    return _f32("example_mask", example_mask, batch)
-
-
-def _mean(values: Array, weights: Array) -> Array:
-    return numerics.masked_mean(values, weights)
-
-
-def _pair_metrics(*, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, weights, extra=None):
-    chosen_rewards = jax.lax.stop_gradient(chosen_rewards)
-    rejected_rewards = jax.lax.stop_gradient(rejected_rewards)
-    metrics = {
-        "rewards/chosen": _mean(chosen_rewards, weights),
-        "rewards/rejected": _mean(rejected_rewards, weights),
-        "rewards/margins": _mean(chosen_rewards - rejected_rewards, weights),
-        "rewards/accuracies": _mean((chosen_rewards > rejected_rewards).astype(jnp.float32), weights),
-        "logps/chosen": _mean(jax.lax.stop_gradient(chosen_logps), weights),
-        "logps/rejected": _mean(jax.lax.stop_gradient(rejected_logps), weights),
-    }
-    if extra:
-        metrics.update({k: jax.lax.stop_gradient(v) for k, v in extra.items()})
-    return metrics
-
-
-def _pair_inputs(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask, *, needs_ref=True):
-    chosen = _f32("chosen_logps", chosen_logps)
-    batch = chosen.shape[0]
-    rejected = _f32("rejected_logps", rejected_logps, batch)
-    if needs_ref:
-        ref_chosen = jax.lax.stop_gradient(_f32("ref_chosen_logps", ref_chosen_logps, batch))
-        ref_rejected = jax.lax.stop_gradient(_f32("ref_rejected_logps", ref_rejected_logps, batch))
-    else:
-        ref_chosen = ref_rejected = None
-    return chosen, rejected, ref_chosen, ref_rejected, _example_weights(example_mask, batch)
-
-
-def _lengths(chosen_lengths, rejected_lengths, batch: int, who: str):
-    if chosen_lengths is None or rejected_lengths is None:
-        raise ValueError(
-            f"{who}: needs `chosen_lengths` and `rejected_lengths` (response token counts) to length-normalize"
-        )
-    return _f32("chosen_lengths", chosen_lengths, batch), _f32("rejected_lengths", rejected_lengths, batch)
-
-
-def _length_average(values: Array, lengths: Array, weights: Array, fill: float = -1.0) -> Array:
-    """values / lengths on kept rows (weights != 0) and `fill` on masked rows, NaN-free under `jax.grad`.
-
-    Double-where: the denominator is made safe (1 on masked rows) *before* dividing, so a masked
-    zero-length (padding) row never computes 0/0; masking the quotient afterwards alone would still
-    send NaN gradients back (0 · ∂(x/0) = NaN). `fill` = −1 keeps every downstream term finite (e.g.
-    ORPO's log(1 − e^avg), which is −inf at avg = 0). A zero length on a row that is NOT masked is a
-    data error (the data path drops rows without response tokens) and still gives NaN, loudly.
-    """
-    kept = weights != 0
-    return jnp.where(kept, values / jnp.where(kept, lengths, 1.0), fill)
-
-
-def _smoothed_sigmoid_loss(logits: Array, label_smoothing: float) -> Array:
-    """−(1−ε) log σ(z) − ε log σ(−z): DPO's loss, cDPO when ε > 0 (Mitchell 2023)."""
-    return -(1.0 - label_smoothing) * numerics.log_sigmoid(logits) - label_smoothing * numerics.log_sigmoid(-logits)
-
-
-def _finish(per_example, weights, *, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, extra=None):
-    chex.assert_rank(per_example, 1)
-    loss = _mean(per_example, weights)
-    metrics = _pair_metrics(
-        chosen_rewards=chosen_rewards,
-        rejected_rewards=rejected_rewards,
-        chosen_logps=chosen_logps,
-        rejected_logps=rejected_logps,
-        weights=weights,
-        extra=extra,
-    )
-    return loss, metrics
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,12 +80,12 @@ def dpo(
     if reference_free:
         ref_chosen_logps = jnp.zeros_like(jnp.asarray(chosen_logps))
         ref_rejected_logps = jnp.zeros_like(jnp.asarray(rejected_logps))
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     margin = (chosen - rejected) - (ref_c - ref_r)
-    per_example = _smoothed_sigmoid_loss(beta * margin, label_smoothing)
-    return _finish(
+    per_example = smoothed_sigmoid_loss(beta * margin, label_smoothing)
+    return finish_pair(
         per_example,
         w,
         chosen_rewards=beta * (chosen - ref_c),
@@ -208,13 +123,13 @@ def robust_dpo(
     """
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(f"robust: label_smoothing (flip rate ε) must be in [0, 0.5), got {label_smoothing}")
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     z = beta * ((chosen - rejected) - (ref_c - ref_r))
     eps = label_smoothing
     per_example = (-(1.0 - eps) * numerics.log_sigmoid(z) + eps * numerics.log_sigmoid(-z)) / (1.0 - 2.0 * eps)
-    return _finish(
+    return finish_pair(
         per_example,
         w,
         chosen_rewards=beta * (chosen - ref_c),
@@ -252,15 +167,15 @@ def ipo(
     `length_normalize=False`: the paper's Eq. 17 on summed sequence log-ratios. Rewards are β·ρ
     on the same (normalized or summed) scale, as TRL reports them.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     rho_w, rho_l = chosen - ref_c, rejected - ref_r
     if length_normalize:
-        len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "ipo")
-        rho_w, rho_l = _length_average(rho_w, len_w, w), _length_average(rho_l, len_r, w)
+        len_w, len_r = response_lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "ipo")
+        rho_w, rho_l = length_average(rho_w, len_w, w), length_average(rho_l, len_r, w)
     per_example = jnp.square((rho_w - rho_l) - 1.0 / (2.0 * beta))
-    return _finish(
+    return finish_pair(
         per_example,
         w,
         chosen_rewards=beta * rho_w,
@@ -294,11 +209,11 @@ def hinge(
     This is TRL's form (with the reference in h; β = 1/margin). The original SLiC-HF hinge has
     no reference and an extra SFT regularizer; it is not this function.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     per_example = jax.nn.relu(1.0 - beta * ((chosen - rejected) - (ref_c - ref_r)))
-    return _finish(
+    return finish_pair(
         per_example,
         w,
         chosen_rewards=beta * (chosen - ref_c),
@@ -335,7 +250,7 @@ def exo_pair(
     """
     if not 0.0 < label_smoothing < 1.0:
         raise ValueError(f"exo_pair: label_smoothing ε must be in (0, 1), got {label_smoothing}")
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     z = beta * ((chosen - rejected) - (ref_c - ref_r))
@@ -343,7 +258,7 @@ def exo_pair(
     per_example = jax.nn.sigmoid(z) * (numerics.log_sigmoid(z) - jnp.log1p(-eps)) + jax.nn.sigmoid(-z) * (
         numerics.log_sigmoid(-z) - jnp.log(eps)
     )
-    return _finish(
+    return finish_pair(
         per_example,
         w,
         chosen_rewards=beta * (chosen - ref_c),
@@ -376,12 +291,12 @@ def nca_pair(
 
     L = −log σ(r_w) − ½ log σ(−r_w) − ½ log σ(−r_l).
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
     per_example = -numerics.log_sigmoid(r_w) - 0.5 * numerics.log_sigmoid(-r_w) - 0.5 * numerics.log_sigmoid(-r_l)
-    return _finish(
+    return finish_pair(
         per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected
     )
 
@@ -429,13 +344,13 @@ def bco_pair(
     input here (see `bco_update_running_mean`; TRL 0.19 updates it inside the loss with the
     current batch first). δ = 0 gives current TRL's `bco_pair`, which dropped the baseline.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     delta = jax.lax.stop_gradient(jnp.asarray(delta, jnp.float32))
     r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
     per_example = -numerics.log_sigmoid(r_w - delta) - numerics.log_sigmoid(-(r_l - delta))
-    return _finish(
+    return finish_pair(
         per_example,
         w,
         chosen_rewards=r_w,
@@ -470,12 +385,12 @@ def sppo_hard(
     L = (ρ_w − 1/(2β))² + (ρ_l + 1/(2β))². SPPO proper (soft P̂ from a preference model) is
     `sppo` in alignax.losses.nash.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     rho_w, rho_l = chosen - ref_c, rejected - ref_r
     per_example = jnp.square(rho_w - 0.5 / beta) + jnp.square(rho_l + 0.5 / beta)
-    return _finish(
+    return finish_pair(
         per_example,
         w,
         chosen_rewards=beta * rho_w,
@@ -496,7 +411,7 @@ def _aot_loss(a, b, weights, beta, label_smoothing):
     num_valid = jnp.sum(weights != 0)
     sorted_weights = (jnp.arange(a.shape[0]) < num_valid).astype(jnp.float32)
     delta = jnp.where(sorted_weights != 0, a_sorted - b_sorted, 0.0)
-    return _smoothed_sigmoid_loss(beta * delta, label_smoothing), sorted_weights
+    return smoothed_sigmoid_loss(beta * delta, label_smoothing), sorted_weights
 
 
 @register(
@@ -525,12 +440,12 @@ def aot(
     δ_i = sort(Δ)_i − sort(Δ_ref)_i; L = mean_i [−(1−ε) log σ(βδ_i) − ε log σ(−βδ_i)].
     The loss couples examples (it is a batch-level objective): padded examples are sorted out.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     per_sorted, sorted_w = _aot_loss(chosen - rejected, ref_c - ref_r, w, beta, label_smoothing)
-    loss = _mean(per_sorted, sorted_w)
-    metrics = _pair_metrics(
+    loss = weighted_mean(per_sorted, sorted_w)
+    metrics = pair_metrics(
         chosen_rewards=beta * (chosen - ref_c),
         rejected_rewards=beta * (rejected - ref_r),
         chosen_logps=chosen,
@@ -565,12 +480,12 @@ def aot_pair(
 
     Sort ρ_w and ρ_l independently over the batch; δ_i = sort(ρ_w)_i − sort(ρ_l)_i; same loss as `aot`.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     per_sorted, sorted_w = _aot_loss(chosen - ref_c, rejected - ref_r, w, beta, label_smoothing)
-    loss = _mean(per_sorted, sorted_w)
-    metrics = _pair_metrics(
+    loss = weighted_mean(per_sorted, sorted_w)
+    metrics = pair_metrics(
         chosen_rewards=beta * (chosen - ref_c),
         rejected_rewards=beta * (rejected - ref_r),
         chosen_logps=chosen,
@@ -603,12 +518,12 @@ def apo_zero(
 
     L = (1 − σ(βρ_w)) + σ(βρ_l). For when chosen outputs are better than the model's own.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
     per_example = (1.0 - jax.nn.sigmoid(r_w)) + jax.nn.sigmoid(r_l)
-    return _finish(
+    return finish_pair(
         per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected
     )
 
@@ -636,12 +551,12 @@ def apo_down(
 
     For when chosen outputs are worse than the model's own: lower both, the rejected more.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     r_w, r_l = beta * (chosen - ref_c), beta * (rejected - ref_r)
     per_example = jax.nn.sigmoid(r_w) + (1.0 - jax.nn.sigmoid(r_w - r_l))
-    return _finish(
+    return finish_pair(
         per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected
     )
 
@@ -675,13 +590,13 @@ def discopop(
     when τ = β, which is the released setting β = 0.05 and hence alignax's defaults β = τ = 0.05
     (TRL's β default is 0.1, which with τ = 0.05 modulates with σ(2h)).
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     z = beta * ((chosen - rejected) - (ref_c - ref_r))
     modulation = jax.nn.sigmoid(z / tau)
     per_example = (1.0 - modulation) * (-numerics.log_sigmoid(z)) + modulation * jnp.exp(-z)
-    return _finish(
+    return finish_pair(
         per_example,
         w,
         chosen_rewards=beta * (chosen - ref_c),
@@ -718,14 +633,14 @@ def ln_dpo(
     Default β = 10: FuseChat-3.0's setting for its LN-DPO targets (Llama-3.1-8B, Llama-3.2-1B/3B).
     Rewards are the length-normalized implicit rewards β·ρ/|y|.
     """
-    chosen, rejected, ref_c, ref_r, w = _pair_inputs(
+    chosen, rejected, ref_c, ref_r, w = pair_inputs(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
-    len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "ln_dpo")
-    r_w = beta * _length_average(chosen - ref_c, len_w, w)
-    r_l = beta * _length_average(rejected - ref_r, len_r, w)
-    per_example = _smoothed_sigmoid_loss(r_w - r_l, label_smoothing)
-    return _finish(
+    len_w, len_r = response_lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "ln_dpo")
+    r_w = beta * length_average(chosen - ref_c, len_w, w)
+    r_l = beta * length_average(rejected - ref_r, len_r, w)
+    per_example = smoothed_sigmoid_loss(r_w - r_l, label_smoothing)
+    return finish_pair(
         per_example, w, chosen_rewards=r_w, rejected_rewards=r_l, chosen_logps=chosen, rejected_logps=rejected
     )
 

@@ -9,7 +9,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.dpo_family import _example_weights, _f32, _mean
+from alignax.losses.common import checked_f32, example_weights, weighted_mean
 from alignax.losses.registry import register
 
 # --------------------------------------------------------------------------------------------
@@ -23,7 +23,7 @@ def kto_kl_baseline(kl_logps, ref_kl_logps, *, axis_name=None):
     (x_i, y'_i) are mismatched pairs (TRL cycles completions by one within the batch). Under
     pmap/shard_map pass `axis_name` to average across devices first, as TRL gathers.
     """
-    kl = jnp.mean(_f32("kl_logps", kl_logps) - _f32("ref_kl_logps", ref_kl_logps))
+    kl = jnp.mean(checked_f32("kl_logps", kl_logps) - checked_f32("ref_kl_logps", ref_kl_logps))
     if axis_name is not None:
         kl = jax.lax.pmean(kl, axis_name)
     return jax.lax.stop_gradient(jnp.maximum(kl, 0.0))
@@ -57,12 +57,12 @@ def kto(
     loss = mean over the batch. Defaults β = 0.1, λ_D = λ_U = 1 (paper and TRL). TRL warns unless
     λ_D·n_D / (λ_U·n_U) ∈ [1, 4/3].
     """
-    policy = _f32("logps", logps)
+    policy = checked_f32("logps", logps)
     batch = policy.shape[0]
-    ref = jax.lax.stop_gradient(_f32("ref_logps", ref_logps, batch))
+    ref = jax.lax.stop_gradient(checked_f32("ref_logps", ref_logps, batch))
     is_desirable = jnp.asarray(desirable).astype(bool)
     chex.assert_shape(is_desirable, (batch,), custom_message="kto: `desirable` must be [B] booleans")
-    w = _example_weights(example_mask, batch)
+    w = example_weights(example_mask, batch)
     z0 = jax.lax.stop_gradient(jnp.asarray(kl_baseline, jnp.float32))
     rewards = beta * (policy - ref)
     logratio = policy - ref
@@ -71,16 +71,16 @@ def kto(
         desirable_weight * (1.0 - jax.nn.sigmoid(beta * (logratio - z0))),
         undesirable_weight * (1.0 - jax.nn.sigmoid(beta * (z0 - logratio))),
     )
-    loss = _mean(per_example, w)
+    loss = weighted_mean(per_example, w)
     w_d, w_u = w * is_desirable, w * (~is_desirable)
     rewards = jax.lax.stop_gradient(rewards)
     metrics = {
         "kl": z0,
-        "rewards/chosen": _mean(rewards, w_d),
-        "rewards/rejected": _mean(rewards, w_u),
-        "rewards/margins": _mean(rewards, w_d) - _mean(rewards, w_u),
-        "logps/chosen": _mean(jax.lax.stop_gradient(policy), w_d),
-        "logps/rejected": _mean(jax.lax.stop_gradient(policy), w_u),
+        "rewards/chosen": weighted_mean(rewards, w_d),
+        "rewards/rejected": weighted_mean(rewards, w_u),
+        "rewards/margins": weighted_mean(rewards, w_d) - weighted_mean(rewards, w_u),
+        "logps/chosen": weighted_mean(jax.lax.stop_gradient(policy), w_d),
+        "logps/rejected": weighted_mean(jax.lax.stop_gradient(policy), w_u),
         "count/chosen": jnp.sum(w_d),
         "count/rejected": jnp.sum(w_u),
     }

@@ -8,8 +8,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.common import PAIR_INPUTS
-from alignax.losses.dpo_family import _finish, _length_average, _lengths, _mean, _pair_inputs, _smoothed_sigmoid_loss
+from alignax.losses.common import (
+    PAIR_INPUTS,
+    finish_pair,
+    length_average,
+    pair_inputs,
+    response_lengths,
+    smoothed_sigmoid_loss,
+    weighted_mean,
+)
 from alignax.losses.registry import register
 from alignax.ops import numerics
 
@@ -59,17 +66,17 @@ def simpo(
     takes γ itself as `simpo_gamma` (default 0.5 = 2.0·0.25, the same default).
     Reference log-probs are accepted for a uniform call signature and ignored.
     """
-    chosen, rejected, _, _, w = _pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
-    len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "simpo")
-    avg_w, avg_l = _length_average(chosen, len_w, w), _length_average(rejected, len_r, w)
+    chosen, rejected, _, _, w = pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
+    len_w, len_r = response_lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "simpo")
+    avg_w, avg_l = length_average(chosen, len_w, w), length_average(rejected, len_r, w)
     logits = (avg_w - avg_l) - gamma_beta_ratio
     if loss_type == "sigmoid":
-        per_example = _smoothed_sigmoid_loss(beta * logits, label_smoothing)
+        per_example = smoothed_sigmoid_loss(beta * logits, label_smoothing)
     elif loss_type == "hinge":
         per_example = jax.nn.relu(1.0 - beta * logits)
     else:
         raise ValueError(f"simpo: loss_type must be 'sigmoid' or 'hinge', got {loss_type!r}")
-    loss, metrics = _finish(
+    loss, metrics = finish_pair(
         per_example,
         w,
         chosen_rewards=beta * avg_w,
@@ -118,17 +125,17 @@ def cpo(
     plus cpo_alpha × NLL(chosen) (token mean, `_chosen_token_nll`). Defaults are TRL's
     (β = 0.1, ε = 0, γ = 0.5, α = 1). Rewards β·s.
     """
-    chosen, rejected, _, _, w = _pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
-    len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "cpo")
+    chosen, rejected, _, _, w = pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
+    len_w, len_r = response_lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "cpo")
     if loss_type in ("ipo", "simpo"):
-        s_w, s_l = _length_average(chosen, len_w, w), _length_average(rejected, len_r, w)
+        s_w, s_l = length_average(chosen, len_w, w), length_average(rejected, len_r, w)
     else:
         s_w, s_l = chosen, rejected
     d = s_w - s_l
     if loss_type == "sigmoid":
-        per_example = _smoothed_sigmoid_loss(beta * d, label_smoothing)
+        per_example = smoothed_sigmoid_loss(beta * d, label_smoothing)
     elif loss_type == "simpo":
-        per_example = _smoothed_sigmoid_loss(beta * (d - simpo_gamma / beta), label_smoothing)
+        per_example = smoothed_sigmoid_loss(beta * (d - simpo_gamma / beta), label_smoothing)
     elif loss_type == "hinge":
         per_example = jax.nn.relu(1.0 - beta * d)
     elif loss_type == "ipo":
@@ -136,7 +143,7 @@ def cpo(
     else:
         raise ValueError(f"cpo: loss_type must be one of sigmoid, simpo, hinge, ipo; got {loss_type!r}")
     nll = _chosen_token_nll(chosen, len_w, w)
-    preference_loss, metrics = _finish(
+    preference_loss, metrics = finish_pair(
         per_example, w, chosen_rewards=beta * s_w, rejected_rewards=beta * s_l, chosen_logps=s_w, rejected_logps=s_l
     )
     metrics["nll_loss"] = jax.lax.stop_gradient(nll)
@@ -171,20 +178,20 @@ def orpo(
     token-mean NLL of the chosen response tokens (METHODS.md Appendix A.3: response only).
     Rewards β·avg log π, as TRL.
     """
-    chosen, rejected, _, _, w = _pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
-    len_w, len_r = _lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "orpo")
-    avg_w, avg_l = _length_average(chosen, len_w, w), _length_average(rejected, len_r, w)
+    chosen, rejected, _, _, w = pair_inputs(chosen_logps, rejected_logps, None, None, example_mask, needs_ref=False)
+    len_w, len_r = response_lengths(chosen_lengths, rejected_lengths, chosen.shape[0], "orpo")
+    avg_w, avg_l = length_average(chosen, len_w, w), length_average(rejected, len_r, w)
     log_odds = (avg_w - avg_l) - (numerics.log1mexp(avg_w) - numerics.log1mexp(avg_l))
     log_sigmoid_odds = numerics.log_sigmoid(log_odds)
     nll = _chosen_token_nll(chosen, len_w, w) if chosen_nll is None else jnp.asarray(chosen_nll, jnp.float32)
-    odds_loss, metrics = _finish(
+    odds_loss, metrics = finish_pair(
         -beta * log_sigmoid_odds,
         w,
         chosen_rewards=beta * avg_w,
         rejected_rewards=beta * avg_l,
         chosen_logps=avg_w,
         rejected_logps=avg_l,
-        extra={"log_odds_ratio": _mean(log_sigmoid_odds, w), "log_odds_chosen": _mean(log_odds, w)},
+        extra={"log_odds_ratio": weighted_mean(log_sigmoid_odds, w), "log_odds_chosen": weighted_mean(log_odds, w)},
     )
     metrics["nll_loss"] = jax.lax.stop_gradient(nll)
     return nll + odds_loss, metrics

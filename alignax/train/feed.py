@@ -61,13 +61,24 @@ def plan_rows(sequences: list[FeedSequence], *, pack: bool, row_length: int) -> 
 
 def round_rows(rows: int, rows_multiple: int, *, pack: bool, num_sequences: int) -> int:
     """Row count of a micro-batch: a multiple of the batch shards (`rows_multiple`). Packed, also a
-    multiple of a quarter of the unpacked row count (one sequence per row), so a run compiles at most
-    four row counts per length, not one per batch, and never more rows than unpacked."""
+    multiple of an eighth of the unpacked row count (one sequence per row), so a run compiles at
+    most eight row counts per row length, not one per batch, and never more rows than unpacked."""
     granule = rows_multiple
     if pack:
-        quarter = -(-num_sequences // 4)
-        granule = -(-quarter // rows_multiple) * rows_multiple
+        eighth = -(-num_sequences // 8)
+        granule = -(-eighth // rows_multiple) * rows_multiple
     return -(-rows // granule) * granule
+
+
+def candidate_lengths(longest: int, *, pack: bool, max_length: int | None, length_multiple: int) -> list[int]:
+    """Row lengths a micro-batch may use. Unpacked: the longest sequence's bucket. Packed: that
+    bucket, the `max_length` bucket and twice it -- few distinct values (few compiled shapes), of
+    which the feed takes the one with the fewest padded tokens (`choose_layout`)."""
+    shortest = bucketed_length(longest, length_multiple)
+    if not pack:
+        return [shortest]
+    cap = bucketed_length(max(longest, max_length or 0), length_multiple)
+    return sorted({shortest, cap, 2 * cap})
 
 
 def collate(
@@ -239,6 +250,25 @@ class Feed:
         ]
         return sequences, sequence_ids
 
+    def _choose_layout(self, plans, longest: int):
+        """(row length, rows per micro-batch and process, row count) with the fewest padded tokens
+        over `candidate_lengths`; ties go to the shorter rows (less attention work)."""
+        num_sequences = max(len(seqs) for micro in plans for seqs, _ in micro)
+        best = None
+        for length in candidate_lengths(
+            longest, pack=self.pack, max_length=self.max_length, length_multiple=self.length_multiple
+        ):
+            rows = [[plan_rows(seqs, pack=self.pack, row_length=length) for seqs, _ in micro] for micro in plans]
+            num_rows = round_rows(
+                max(len(r) for micro in rows for r in micro),
+                self.rows_multiple,
+                pack=self.pack,
+                num_sequences=num_sequences,
+            )
+            if best is None or num_rows * length < best[0] * best[2]:
+                best = (length, rows, num_rows)
+        return best
+
     def __next__(self) -> dict[str, np.ndarray]:
         global_indices = self._next_indices(self.batch_size)
         global_micro = self.batch_size // self.grad_accum_steps
@@ -250,19 +280,11 @@ class Feed:
         # (jax.make_array_from_process_local_data), so rows, length and segments come from all
         # processes' micro-batches (each host tokenizes the global batch; tokenization is cached).
         longest = max(seq.tokens.length for micro in micro_examples for seqs in micro for seq in seqs)
-        length = bucketed_length(max(longest, self.max_length or 0) if self.pack else longest, self.length_multiple)
         plans = [
             [self._local_sequences(per_example, p, global_micro) for p in range(self.process_count)]
             for per_example in micro_examples
         ]
-        rows = [[plan_rows(seqs, pack=self.pack, row_length=length) for seqs, _ in micro] for micro in plans]
-        num_sequences = max(len(seqs) for micro in plans for seqs, _ in micro)
-        num_rows = round_rows(
-            max(len(r) for micro in rows for r in micro),
-            self.rows_multiple,
-            pack=self.pack,
-            num_sequences=num_sequences,
-        )
+        length, rows, num_rows = self._choose_layout(plans, longest)
         segments = max(len(row) for micro in rows for r in micro for row in r)
         micro_batches = []
         for micro, micro_rows in zip(plans, rows):
