@@ -131,6 +131,28 @@ def test_alpaca_eval_annotations_feed_the_lc_metric(alpaca_run, evaldata_dir):
     assert reported["length_controlled_winrate"] == pytest.approx(lc["length_controlled_winrate"])
 
 
+def test_bucketed_local_judge_equals_the_eager_local_judge(tiny_model):
+    """The padded, jitted, last-position forward gives the verdict distribution of LocalModelJudge's
+    eager forward on the exact prompt (padding is masked; positions restart in the real segment)."""
+    import numpy as np
+
+    from alignax.evaluate.judges.local import LocalModelJudge
+    from alignax.evaluate.run.judging import BucketedLocalJudge
+    from alignax.models import load
+
+    model, tokenizer = load(str(tiny_model))
+    eager, bucketed = LocalModelJudge(model, tokenizer), BucketedLocalJudge(model, tokenizer)
+    pairs = [("Name a colour.", "Blue.", "Red is a colour, and so is green."), ("2+2?", "4", "four, obviously")]
+    for instruction, first, second in pairs:
+        messages = [{"role": "user", "content": f"{instruction}\n(1) {first}\n(2) {second}"}]
+        assert len(eager.prompt_ids(messages)) not in (16, 32, 64, 128)  # the bucketed side really pads
+        want, got = eager.next_token_probs(messages), bucketed.next_token_probs(messages)
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-7)
+        a = eager.judge_pair(instruction=instruction, output_1=first, output_2=second)
+        b = bucketed.judge_pair(instruction=instruction, output_1=first, output_2=second)
+        assert b.preference == pytest.approx(a.preference, abs=1e-4)
+
+
 def test_alpaca_eval_output_order_switch_is_alpaca_evals():
     from alpaca_eval import utils
 

@@ -59,12 +59,13 @@ def generate_answers(
 
     from alignax.sample.sampler import generate_to_jsonl
 
+    # No batch wider than the prompts: filler rows would be decoded (and their cache read) every step.
     lines = generate_to_jsonl(
         model,
         tokenizer,
         list(records),
         path,
-        batch_size=batch_size,
+        batch_size=max(1, min(batch_size, len(records))),
         seed=seed,
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,

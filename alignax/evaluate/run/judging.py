@@ -100,30 +100,127 @@ class LocalChatBackend:
     `complete_many` renders every conversation with the model's chat template and generates them
     in batches of `batch_size` (alignax.sample.sampler.generate); params follow the OpenAI names
     (`max_tokens`, `temperature`, `top_p`); logprob requests are ignored (no top-k list here).
+
+    A protocol's `max_tokens` is written for a judge with a long context (GPT-4); a local model has
+    `cfg.max_position_embeddings` positions. The new tokens are capped so that the longest prompt
+    of the call plus its completion fits (a prompt that alone fills the context is an error), and
+    `capped` counts the calls that were cut (`evaluate run` names it in the report).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, seed: int = 0):
         self.model, self.tokenizer, self.batch_size, self.seed = model, tokenizer, batch_size, seed
+        self.capped: list[tuple[int, int]] = []  # (asked, given) max new tokens of each capped call
+
+    def context(self) -> int | None:
+        cfg = getattr(self.model, "cfg", None)
+        return getattr(cfg, "max_position_embeddings", None)
 
     def complete_many(self, batch: Sequence[Sequence[dict[str, str]]], **params: Any) -> list[LocalCompletion]:
-        from alignax.sample.sampler import generate
+        from alignax.sample.sampler import encode_prompt, generate
 
         if not batch:
             return []
+        conversations = [list(m) for m in batch]
+        asked = max_new = int(params.get("max_tokens", 1024))
+        context = self.context()
+        if context is not None:
+            longest = max(len(encode_prompt(self.tokenizer, m)) for m in conversations)
+            if longest >= context:
+                raise ValueError(
+                    f"local judge: a judge prompt is {longest} tokens, the judge model's context is {context}"
+                )
+            max_new = min(asked, context - longest)
+            if max_new < asked:
+                self.capped.append((asked, max_new))
         gens = generate(
             self.model,
             self.tokenizer,
-            [list(m) for m in batch],
-            max_new_tokens=int(params.get("max_tokens", 1024)),
+            conversations,
+            max_new_tokens=max_new,
             temperature=float(params.get("temperature", 0.0)),
             top_p=float(params.get("top_p", 1.0)),
-            batch_size=self.batch_size,
+            batch_size=max(1, min(self.batch_size, len(conversations))),
             seed=self.seed,
         )
         return [LocalCompletion(g.text) for g in gens]
 
     def complete(self, messages: Sequence[dict[str, str]], **params: Any) -> LocalCompletion:
         return self.complete_many([messages], **params)[0]
+
+
+class BucketedLocalJudge:
+    """AlpacaEval's verdict-token judge on a local model (alignax/evaluate/judges/local.py
+    `LocalModelJudge`), with its forward pass jitted once per prompt bucket.
+
+    `LocalModelJudge` runs the model eagerly on the exact prompt: every new prompt length
+    re-traces every op, and it computes the head over all T positions (a [T, 49152] matmul) for
+    one distribution. Here the prompt is left-padded to the next power of two (the padding is
+    segment 0, which no real token attends to; positions restart at 0 in the real segment, so the
+    distribution is the unpadded prompt's) and only the last position's logits are computed.
+    The verdicts, prompt and preference are LocalModelJudge's own.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any):
+        from flax import nnx
+
+        from alignax.evaluate.judges.local import LocalModelJudge
+
+        self._judge = LocalModelJudge(model, tokenizer)
+        self._judge.next_token_probs = self.next_token_probs  # the one step that differs
+        self._graphdef, self._state = nnx.split(model)
+
+    def next_token_probs(self, messages: Sequence[dict[str, str]]):
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+
+        from alignax.sample.sampler import bucket_length
+
+        ids = self._judge.prompt_ids(messages)
+        length = bucket_length(ids.size)
+        padded, segments = np.zeros((1, length), np.int32), np.zeros((1, length), np.int32)
+        padded[0, length - ids.size :], segments[0, length - ids.size :] = ids, 1
+        logits = _last_logits(self._graphdef, self._state, jnp.asarray(padded), jnp.asarray(segments))
+        probs = np.asarray(jax.nn.softmax(jnp.asarray(logits[0], jnp.float32)), dtype=np.float64)
+        if not np.all(np.isfinite(probs)):
+            raise ValueError("model produced non-finite next-token probabilities")
+        return probs
+
+    def judge_pair(self, *, instruction: str, output_1: str, output_2: str):
+        return self._judge.judge_pair(instruction=instruction, output_1=output_1, output_2=output_2)
+
+
+def _last_logits(graphdef, state, ids, segment_ids):
+    """logits [B, V] of the last position (jitted per graphdef and padded length)."""
+    return _last_logits_jit(graphdef, state, ids, segment_ids)
+
+
+def _make_last_logits_jit():
+    import functools
+
+    import jax
+    from flax import nnx
+
+    @functools.partial(jax.jit, static_argnames=("graphdef",))
+    def last_logits(graphdef, state, ids, segment_ids):
+        return nnx.merge(graphdef, state)(ids, segment_ids=segment_ids, last_only=True)[:, -1]
+
+    return last_logits
+
+
+class _LazyJit:
+    """Builds the jitted function on first use (this module imports without jax)."""
+
+    def __init__(self, make):
+        self._make, self._fn = make, None
+
+    def __call__(self, *args, **kwargs):
+        if self._fn is None:
+            self._fn = self._make()
+        return self._fn(*args, **kwargs)
+
+
+_last_logits_jit = _LazyJit(_make_last_logits_jit)
 
 
 def make_http_backend(spec: JudgeSpec, cache_dir: os.PathLike | str):

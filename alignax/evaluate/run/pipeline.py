@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from typing import Any
 
 from alignax.evaluate.run import base, benchmarks, report
@@ -27,14 +28,22 @@ def run_benchmark(ctx: RunContext) -> dict[str, Any]:
     if not bench.needs_judge:
         ctx.judge = None  # a judge given to a judge-free benchmark is not part of the run
     ctx.claim_workdir()
+    seconds: dict[str, float] = {}  # wall time of each stage in this invocation (a resumed run: its own)
+    started = time.perf_counter()
     _stage(f"{bench.name}: generate ({ctx.model_name})")
     official = dict(bench.generate(ctx))
+    seconds["generate"] = time.perf_counter() - started
     if bench.needs_judge:
+        started = time.perf_counter()
         _stage(f"{bench.name}: judge ({ctx.judge.kind}:{ctx.judge.model})")
         official.update(bench.judge(ctx))
+        seconds["judge"] = time.perf_counter() - started
+    started = time.perf_counter()
     _stage(f"{bench.name}: score")
     result = bench.score(ctx)
+    seconds["score"] = time.perf_counter() - started
     result.files = {**official, **result.files}
+    result.details["stage_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     base.write_json(
         ctx.path("metrics.json"),
         {

@@ -50,10 +50,14 @@ def markdown(ctx: RunContext, bench: Benchmark, result: Result) -> str:
     if ctx.max_new_tokens is not None:
         deviations.append(
             f"max new tokens set to {ctx.max_new_tokens} (--max-new-tokens; the benchmark uses "
-            f"{bench.settings.max_new_tokens})"
+            f"{bench.settings.max_new_tokens}): answers can be cut shorter than the protocol allows, so the "
+            "number is not comparable with runs at the benchmark's own setting"
         )
     if ctx.judge_max_tokens is not None and bench.needs_judge:
-        deviations.append(f"judge max_tokens set to {ctx.judge_max_tokens} (--judge-max-tokens)")
+        deviations.append(
+            f"judge max_tokens set to {ctx.judge_max_tokens} (--judge-max-tokens): a judgment cut off before "
+            "its verdict counts as unparsable, so the number is not comparable with the protocol's judge"
+        )
     if not bench.needs_judge:
         judge = "none (verified by code)"
     elif ctx.judge.kind == "local":
@@ -70,11 +74,22 @@ def markdown(ctx: RunContext, bench: Benchmark, result: Result) -> str:
         f"- generation: {settings.describe()} ({settings.source})",
         f"- protocol: {bench.reference}",
     ]
+    stage_seconds = result.details.get("stage_seconds") or {}
+    if stage_seconds:
+        parts.append(
+            "- wall time of this invocation (a resumed run counts only its own work): "
+            + ", ".join(f"{stage} {value:.0f} s" for stage, value in stage_seconds.items())
+        )
     parts += [f"- deviation: {d}" for d in deviations]
     if ctx.judge is not None and bench.needs_judge and ctx.judge.kind == "local":
         parts.append(
             "- deviation: the judge is a local model, not the benchmark's GPT-4 judge: the number is not "
             "comparable with published leaderboards"
+        )
+    if ctx.judge is not None and bench.needs_judge and ctx.judge.kind == "local" and bench.name != "alpaca_eval":
+        parts.append(
+            "- note: a local judge's new tokens are capped so that prompt + judgment fit its context "
+            "(alignax/evaluate/run/judging.py LocalChatBackend)"
         )
     parts += [f"- note: {n}" for n in result.notes]
     parts += ["\n## Files\n"] + [f"- {kind}: `{path}`" for kind, path in result.files.items()]

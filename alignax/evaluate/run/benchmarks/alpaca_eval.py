@@ -112,9 +112,7 @@ def _read_outputs(ctx: RunContext) -> dict[str, str]:
 def _pairwise_judge(ctx: RunContext):
     """(judge, workers): a local verdict-probability judge or the HTTP weighted judge."""
     if ctx.judge.kind == "local":
-        from alignax.evaluate.judges.local import LocalModelJudge
-
-        return LocalModelJudge(*ctx.load(ctx.judge.model)), 1
+        return judging.BucketedLocalJudge(*ctx.load(ctx.judge.model)), 1
     from alignax.evaluate.judges.base import AlpacaEvalJudge
 
     backend = judging.make_http_backend(ctx.judge, ctx.directory("judge_cache"))
