@@ -5,8 +5,10 @@ batcher's counters show that concurrent requests share decode steps."""
 
 import http.client
 import json
+import logging
 import threading
 import time
+import urllib.parse
 
 import numpy as np
 import openai
@@ -258,6 +260,40 @@ def test_concurrent_requests_complete_and_share_decode_steps(client, server, gre
         assert alone.choices[0].message.content == results[i]
 
 
+def test_concurrent_streams_each_equal_their_own_non_streamed_text(client, server):
+    """Four streaming chat requests at once (the openai client, SSE): each stream's chunks add up to
+    what the same request returns unstreamed, and the streams shared decode steps."""
+    prompts = [f"stream {i}: " + "tell me a story about a cat"[: 6 + 5 * i] for i in range(4)]
+    kw = {"max_tokens": 24, "temperature": 0, "extra_body": {"ignore_eos": True}}
+    server.batcher.metrics.max_requests_in_step = 0
+    texts, finishes, errors, start = {}, {}, [], threading.Barrier(4)
+
+    def worker(i):
+        try:
+            start.wait(timeout=30)
+            parts = []
+            for chunk in chat(client, prompts[i], stream=True, **kw):
+                for c in chunk.choices:
+                    parts.append(c.delta.content or "")
+                    if c.finish_reason:
+                        finishes[i] = c.finish_reason
+            texts[i] = "".join(parts)
+        except Exception as e:  # reported below, with the thread's index
+            errors.append((i, repr(e)))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=CLIENT_TIMEOUT_S)
+    assert not errors and len(texts) == 4
+    assert server.batcher.metrics.max_requests_in_step >= 2
+    for i in range(4):
+        plain = chat(client, prompts[i], **kw)
+        assert texts[i] == plain.choices[0].message.content
+        assert finishes[i] == plain.choices[0].finish_reason == "length"
+
+
 def test_a_request_joins_a_running_batch(client, server):
     """A short request sent while a long one decodes shares its steps and finishes first."""
     server.batcher.metrics.max_requests_in_step = 0  # only these two requests from here on
@@ -316,7 +352,7 @@ def test_engine_compaction_keeps_rows_exact(model, tok):
 
     def run(slots, active, steps):
         for _ in range(steps):
-            slots, out = engine.decode_step(graphdef, state, slots, active, top_n=20)
+            slots, out = engine.decode_step(graphdef, state, slots, active, np.asarray(False), top_n=20)
             for slot in tokens:
                 if active[slot]:
                     tokens[slot].append(int(out.tokens[slot]))
@@ -442,3 +478,64 @@ def test_unknown_route_is_404(server):
     status, reply = _raw(server, "POST", "/v1/embeddings", b"{}", {"Authorization": f"Bearer {API_KEY}"})
     assert status == 404
     _assert_error_body(reply)
+
+
+# ------------------------------------------------------------------------------------------------
+# The API key is never logged
+
+
+def _exercise_with_key(url, key, model_name):
+    """A good request, a wrong key, and the key in a query string (which must not be logged either)."""
+    good = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S)
+    assert [m.id for m in good.models.list().data] == [model_name]
+    reply = good.chat.completions.create(
+        model=model_name, messages=[{"role": "user", "content": "hi"}], max_tokens=2, temperature=0
+    )
+    assert reply.choices[0].message.content is not None
+    wrong = openai.OpenAI(base_url=url + "/v1", api_key=key + "-wrong", max_retries=0, timeout=30)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.request("GET", f"/v1/models?api_key={key}", headers={"Authorization": f"Bearer {key}"})
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
+def test_api_key_is_never_logged(server, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    _exercise_with_key(server.url, API_KEY, MODEL)
+    logged = caplog.text
+    out, err = capfd.readouterr()
+    assert "GET /v1/models 200" in logged and "GET /v1/models 401" in logged  # the requests were logged...
+    assert API_KEY not in logged and API_KEY not in out + err  # ...without the key
+
+
+def test_cli_binds_loopback_and_never_logs_the_api_key(model, tok, monkeypatch, caplog, capfd):
+    """`python -m alignax.serve --api-key KEY` end to end in-process: the model loader is replaced by
+    the tiny model; serving stops (as Ctrl-C) after real requests."""
+    from alignax.serve import cli, loading
+    from alignax.serve import server as server_module
+
+    secret = "sk-cli-secret-4567"
+    assert cli.parse_args(["--model", "m"]).host == "127.0.0.1"
+    monkeypatch.setattr(loading, "load_for_serving", lambda source, dtype=None: (model, tok))
+    serve = server_module.OpenAIServer.serve_forever
+    seen = {}
+
+    def serve_then_interrupt(self, poll_interval=0.5):
+        loop = threading.Thread(target=serve, args=(self, 0.1), daemon=True)
+        loop.start()
+        seen["url"] = self.url
+        _exercise_with_key(self.url, secret, "tiny")
+        raise KeyboardInterrupt  # cli.main closes the server in its finally
+
+    monkeypatch.setattr(server_module.OpenAIServer, "serve_forever", serve_then_interrupt)
+    caplog.set_level(logging.DEBUG)
+    cli.main(["--model", "tiny", "--port", "0", "--max-batch", "2", "--max-context", "64", "--api-key", secret])
+    assert seen["url"].startswith("http://127.0.0.1:")
+    out, err = capfd.readouterr()
+    assert "serving tiny at http://127.0.0.1:" in caplog.text and "GET /v1/models 401" in caplog.text
+    assert secret not in caplog.text and secret not in out + err

@@ -252,7 +252,10 @@ class Batcher:
     def _step(self) -> None:
         started = time.perf_counter()
         active = self._active_mask()
-        self._slots, out = engine.decode_step(self._graphdef, self._state, self._slots, active, top_n=self.top_n)
+        want_top = np.asarray(any(o.request.options.top_logprobs > 0 for o in self._occupants.values()))
+        self._slots, out = engine.decode_step(
+            self._graphdef, self._state, self._slots, active, want_top, top_n=self.top_n
+        )
         self._column += 1
         for occ in self._occupants.values():
             occ.length += 1

@@ -10,7 +10,7 @@ are passed per row, so a row's tokens need not sit at any particular columns.
 
     slots = init_slots(model, max_batch, max_context)
     slots = prefill_into_slots(graphdef, state, slots, ids[None, :P], prompt_len, targets, segments, ...)
-    slots, out = decode_step(graphdef, state, slots, active, top_n=K)   # one token for every slot
+    slots, out = decode_step(graphdef, state, slots, active, want_top, top_n=K)  # one token per slot
     slots = compact(slots, active)                                      # when column g runs out
 
 Prefill runs prompt[:-1] (right-padded to a length bucket, pads as segment 0) through a fresh
@@ -211,18 +211,33 @@ def sample_per_row(logits, row_keys, step, temperature, top_p):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "top_n"), donate_argnames=("slots",))
-def decode_step(graphdef, model_state, slots: Slots, active, *, top_n: int) -> tuple[Slots, StepOutput]:
-    """One token for every slot, written at the shared column; inactive slots ride along as segment 0."""
+def decode_step(graphdef, model_state, slots: Slots, active, want_top, *, top_n: int) -> tuple[Slots, StepOutput]:
+    """One token for every slot, written at the shared column; inactive slots ride along as segment 0.
+
+    want_top (a bool array, dynamic): whether any row asked for top log-probs; without it top_ids /
+    top_logprobs are zeros and the top-k over the vocabulary is skipped. Likewise the categorical
+    draw runs only when some active slot has temperature > 0 (an all-greedy batch takes the argmax only).
+    """
     model = nnx.merge(graphdef, model_state)
     segments = jnp.where(active, slots.segment, 0)[:, None]
     logits, cache = model(
         slots.last_token[:, None], positions=slots.position[:, None], segment_ids=segments, cache=slots.cache
     )
     logits = logits[:, 0].astype(jnp.float32)
-    tokens = sample_per_row(logits, slots.row_keys, slots.step, slots.temperature, slots.top_p)
-    logps = jax.nn.log_softmax(logits, axis=-1)
-    token_logps = jnp.take_along_axis(logps, tokens[:, None], axis=-1)[:, 0]
-    top_logps, top_ids = jax.lax.top_k(logps, top_n)
+    tokens = jax.lax.cond(
+        jnp.any(active & (slots.temperature > 0)),
+        lambda: sample_per_row(logits, slots.row_keys, slots.step, slots.temperature, slots.top_p),
+        lambda: jnp.argmax(logits, axis=-1).astype(jnp.int32),
+    )
+    log_norm = jax.nn.logsumexp(logits, axis=-1)
+    token_logps = jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0] - log_norm
+    batch = logits.shape[0]
+    top_logps, top_ids = jax.lax.cond(
+        want_top,
+        lambda: tuple(jax.lax.top_k(logits, top_n)),
+        lambda: (jnp.zeros((batch, top_n), jnp.float32), jnp.zeros((batch, top_n), jnp.int32)),
+    )
+    top_logps = top_logps - log_norm[:, None]
     advance = active.astype(jnp.int32)
     slots = slots._replace(
         cache=cache,

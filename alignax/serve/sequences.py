@@ -29,6 +29,7 @@ class SamplingOptions:
     stop: tuple[str, ...] = ()
     stream: bool = False
     ignore_eos: bool = False
+    top_logprobs: int = 0  # alternatives per token the response reports (the decode step skips its top-k at 0)
 
 
 class TokenInfo(NamedTuple):

@@ -19,6 +19,7 @@ status).
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import http.server
 import json
@@ -196,7 +197,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             yield event
 
     def _generate(self, kind: str, parsed: protocol.ParsedRequest) -> None:
-        request = Request(parsed.prompts, parsed.options)
+        options = dataclasses.replace(parsed.options, top_logprobs=parsed.top_logprobs if parsed.logprobs else 0)
+        request = Request(parsed.prompts, options)
         try:
             self.server.batcher.submit(request)
         except RuntimeError as e:
