@@ -47,6 +47,9 @@ TEST_REQUIRES = [
     "ruff==0.17.6",  # `make lint`: the one formatter and linter (ruff.toml)
     "openai>=1.40",  # the official client, against alignax.serve in tests
     "peft==0.17.1",  # LoRA export loaded by the real PEFT in tests (works with transformers 4.53.3)
+    "nbclient==0.11.0",  # tests/test_notebooks.py executes colab/*.ipynb
+    "nbformat==5.11.1",
+    "ipykernel==7.4.0",  # the kernel the notebooks run in
 ]
 
 setup(
