@@ -14,6 +14,7 @@ checked offline, without weights or downloads:
 """
 
 import copy
+import functools
 import importlib
 import json
 import math
@@ -80,11 +81,16 @@ def _param_leaves(abstract) -> list:
 
 
 def _abstract_model(config):
+    return _abstract_model_of(config.model, config.dtype, config.remat)
+
+
+@functools.lru_cache(maxsize=None)
+def _abstract_model_of(checkpoint: str, dtype: str, remat: bool):
     from flax import nnx
 
     from alignax.models import registry
 
-    cfg = model_presets.architecture_config(config.model, dtype=config.dtype, remat=config.remat)
+    cfg = model_presets.architecture_config(checkpoint, dtype=dtype, remat=remat)
     model_class = registry.family_of(cfg).model_class
     return cfg, nnx.eval_shape(lambda: model_class(cfg, rngs=nnx.Rngs(0)))
 
