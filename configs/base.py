@@ -232,7 +232,7 @@ KEY_HELP = {
     "dtype": "compute dtype: float32 on CPU, bfloat16 on accelerators",
     "remat": "recompute activations in the backward pass (less memory, more FLOPs)",
     "scan_layers": "run the layers under jax.lax.scan (faster compiles for deep models)",
-    "data.train": "training data: JSONL/Parquet path or glob, tfds:DIR, or builtin:NAME/SPLIT",
+    "data.train": "training data: JSONL/Parquet path or glob, tfds:DIR, builtin:NAME/SPLIT, or hf://ORG/NAME[:SPLIT]",
     "data.eval": "evaluation data (same forms); empty = no evaluation",
     "data.max_length": "tokens per sequence, prompt + response, after truncation",
     "data.max_prompt_length": "prompt tokens kept (truncated from the left)",
