@@ -230,10 +230,10 @@ def score(ctx: RunContext) -> base.Result:
     clusters = list(by_question.values())
     low, high = base.bootstrap_interval(clusters, _mean_parsed, seed=ctx.seed)
     notes = []
-    if entry["n_unparsable"]:
-        notes.append(
-            f"{entry['n_unparsable']} of {len(records)} judgments had no [[rating]] and are left out (FastChat's -1)"
-        )
+    # Counted from the rows: when no row parses, single_scores has no entry for the model at all.
+    n_unparsable = sum(1 for r in records if float(r["score"]) == -1)
+    if n_unparsable:
+        notes.append(f"{n_unparsable} of {len(records)} judgments had no [[rating]] and are left out (FastChat's -1)")
     metrics = [
         base.Metric("MT-Bench score (1-10)", entry["score"], low, high, interval="95% bootstrap over questions"),
         base.Metric("turn 1", entry["turn_1"]),
