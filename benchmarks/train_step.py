@@ -28,6 +28,7 @@ JSON line: `dpo_ratio`, `simpo_ratio`, `sft_ratio` (alignax tokens/s over TRL's 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -117,6 +118,7 @@ def run_alignax(args) -> dict:
             "mesh.num_devices": 1,
             "reference": "precomputed" if args.method == "dpo" else config.reference,
             "reference_cache_dir": os.path.join(args.tmpdir, "refcache"),
+            "remat": bool(args.remat),
         }
     )
     if args.lora_rank:  # LoRA-DPO's reference is the base model under the adapters: on the fly, no copy
@@ -186,6 +188,9 @@ def run_alignax(args) -> dict:
         jax.block_until_ready(metrics["loss"])
         if "first step (compile + run)" not in stages:
             stages["first step (compile + run)"] = (_rss_now_mb(), _peak_rss_mb())
+            # What of that is live and what is freed memory the C allocator kept (compilation's)?
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            stages["after malloc_trim"] = (_rss_now_mb(), _peak_rss_mb())
 
     warmup_s, times = _time_steps(steps, args.iters)
     stages["steps"] = (_rss_now_mb(), _peak_rss_mb())
@@ -332,6 +337,7 @@ def _run_child(side: str, method: str, args, precomputed: bool = False, lora_ran
         str(lora_rank),
     ]
     cmd += ["--precomputed"] if precomputed else []
+    cmd += ["--remat"] if args.remat else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -365,6 +371,11 @@ def main(argv=None) -> dict:
         default=0,
         help="also run alignax with LoRA adapters of this rank on every projection (row alignax_lora; "
         "LoRA-DPO's reference: the base model on the fly)",
+    )
+    parser.add_argument(
+        "--remat",
+        action="store_true",
+        help="alignax rows (full and LoRA alike) recompute each layer's activations in the backward pass",
     )
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
