@@ -261,9 +261,21 @@ def _trl_trainer(args, model, tokenizer, records):
     return trl.CPOTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
 
 
-def _real_tokens(batch) -> tuple[int, int]:
-    masks = [v for k, v in batch.items() if k.endswith("attention_mask")]
-    return int(sum(m.sum() for m in masks)), int(sum(m.numel() for m in masks))
+def _real_tokens(batch, method: str) -> tuple[int, int]:
+    """(real, padded) tokens the model runs on in TRL's step, counted as alignax counts its own (every
+    token of every sequence the forward pass sees). DPOTrainer pads prompts and completions apart and
+    runs prompt + chosen and prompt + rejected: the prompt counts twice. CPOTrainer's chosen and
+    rejected masks already cover prompt + response (its separate prompt mask is not run)."""
+    if method == "sft":
+        mask = batch["attention_mask"]
+        return int(mask.sum()), int(mask.numel())
+    chosen, rejected = batch["chosen_attention_mask"], batch["rejected_attention_mask"]
+    rows, width = chosen.shape[0], max(chosen.shape[1], rejected.shape[1])  # both padded to one width
+    real, padded = int(chosen.sum() + rejected.sum()), 2 * rows * width
+    if method == "dpo":
+        prompt = batch["prompt_attention_mask"]
+        real, padded = real + 2 * int(prompt.sum()), padded + 2 * int(prompt.numel())
+    return real, padded
 
 
 def run_peer(args) -> dict:
@@ -302,7 +314,7 @@ def run_peer(args) -> dict:
         trainer.optimizer.zero_grad()
 
     warmup_s, times = _time_steps(steps, args.iters)
-    counts = [_real_tokens(b) for b in batches[1 : args.iters + 1]]
+    counts = [_real_tokens(b, args.method) for b in batches[1 : args.iters + 1]]
     return {
         "side": "trl",
         "backend": f"trl {trl.__version__}, torch {torch.__version__} ({torch.get_num_threads()} thr)",
