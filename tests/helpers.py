@@ -5,22 +5,28 @@ Imported as `from helpers import ...` (pytest puts tests/ on sys.path: the folde
 
 from __future__ import annotations
 
+from alignax.models.config import LlamaConfig
+
 # The sizes of alignax.models.config.LlamaConfig.tiny(), as keyword arguments of a transformers
 # config (LlamaConfig, MistralConfig, Qwen2Config, Gemma2Config): the tests build the HF model
-# from these and compare it with alignax's port.
-TINY_HF_CONFIG = dict(
-    vocab_size=256,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    rms_norm_eps=1e-5,
-    max_position_embeddings=128,
-    bos_token_id=1,
-    eos_token_id=2,
-    pad_token_id=0,
-)
+# from these and compare it with alignax's port. Read from the one definition, not copied.
+_TINY = LlamaConfig.tiny()
+TINY_HF_CONFIG = {
+    name: getattr(_TINY, name)
+    for name in (
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "rms_norm_eps",
+        "max_position_embeddings",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+    )
+}
 
 
 class CharTokenizer:

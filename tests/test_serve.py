@@ -14,6 +14,7 @@ import numpy as np
 import openai
 import pytest
 from flax import nnx
+from helpers import CharTokenizer
 
 from alignax.models.config import LlamaConfig
 from alignax.models.llama import Llama
@@ -24,31 +25,6 @@ API_KEY = "test-key-123"
 MODEL = "tiny-llama"
 MAX_BATCH, MAX_CONTEXT = 4, 128
 CLIENT_TIMEOUT_S = 120
-
-
-class CharTokenizer:
-    """Character-level tokenizer: id = ord(char) for 3..255; 0/1/2 = pad/bos/eos; chat turns render
-    as "[role]" + content + <eos> (the same stand-in as tests/test_sampler.py)."""
-
-    pad_token_id, bos_token_id, eos_token_id, vocab_size = 0, 1, 2, 256
-
-    def encode(self, text, add_special_tokens=True):
-        ids = [ord(c) for c in text]
-        if any(not 3 <= i < 256 for i in ids):
-            raise ValueError(f"CharTokenizer cannot encode {text!r}")
-        return ids
-
-    def decode(self, ids, skip_special_tokens=False):
-        special = {0: "<pad>", 1: "<s>", 2: "</s>"}
-        return "".join(("" if skip_special_tokens else special[i]) if i in special else chr(i) for i in ids)
-
-    def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=True):
-        ids = []
-        for m in messages:
-            ids += self.encode(f"[{m['role']}]") + self.encode(m["content"]) + [self.eos_token_id]
-        if add_generation_prompt:
-            ids += self.encode("[assistant]")
-        return ids if tokenize else self.decode(ids)
 
 
 PROMPTS = ["hi", "tell me a story about a cat", "2+2=?"]
