@@ -34,6 +34,7 @@ class Result:
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
     files: dict[str, str] = dataclasses.field(default_factory=dict)  # official files written
+    deviations: list[str] = dataclasses.field(default_factory=list)  # departures from the protocol
 
 
 @dataclasses.dataclass(frozen=True)

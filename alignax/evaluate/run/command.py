@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from alignax.evaluate.cli import positive_int
@@ -54,6 +55,15 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--df-gamed", default=None, help="AlpacaEval: alpaca-eval's df_gamed.csv, for the length-controlled win rate"
     )
+    parser.add_argument(
+        "--force-verdict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="local judges (mt_bench, arena_hard): when a judgment has no parsable verdict, append the "
+        "protocol's verdict prefix and take the allowed verdict with the highest log-probability under "
+        "the judge (a deviation counted in the report; FastChat/Arena-Hard count such judgments as "
+        "unparsable). Never applies to http judges. Default: on",
+    )
     parser.add_argument("--num-rounds", type=positive_int, default=100, help="Arena-Hard bootstrap rounds")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -78,6 +88,7 @@ def run(args) -> int:
         seed=args.seed,
         num_rounds=args.num_rounds,
         df_gamed=args.df_gamed,
+        force_verdict=args.force_verdict,
     )
     try:
         out = run_benchmark(ctx)

@@ -46,6 +46,7 @@ class RunContext:
     seed: int = 0
     num_rounds: int = 100  # bootstrap rounds of the confidence intervals
     df_gamed: str | None = None  # AlpacaEval's df_gamed.csv, for the length-controlled win rate
+    force_verdict: bool = True  # local judges: force a missing verdict from log-probs (judging.py)
     _models: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self):

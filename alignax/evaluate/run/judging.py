@@ -86,6 +86,41 @@ def parse_judge(text: str) -> JudgeSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class VerdictForcing:
+    """How a protocol's judge writes its verdict: `prefix` + one of `labels` + `suffix`.
+
+    Only a local judge can be forced: we hold its weights, so the log-probability of each allowed
+    verdict after the prefix is one teacher-forced pass away (an HTTP judge returns text only).
+    """
+
+    prefix: str
+    labels: tuple[str, ...]
+    suffix: str = "]]"
+    stops: tuple[str, ...] = ()  # stop strings that end a judgment at a verdict the parser reads alike
+
+
+@dataclasses.dataclass(frozen=True)
+class ForcedVerdict:
+    label: str
+    logprobs: dict[str, float]  # log p(label + suffix | prompt, judgment, prefix) per allowed label
+
+
+# FastChat llm_judge: single-v1 asks for "Rating: [[5]]"; common.py reads the first [[x]] (1-10).
+# The first "[[N]]" decides the rating, so stopping there changes nothing.
+MT_BENCH_FORCING = VerdictForcing(
+    "\n\nRating: [[", tuple(str(n) for n in range(1, 11)), stops=tuple(f"[[{n}]]" for n in range(1, 11))
+)
+# arena-hard-auto v0.1 judge_config.yaml: "My final verdict is ...: [[A>B]]", five labels. Not
+# stopped at a label: v0.1's get_score counts a judgment with two different labels as unparsable.
+ARENA_HARD_FORCING = VerdictForcing("\n\nMy final verdict is: [[", ("A>>B", "A>B", "A=B", "B>A", "B>>A"))
+
+
+def forcing_enabled(ctx: Any) -> bool:
+    """Verdict forcing applies to local judges only, and only when the run asks for it (default)."""
+    return bool(ctx.judge is not None and ctx.judge.kind == "local" and ctx.force_verdict)
+
+
+@dataclasses.dataclass(frozen=True)
 class LocalCompletion:
     """What the prompt-based judges read from a completion (as http.ChatCompletion)."""
 
@@ -104,7 +139,8 @@ class LocalChatBackend:
     A protocol's `max_tokens` is written for a judge with a long context (GPT-4); a local model has
     `cfg.max_position_embeddings` positions. The new tokens are capped so that the longest prompt
     of the call plus its completion fits (a prompt that alone fills the context is an error), and
-    `capped` counts the calls that were cut (`evaluate run` names it in the report).
+    `capped` counts the calls that were cut (`evaluate run` names it in the report). `stop` (a list
+    of strings, OpenAI's name) ends a row at the first one, which is kept in the text.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, seed: int = 0):
@@ -141,11 +177,50 @@ class LocalChatBackend:
             top_p=float(params.get("top_p", 1.0)),
             batch_size=max(1, min(self.batch_size, len(conversations))),
             seed=self.seed,
+            stop_strings=tuple(params.get("stop") or ()),
         )
-        return [LocalCompletion(g.text) for g in gens]
+        return [LocalCompletion(self._with_stop(g, params.get("stop") or ())) for g in gens]
+
+    def _with_stop(self, generation: Any, stops: Sequence[str]) -> str:
+        """The text through the stop string that ended it (an OpenAI server drops it; the verdict
+        parsers need it, so it is put back from the row's tokens)."""
+        if generation.finish_reason != "stop":
+            return generation.text
+        full = self.tokenizer.decode(generation.token_ids, skip_special_tokens=True)
+        hits = [(full.find(s), s) for s in stops if full.find(s) >= 0]
+        if not hits:
+            return generation.text
+        index, stop = min(hits)
+        return full[: index + len(stop)]
 
     def complete(self, messages: Sequence[dict[str, str]], **params: Any) -> LocalCompletion:
         return self.complete_many([messages], **params)[0]
+
+    def force_verdict(
+        self, messages: Sequence[dict[str, str]], judgment: str, forcing: VerdictForcing
+    ) -> ForcedVerdict:
+        """The verdict label the judge finds most likely after `judgment` + the protocol's prefix.
+
+        The context is the judge prompt (chat template, generation prompt on), the judge's own
+        tokens and `forcing.prefix`; each label + `forcing.suffix` is scored by teacher forcing
+        (alignax/evaluate/judges/local.py `continuation_logprobs`). A judgment that filled the
+        context loses its last tokens, so that the prefix and the longest label fit.
+        """
+        from alignax.evaluate.judges.local import continuation_logprobs
+
+        prompt = list(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True))
+        written = list(self.tokenizer.encode(judgment, add_special_tokens=False)) if judgment else []
+        prefix = list(self.tokenizer.encode(forcing.prefix, add_special_tokens=False))
+        labels = [list(self.tokenizer.encode(v + forcing.suffix, add_special_tokens=False)) for v in forcing.labels]
+        context = self.context()
+        if context is not None:
+            room = context - len(prompt) - len(prefix) - max(len(t) for t in labels)
+            if room < 0:
+                raise ValueError(f"local judge: the judge prompt ({len(prompt)} tokens) leaves no room for a verdict")
+            written = written[:room]
+        logps = continuation_logprobs(self.model, prompt + written + prefix, labels)
+        scores = {v: float(lp) for v, lp in zip(forcing.labels, logps)}
+        return ForcedVerdict(max(forcing.labels, key=scores.__getitem__), scores)
 
 
 class BucketedLocalJudge:
@@ -290,3 +365,39 @@ def judge_to_jsonl(
         done.update({str(r["id"]): r for r in records})
         print(f"{label}: {len(items) - len(todo) + start + len(chunk)}/{len(items)}", file=sys.stderr, flush=True)
     return [done[i] for i in ids]
+
+
+def force_missing(
+    ctx: Any,
+    backend: Any,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    texts: Sequence[str],
+    parsed: Sequence[bool],
+    forcing: VerdictForcing,
+) -> list[ForcedVerdict | None]:
+    """A forced verdict for each judgment the protocol's parser could not read (None elsewhere,
+    and everywhere when forcing is off or the judge is an HTTP one)."""
+    if not forcing_enabled(ctx):
+        return [None] * len(texts)
+    return [
+        None if ok else backend.force_verdict(conv, text, forcing)
+        for conv, text, ok in zip(conversations, texts, parsed)
+    ]
+
+
+def forced_record(forced: ForcedVerdict | None) -> dict[str, Any]:
+    """The fields a judgment record carries about forcing: verdict_forced, and the label log-probs."""
+    if forced is None:
+        return {"verdict_forced": False}
+    return {"verdict_forced": True, "forced_logprobs": {k: round(v, 4) for k, v in forced.logprobs.items()}}
+
+
+def forced_deviation(n_forced: int, n_total: int, *, protocol: str) -> str | None:
+    """The report's deviation line for forced verdicts (None when there were none)."""
+    if not n_forced:
+        return None
+    return (
+        f"{n_forced} of {n_total} verdicts forced from the judge's log-probabilities (no parsable verdict in "
+        f"the judgment; the verdict prefix was appended and the most likely allowed verdict taken, "
+        f"--no-force-verdict turns this off); {protocol} would count them as unparsable"
+    )

@@ -55,6 +55,7 @@ def run_benchmark(ctx: RunContext) -> dict[str, Any]:
             "n_benchmark": result.n_benchmark,
             "metrics": [dataclasses.asdict(m) for m in result.metrics],
             "notes": result.notes,
+            "deviations": result.deviations,
             "details": result.details,
         },
     )

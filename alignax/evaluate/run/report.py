@@ -80,7 +80,7 @@ def markdown(ctx: RunContext, bench: Benchmark, result: Result) -> str:
             "- wall time of this invocation (a resumed run counts only its own work): "
             + ", ".join(f"{stage} {value:.0f} s" for stage, value in stage_seconds.items())
         )
-    parts += [f"- deviation: {d}" for d in deviations]
+    parts += [f"- deviation: {d}" for d in deviations + result.deviations]
     if ctx.judge is not None and bench.needs_judge and ctx.judge.kind == "local":
         parts.append(
             "- deviation: the judge is a local model, not the benchmark's GPT-4 judge: the number is not "

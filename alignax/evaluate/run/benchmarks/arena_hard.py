@@ -12,7 +12,10 @@
   alignax/evaluate/judges/prompts.py (ARENA_HARD), temperature 0, max_tokens 4096, two games per
   question (game 1: A = baseline, B = model; game 2 swapped), verdict regex `[[A>B]]`. The
   judgments are written as `model_judgment/<judge>/<name>.jsonl` (uid, model, judge, games[2]
-  {user_prompt, judgment, score}).
+  {user_prompt, judgment, score}). With a local judge and --force-verdict (its default), a game
+  without a parsable label gets the label among the five whose "X]]" is most likely after
+  "\n\nMy final verdict is: [[" (judging.py `ARENA_HARD_FORCING`; `verdict_forced` in the game, a
+  deviation counted in the report).
 - Score: alignax/evaluate/arena_hard.py (v0.1 battles, ">>" counted 3 times, Bradley-Terry, 100
   bootstrap rounds, 2.5 / 97.5 percentile interval).
 """
@@ -141,17 +144,22 @@ def judge(ctx: RunContext) -> dict[str, str]:
             q = item["question"]["prompt"]
             conversations.append(protocol.prompt.messages(**protocol.fields(q, item["baseline"], item["answer"])))
             conversations.append(protocol.prompt.messages(**protocol.fields(q, item["answer"], item["baseline"])))
-        completions = backend.complete_many(conversations, **protocol.params)
+        texts = [c.text for c in backend.complete_many(conversations, **protocol.params)]
+        labels = [protocol.parse(t) for t in texts]
+        forced = judging.force_missing(
+            ctx, backend, conversations, texts, [x is not None for x in labels], judging.ARENA_HARD_FORCING
+        )
+        games = [
+            {
+                "user_prompt": conv[1]["content"],
+                "judgment": text,
+                "score": label if f is None else f.label,
+                **judging.forced_record(f),
+            }
+            for conv, text, label, f in zip(conversations, texts, labels, forced)
+        ]
         records = []
         for k, item in enumerate(batch):
-            games = [
-                {
-                    "user_prompt": conversations[2 * k + g][1]["content"],
-                    "judgment": completions[2 * k + g].text,
-                    "score": protocol.parse(completions[2 * k + g].text),
-                }
-                for g in range(2)
-            ]
             records.append(
                 {
                     "id": item["id"],
@@ -161,7 +169,7 @@ def judge(ctx: RunContext) -> dict[str, str]:
                     "model": ctx.model_name,
                     "baseline": BASELINE,
                     "judge": ctx.judge.name,
-                    "games": games,
+                    "games": games[2 * k : 2 * k + 2],
                     "tstamp": time.time(),
                 }
             )
@@ -200,6 +208,9 @@ def score(ctx: RunContext) -> base.Result:
         value = _bt_score(ctx, battles, details, notes)
         if n_unparsable:
             notes.append(f"{n_unparsable} of {n_games} judge verdicts could not be parsed (no battle)")
+    n_forced = sum(1 for r in records for g in r.get("games") or [] if (g or {}).get("verdict_forced"))
+    details["n_forced"] = n_forced
+    deviation = judging.forced_deviation(n_forced, n_games, protocol="arena-hard-auto")
     answers = base.read_jsonl(answer_path(ctx))
     details["avg_tokens"] = sum(a["metadata"]["token_len"] for a in answers) / max(1, len(answers))
     return base.Result(
@@ -209,6 +220,7 @@ def score(ctx: RunContext) -> base.Result:
         details=details,
         notes=notes,
         files={"model_answer": str(answer_path(ctx)), "model_judgment": str(path)},
+        deviations=[deviation] if deviation else [],
     )
 
 

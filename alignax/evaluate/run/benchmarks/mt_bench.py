@@ -12,7 +12,11 @@
   FastChat routes to (alignax/evaluate/judges/prompts.py `mt_bench_prompt_name`: single-v1,
   single-math-v1 with the reference answer, their multi-turn variants for turn 2), temperature 0,
   max_tokens 2048, rating parsed from "[[x]]" (then "[x]"), -1 when absent. Written as
-  `model_judgment/<judge>_single.jsonl` in FastChat's format.
+  `model_judgment/<judge>_single.jsonl` in FastChat's format. A local judge stops at its first
+  "[[N]]" (the rating FastChat reads; nothing after it counts) and, with --force-verdict (the
+  default for local judges), a judgment without a rating gets the rating 1-10 whose "N]]" is most
+  likely after "\n\nRating: [[" (judging.py `MT_BENCH_FORCING`; `verdict_forced` in the record, a
+  deviation counted in the report).
 - Score: alignax/evaluate/mt_bench.py `single_scores` (unparsable rows dropped and counted).
 """
 
@@ -177,10 +181,17 @@ def judge(ctx: RunContext) -> dict[str, str]:
 
     backend = judging.judge_backend(ctx)
     params = {"temperature": 0, "max_tokens": ctx.judge_tokens(JUDGE_MAX_TOKENS)}
+    if ctx.judge.kind == "local":  # the first [[N]] is the rating: nothing after it is read
+        params["stop"] = list(judging.MT_BENCH_FORCING.stops)
 
     def judge_chunk(batch):
         conversations = [prompts.MT_BENCH[item["prompt"]].messages(**item["fields"]) for item in batch]
         completions = backend.complete_many(conversations, **params)
+        texts = [c.text for c in completions]
+        ratings = [metric.parse_rating(t) for t in texts]
+        forced = judging.force_missing(
+            ctx, backend, conversations, texts, [r != metric.UNPARSABLE for r in ratings], judging.MT_BENCH_FORCING
+        )
         return [
             {
                 "id": item["id"],
@@ -188,12 +199,13 @@ def judge(ctx: RunContext) -> dict[str, str]:
                 "model": ctx.model_name,
                 "judge": [ctx.judge.name, item["prompt"]],
                 "user_prompt": conv[1]["content"],
-                "judgment": c.text,
-                "score": metric.parse_rating(c.text),
+                "judgment": text,
+                "score": rating if f is None else float(f.label),
                 "turn": item["turn"],
                 "tstamp": time.time(),
+                **judging.forced_record(f),
             }
-            for item, conv, c in zip(batch, conversations, completions)
+            for item, conv, text, rating, f in zip(batch, conversations, texts, ratings, forced)
         ]
 
     records = judging.judge_to_jsonl(
@@ -234,6 +246,8 @@ def score(ctx: RunContext) -> base.Result:
     n_unparsable = sum(1 for r in records if float(r["score"]) == -1)
     if n_unparsable:
         notes.append(f"{n_unparsable} of {len(records)} judgments had no [[rating]] and are left out (FastChat's -1)")
+    n_forced = sum(1 for r in records if r.get("verdict_forced"))
+    deviation = judging.forced_deviation(n_forced, len(records), protocol="FastChat llm_judge")
     metrics = [
         base.Metric("MT-Bench score (1-10)", entry["score"], low, high, interval="95% bootstrap over questions"),
         base.Metric("turn 1", entry["turn_1"]),
@@ -243,8 +257,9 @@ def score(ctx: RunContext) -> base.Result:
         metrics=metrics,
         n_items=len(by_question),
         n_benchmark=80,
-        details=entry,
+        details={**entry, "n_forced": n_forced},
         notes=notes,
+        deviations=[deviation] if deviation else [],
         files={"model_answer": str(answer_path(ctx)), "model_judgment": str(path)},
     )
 
