@@ -180,6 +180,15 @@ def test_arena_hard_end_to_end(tiny_model, evaldata_dir, tmp_path):
     assert first[0]["user_prompt"].index("Assistant A") < first[0]["user_prompt"].index(answer)
     assert first[1]["user_prompt"].index(answer) < first[1]["user_prompt"].index("Assistant B")
     assert (tmp_path / "report.md").exists() and (tmp_path / "report.png").exists()
+    # The random tiny judge writes no [[A>B]] label: every game's verdict is forced, and counted.
+    games = [g for j in judgments for g in j["games"]]
+    forced = [g for g in games if g["verdict_forced"]]
+    assert forced and all(g["score"] in ("A>>B", "A>B", "A=B", "B>A", "B>>A") for g in forced)
+    assert all(set(g["forced_logprobs"]) == {"A>>B", "A>B", "A=B", "B>A", "B>>A"} for g in forced)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["details"]["n_forced"] == len(forced)
+    assert f"{len(forced)} of 4 verdicts forced from the judge's log-probabilities" in metrics["deviations"][0]
+    assert "deviation: " + metrics["deviations"][0] in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.parametrize("outcomes", [["model_b"] * 6, ["model_b"] * 5 + ["model_a", "tie"] * 3])
@@ -215,6 +224,19 @@ def test_mt_bench_end_to_end_two_turns(tiny_model, evaldata_dir, tmp_path):
     assert sorted((j["question_id"], j["turn"]) for j in judgments) == [(81, 1), (81, 2), (82, 1), (82, 2)]
     assert {j["judge"][1] for j in judgments} == {"single-v1", "single-v1-multi-turn"}
     assert "MT-Bench score" in (tmp_path / "report.md").read_text()
+    # No [[N]] from the random tiny judge: forced ratings make the score a number, counted.
+    forced = [j for j in judgments if j["verdict_forced"]]
+    assert forced and all(j["score"] in range(1, 11) for j in forced)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["metrics"][0]["value"] == metrics["metrics"][0]["value"]  # not NaN
+    assert f"{len(forced)} of 4 verdicts forced" in (tmp_path / "report.md").read_text()
+
+
+def test_no_force_verdict_leaves_unparsable_judgments(tiny_model, evaldata_dir, tmp_path):
+    assert local_run("mt_bench", tiny_model, tmp_path, evaldata_dir, 1, "--no-force-verdict") == 0
+    judgments = read_jsonl(tmp_path / "model_judgment" / "tiny-policy_single.jsonl")
+    assert not any(j["verdict_forced"] for j in judgments)
+    assert "verdicts forced" not in (tmp_path / "report.md").read_text()
 
 
 def test_mt_bench_reference_answers_go_to_math_prompts(tiny_model, evaldata_dir, tmp_path):
@@ -371,6 +393,10 @@ def test_http_judge_scores_through_the_metric_code(tiny_model, evaldata_dir, tmp
     # MT-Bench: every (question, turn) rated 7.
     mt = {m["name"]: m["value"] for m in results["mt_bench"]["metrics"]}
     assert mt["MT-Bench score (1-10)"] == pytest.approx(7.0) and mt["turn 2"] == pytest.approx(7.0)
+    # An HTTP judge is never forced (its verdicts are parsed from text only).
+    assert results["mt_bench"]["deviations"] == [] and results["arena_hard"]["deviations"] == []
+    mt_rows = read_jsonl(tmp_path / "mt_bench" / "model_judgment" / "scripted_single.jsonl")
+    assert not any(r["verdict_forced"] for r in mt_rows)
     # A rerun makes no request: judgments resume from the workdir (and the HTTP cache).
     before = ScriptedJudge.requests
     assert http_run("mt_bench", tiny_model, tmp_path / "mt_bench", evaldata_dir, judge_server, 3) == 0
@@ -479,3 +505,22 @@ def test_kill_mid_generation_and_mid_judging_then_rerun(tiny_model, evaldata_dir
     assert len(outputs) == n and len(annotations) == n
     assert [a["output_2"] for a in annotations] == [o["output"] for o in outputs]
     assert (tmp_path / "report.md").exists()
+
+
+def test_kill_mid_mt_bench_judging_with_forced_verdicts_then_rerun(tiny_model, evaldata_dir, tmp_path):
+    """Forcing happens inside a judged chunk: a kill between chunks loses and repeats nothing."""
+    command = [sys.executable, "-m", "alignax.evaluate", "run", "--benchmark", "mt_bench", "--model"]
+    command += [str(tiny_model), "--judge", f"local:{tiny_model}", "--limit", "2", "--workdir", str(tmp_path)]
+    command += ["--evaldata", str(evaldata_dir), "--batch-size", "1", "--max-new-tokens", "8"]
+    command += ["--judge-max-tokens", "4"]
+    judgments = tmp_path / "judgments" / "mt_bench-tiny-policy.jsonl"
+    judged_at_kill = kill_when(command, judgments)
+    assert 1 <= judged_at_kill < 4, "killed mid-judging"
+    judged = read_jsonl(judgments)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = read_jsonl(judgments)
+    assert final[: len(judged)] == judged and len(final) == 4 and len({r["id"] for r in final}) == 4
+    assert all("verdict_forced" in r for r in final)
+    n_forced = sum(r["verdict_forced"] for r in final)
+    assert json.loads((tmp_path / "metrics.json").read_text())["details"]["n_forced"] == n_forced
