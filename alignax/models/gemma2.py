@@ -148,9 +148,15 @@ class Gemma2DecoderLayer(nnx.Module):
         self.mlp = MLP(cfg, rngs=rngs)
         self.post_feedforward_layernorm = norm()
 
-    def __call__(self, x, *, cos, sin, mask, kv=None, write_index=None):
+    def __call__(self, x, *, cos, sin, mask, kv=None, write_index=None, write_in_place=False):
         attn_out, kv = self.self_attn(
-            self.input_layernorm(x), cos=cos, sin=sin, mask=mask, kv=kv, write_index=write_index
+            self.input_layernorm(x),
+            cos=cos,
+            sin=sin,
+            mask=mask,
+            kv=kv,
+            write_index=write_index,
+            write_in_place=write_in_place,
         )
         x = x + self.post_attention_layernorm(attn_out)
         x = x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))

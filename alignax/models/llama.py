@@ -231,16 +231,19 @@ class Attention(nnx.Module):
         self.scale = cfg.attention_scale
         self.logit_softcap = cfg.attention_logit_softcap
 
-    def __call__(self, x, *, cos, sin, mask, kv=None, write_index=None):
+    def __call__(self, x, *, cos, sin, mask, kv=None, write_index=None, write_in_place=False):
         """x [B,T,D]; mask [B,T,S]; kv = this layer's cache (k, v) [B,S,KVH,hd] before this call.
 
         softmax(softcap(q k^T * scale) + mask) v with scores and softmax in float32; scale is
         1/sqrt(hd) but for Gemma-2, and softcap(s) = cap * tanh(s / cap) only with Gemma-2's
-        attn_logit_softcapping (transformers `eager_attention_forward`). Returns the output
-        [B,T,D] and this call's new keys/values [B,T,KVH,hd] (the caller writes them into the cache at
-        `write_index`). With a cache the keys are the cached slots plus the new tokens, attended
-        without first writing the new tokens into a copy of the cache: decoding touches the cache
-        once per step (read) plus a T-token write, instead of copying it.
+        attn_logit_softcapping (transformers `eager_attention_forward`). Returns the output [B,T,D]
+        and new_kv. With a cache there are two ways to add this call's tokens:
+          * write_in_place (the layer owns its buffer, `Llama.init_cache` without scan): the tokens
+            are written into the buffer at `write_index` first and attended there; new_kv is the
+            updated buffer (XLA writes it in place);
+          * otherwise (one stacked buffer shared by all layers): the cached slots and this call's
+            keys are attended as two parts without writing, and new_kv is the new tokens
+            [B,T,KVH,hd], which the caller writes once for all layers.
         """
         batch, length, _ = x.shape
         q = self.q_proj(x).reshape(batch, length, self.num_heads, self.head_dim)
@@ -249,37 +252,69 @@ class Attention(nnx.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         groups = self.num_heads // self.num_kv_heads
         q = q.reshape(batch, length, self.num_kv_heads, groups, self.head_dim).astype(jnp.float32)
-        scale = self.scale
-
-        def scores_against(keys, key_mask):
-            scores = jnp.einsum("btkgd,bskd->bkgts", q, keys.astype(jnp.float32)) * scale
-            if self.logit_softcap is not None:
-                scores = softcap(scores, self.logit_softcap)
-            return jnp.where(key_mask[:, None, None, :, :], scores, _NEG_INF)
-
         if kv is None:
             chex.assert_shape(mask, (batch, length, length))
-            probs = jax.nn.softmax(scores_against(k, mask), axis=-1)
-            out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(jnp.float32))
-            new_kv = (k, v)
+            parts, new_kv = ((k, v, mask),), (k, v)
         else:
             cache_k, cache_v = kv
             k, v = k.astype(cache_k.dtype), v.astype(cache_v.dtype)
-            cache_length = cache_k.shape[1]
-            chex.assert_shape(mask, (batch, length, cache_length))
-            # The cache slots this call writes hold stale values: their keys come from (k, v) instead.
-            slots = jnp.arange(cache_length, dtype=jnp.int32)
-            written_now = (slots >= write_index) & (slots < write_index + length)
-            old_mask = mask & ~written_now[None, None, :]
-            new_mask = jax.lax.dynamic_slice_in_dim(mask, write_index, length, axis=2)
-            scores = jnp.concatenate([scores_against(cache_k, old_mask), scores_against(k, new_mask)], axis=-1)
-            probs = jax.nn.softmax(scores, axis=-1)
-            out = jnp.einsum("bkgts,bskd->btkgd", probs[..., :cache_length], cache_v.astype(jnp.float32)) + jnp.einsum(
-                "bkgts,bskd->btkgd", probs[..., cache_length:], v.astype(jnp.float32)
-            )
-            new_kv = (k, v)
+            chex.assert_shape(mask, (batch, length, cache_k.shape[1]))
+            if write_in_place:
+                start = (0, write_index, 0, 0)
+                new_kv = (
+                    jax.lax.dynamic_update_slice(cache_k, k, start),
+                    jax.lax.dynamic_update_slice(cache_v, v, start),
+                )
+                parts = (new_kv + (mask,),)
+            else:
+                # The cache slots this call writes hold stale values: their keys come from (k, v).
+                slots = jnp.arange(cache_k.shape[1], dtype=jnp.int32)
+                written_now = (slots >= write_index) & (slots < write_index + length)
+                new_mask = jax.lax.dynamic_slice_in_dim(mask, write_index, length, axis=2)
+                parts = ((cache_k, cache_v, mask & ~written_now[None, None, :]), (k, v, new_mask))
+                new_kv = (k, v)
+        out = _attend(q, parts, scale=self.scale, logit_softcap=self.logit_softcap)
         out = out.astype(x.dtype).reshape(batch, length, self.num_heads * self.head_dim)
         return self.o_proj(out), new_kv
+
+
+def _attend(q, parts, *, scale, logit_softcap):
+    """Grouped-query attention of q [B,T,KVH,G,hd] (float32) over key/value parts: one softmax
+    over the concatenated slots of `parts`, each (keys [B,S,KVH,hd], values [B,S,KVH,hd], mask
+    [B,T,S] bool). Returns [B,T,KVH,G,hd] float32.
+
+    With one query per row (a decode step) the products are written as elementwise multiplies
+    reduced over hd, then over slots, instead of einsums: XLA's CPU backend ran those einsums as
+    B x KVH tiny [G,hd] x [hd,S] GEMMs, ~2x slower at batch 64 (benchmarks/README.md, "sample —
+    profile of the decode step").
+    """
+    one_query = q.shape[1] == 1
+    slot_axis = 1 if one_query else -1  # scores [B,S,KVH,G] (one query) or [B,KVH,G,T,S]
+
+    def scores_against(keys, mask):
+        keys = keys.astype(jnp.float32)
+        if one_query:
+            scores, mask = jnp.sum(q[:, 0, None] * keys[:, :, :, None, :], axis=-1), mask[:, 0, :, None, None]
+        else:
+            scores, mask = jnp.einsum("btkgd,bskd->bkgts", q, keys), mask[:, None, None, :, :]
+        scores = scores * scale
+        if logit_softcap is not None:
+            scores = softcap(scores, logit_softcap)
+        return jnp.where(mask, scores, _NEG_INF)
+
+    scores = jnp.concatenate([scores_against(keys, mask) for keys, _, mask in parts], axis=slot_axis)
+    probs = jax.nn.softmax(scores, axis=slot_axis)
+    out, offset = 0.0, 0
+    for _, values, _ in parts:
+        width = values.shape[1]
+        p = jax.lax.slice_in_dim(probs, offset, offset + width, axis=slot_axis % probs.ndim)
+        values = values.astype(jnp.float32)
+        if one_query:
+            out = out + jnp.sum(p[..., None] * values[:, :, :, None, :], axis=1)[:, None]
+        else:
+            out = out + jnp.einsum("bkgts,bskd->btkgd", p, values)
+        offset += width
+    return out
 
 
 # HF ACT2FN names -> functions; gelu_pytorch_tanh is GELU's tanh approximation (Gemma's GeGLU).
@@ -317,9 +352,15 @@ class DecoderLayer(nnx.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg=cfg, rngs=rngs)
         self.mlp = MLP(cfg, rngs=rngs)
 
-    def __call__(self, x, *, cos, sin, mask, kv=None, write_index=None):
+    def __call__(self, x, *, cos, sin, mask, kv=None, write_index=None, write_in_place=False):
         attn_out, kv = self.self_attn(
-            self.input_layernorm(x), cos=cos, sin=sin, mask=mask, kv=kv, write_index=write_index
+            self.input_layernorm(x),
+            cos=cos,
+            sin=sin,
+            mask=mask,
+            kv=kv,
+            write_index=write_index,
+            write_in_place=write_in_place,
         )
         x = x + attn_out
         x = x + self.mlp(self.post_attention_layernorm(x))
@@ -445,14 +486,27 @@ class Llama(nnx.Module):
         return {layer: self.model.norm(per_layer[layer]) for layer in exit_layers}
 
     def init_cache(self, batch_size: int, max_length: int, dtype=None) -> Cache:
-        """An empty KV cache: k/v [L, B, S, KVH, hd] (layer l's cache is k[l]: [B, S, KVH, hd]),
-        per-slot segment ids (0 = empty or padding) and positions [B, S], and the write index."""
+        """An empty KV cache: per-slot segment ids (0 = empty or padding) and positions [B, S], the
+        write index, and k/v: with `cfg.scan_layers` one stacked [L, B, S, KVH, hd] array each (the
+        scan's xs); otherwise a tuple of L arrays [B, S, KVH, hd], one buffer per layer.
+
+        Why per-layer buffers without scan: a decode step then reads each layer's own buffer and
+        writes one column into it in place. With one stacked buffer read by every layer, XLA copied
+        the whole cache inside the step, and under `lax.scan` XLA's CPU backend copies every layer's
+        weight slice out of the stack each step (benchmarks/README.md, "sample — profile of the
+        decode step")."""
         cfg = self.cfg
-        shape = (cfg.num_hidden_layers, batch_size, max_length, cfg.num_key_value_heads, cfg.head_dim)
+        shape = (batch_size, max_length, cfg.num_key_value_heads, cfg.head_dim)
         dtype = jnp.dtype(dtype or cfg.dtype)
+
+        def zeros():  # a fresh buffer per call: k and v are donated separately, never aliased
+            if cfg.scan_layers:
+                return jnp.zeros((cfg.num_hidden_layers, *shape), dtype)
+            return tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_hidden_layers))
+
         return {
-            "k": jnp.zeros(shape, dtype),
-            "v": jnp.zeros(shape, dtype),
+            "k": zeros(),
+            "v": zeros(),
             "segment_ids": jnp.zeros((batch_size, max_length), jnp.int32),
             "positions": jnp.zeros((batch_size, max_length), jnp.int32),
             "index": jnp.zeros((), jnp.int32),
@@ -566,28 +620,28 @@ class Llama(nnx.Module):
                 ),
             )
 
+        # Per-layer buffers (init_cache without scan) are written in place by each layer; a stacked
+        # cache gets every layer's new tokens in one write after the last layer, since writing layer
+        # l's tokens before layer l+1 reads made XLA copy the whole stacked cache 2L times per step.
+        in_place = kv is not None and isinstance(kv[0], (tuple, list))
+
         def run_layer(layer, h, layer_kv, mask):
+            call = dict(cos=cos, sin=sin, write_index=write_index, write_in_place=in_place)
             if not cfg.remat:
-                return layer(h, cos=cos, sin=sin, mask=mask, kv=layer_kv, write_index=write_index)
+                return layer(h, mask=mask, kv=layer_kv, **call)
             # jax.checkpoint of a pure function of the layer's state (not nnx.remat of the module):
             # under jit(grad(...)) of a merged model, nnx.remat tries to write Params back across trace
             # levels and raises TraceContextError.
             layer_graphdef, layer_state = nnx.split(layer)
 
             def pure_layer(state, h, layer_kv, mask):
-                return nnx.merge(layer_graphdef, state)(
-                    h, cos=cos, sin=sin, mask=mask, kv=layer_kv, write_index=write_index
-                )
+                return nnx.merge(layer_graphdef, state)(h, mask=mask, kv=layer_kv, **call)
 
             return jax.checkpoint(pure_layer)(layer_state, h, layer_kv, mask)
 
         per_layer = {}
         new_ks, new_vs = [], []
         for index, layer in enumerate(layers):
-            # Every layer reads the cache as it came in (its own slots are stale until the write below;
-            # the attention takes this call's keys from new_kv). Writing layer l's tokens before layer
-            # l+1 reads would make XLA copy the WHOLE stacked cache before each of the 2L writes
-            # (profile in benchmarks/README.md: 60 copies of 71 MB per decode step at batch 16).
             layer_kv = None if kv is None else (kv[0][index], kv[1][index])
             x, (new_k, new_v) = run_layer(layer, x, layer_kv, masks[0][masks[1][index]])
             new_ks.append(new_k)
@@ -596,18 +650,13 @@ class Llama(nnx.Module):
                 per_layer[index + 1] = x
         if kv is None:
             return x, per_layer, None
-        # One T-token write per stacked tensor, after all the reads (as the scanned path). XLA still
-        # copies the stacked cache twice per tensor and step here (against 2 per layer before); the
-        # sampler decodes with scanned layers (sampler._scanned), which copies nothing.
+        if in_place:
+            return x, per_layer, (tuple(new_ks), tuple(new_vs))
         start = (0, 0, write_index, 0, 0)
-        return (
-            x,
-            per_layer,
-            (
-                jax.lax.dynamic_update_slice(kv[0], jnp.stack(new_ks), start),
-                jax.lax.dynamic_update_slice(kv[1], jnp.stack(new_vs), start),
-            ),
+        write = lambda stacked, columns: jax.lax.dynamic_update_slice(
+            stacked, jnp.stack(columns).astype(stacked.dtype), start
         )
+        return x, per_layer, (write(kv[0], new_ks), write(kv[1], new_vs))
 
 
 def param_count(model: nnx.Module) -> int:

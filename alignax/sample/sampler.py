@@ -48,7 +48,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import weakref
 import zlib
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -197,6 +196,13 @@ def filter_logits(logits: jax.Array, params: SamplingParams) -> jax.Array:
     return logits
 
 
+def _token_logps(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+    """log softmax(logits)[b, tokens[b]] = logits[b, token] - logsumexp(logits[b]), without the
+    [B, V] log-softmax a take_along_axis would read back (one pass over the logits per step)."""
+    chosen = jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0]
+    return chosen - jax.nn.logsumexp(logits, axis=-1)
+
+
 def sample_tokens(row_keys: jax.Array, step: jax.Array, logits: jax.Array, params: SamplingParams):
     """Draws one token per row. Returns (tokens [B] int32, sampling_logps [B], model_logps [B]).
 
@@ -204,7 +210,6 @@ def sample_tokens(row_keys: jax.Array, step: jax.Array, logits: jax.Array, param
     """
     chex.assert_rank(logits, 2)
     logits = logits.astype(jnp.float32)
-    model_logps_all = jax.nn.log_softmax(logits, axis=-1)
     if params.greedy:
         tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
         sampling_logps = jnp.zeros(tokens.shape, jnp.float32)
@@ -216,9 +221,8 @@ def sample_tokens(row_keys: jax.Array, step: jax.Array, logits: jax.Array, param
             return jax.random.categorical(key, row_logits)
 
         tokens = jax.vmap(draw)(row_keys, filtered).astype(jnp.int32)
-        sampling_all = jax.nn.log_softmax(filtered, axis=-1)
-        sampling_logps = jnp.take_along_axis(sampling_all, tokens[:, None], axis=-1)[:, 0]
-    model_logps = jnp.take_along_axis(model_logps_all, tokens[:, None], axis=-1)[:, 0]
+        sampling_logps = _token_logps(filtered, tokens)
+    model_logps = _token_logps(logits, tokens)
     return tokens, sampling_logps, model_logps
 
 
@@ -275,64 +279,6 @@ def _record(state: DecodeState, tokens, sampling_logps, model_logps, *, eos_ids,
         model_logps=put(state.model_logps, model_logps),
         sampling_logps=put(state.sampling_logps, sampling_logps),
     )
-
-
-def _scanned(model):
-    """(graphdef, state) of `model` with its decoder blocks stacked for `lax.scan`, or None.
-
-    Why: with a Python loop over layers (cfg.scan_layers=False, what `alignax.models.load` gives)
-    XLA copies the whole stacked [L, B, S, KVH, hd] cache inside every decode step (60 copies of
-    71 MB per step for SmolLM2-135M at batch 16 before the llama.py write reordering, 4 after);
-    under `lax.scan` the step writes one column in place and copies nothing (profile in
-    benchmarks/README.md). The stacking is one device copy of the block weights per `generate`
-    call, not cached, so a model whose parameters change between calls is always read fresh.
-    None when the model is not a plain Llama-family model with unscanned layers (LoRA wrappers,
-    heads...): those decode as they are.
-    """
-    cfg = getattr(model, "cfg", None)
-    if cfg is None or not dataclasses.is_dataclass(cfg) or getattr(cfg, "scan_layers", True):
-        return None
-    try:
-        scanned_cfg = dataclasses.replace(cfg, scan_layers=True)
-        abstract = nnx.eval_shape(lambda: type(model)(scanned_cfg, rngs=nnx.Rngs(0)))
-        graphdef, abstract_state = nnx.split(abstract)
-        source = dict(nnx.to_flat_state(nnx.state(model)))
-        target = list(nnx.to_flat_state(abstract_state))
-        layers = range(cfg.num_hidden_layers)
-        pieces = []
-        for path, _ in target:
-            if path[:2] == ("model", "layers"):
-                pieces.append([source[path[:2] + (i,) + path[2:]][...] for i in layers])
-            else:
-                pieces.append(source[path][...])
-        expected = len(target) - sum(1 for p, _ in target if p[:2] == ("model", "layers"))
-        expected += cfg.num_hidden_layers * (len(target) - expected)
-        if expected != len(source):  # parameters the scanned model would not carry
-            return None
-    except (TypeError, ValueError, KeyError, AttributeError):
-        return None
-    sources = jax.tree.leaves(pieces)
-    cached = _LAST_SCANNED.pop("entry", None)  # dropped first: never two stacked copies alive
-    if cached is not None and len(cached[0]) == len(sources) and all(r() is a for r, a in zip(cached[0], sources)):
-        _LAST_SCANNED["entry"] = cached
-        return cached[1]  # the same (immutable) arrays as last call: reuse their stacked copy
-    values = _stack_layers(pieces)
-    flat = [(path, var.replace(value)) for (path, var), value in zip(target, values)]
-    result = (graphdef, nnx.from_flat_state(flat))
-    _LAST_SCANNED["entry"] = ([weakref.ref(a) for a in sources], result)
-    return result
-
-
-# One entry: weak references to the last model's source arrays (identity; the old parameters of
-# a model being trained are not kept alive) and its scanned (graphdef, state), so repeated
-# `generate` calls on an unchanged model stack its weights once.
-_LAST_SCANNED: dict = {}
-
-
-@jax.jit
-def _stack_layers(pieces):
-    """Per-layer lists -> stacked arrays (one jitted copy); other leaves pass through."""
-    return [jnp.stack(p) if isinstance(p, list) else p for p in pieces]
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "params", "max_new_tokens", "eos_ids", "pad_id"))
@@ -491,8 +437,9 @@ def generate(
     # Longest first: similar lengths share a bucket; the order does not affect any row's draws.
     rows.sort(key=lambda r: -len(encoded[r[0]]))
 
-    scanned = _scanned(model) if mesh is None else None
-    graphdef, model_state = scanned if scanned is not None else nnx.split(model)
+    # A model with unscanned layers decodes from per-layer cache buffers, updated in place (no
+    # copy of the weights or the cache inside a step: benchmarks/README.md, "sample — profile").
+    graphdef, model_state = nnx.split(model)
     model_state, batch_sharding = _place(model_state, mesh, data_axis)
     if batch_sharding is not None:
         n_data = mesh.shape[data_axis]
