@@ -107,3 +107,18 @@ def test_stop_string_is_kept_in_the_local_judgment(tiny):
     assert backend._with_stop(generation, judging.MT_BENCH_FORCING.stops) == "Good answer. Rating: [[7]]"
     done = types.SimpleNamespace(finish_reason="eos", text="plain", token_ids=[])
     assert backend._with_stop(done, judging.MT_BENCH_FORCING.stops) == "plain"
+
+
+def test_judge_batches_keep_the_prefill_within_its_budget(tiny):
+    """Long judge prompts go to the sampler in fewer rows (the prefill's attention scores grow
+    with rows x bucket x (bucket + new tokens)); every prompt is in exactly one batch."""
+    model, tok = tiny
+    backend = judging.LocalChatBackend(model, tok, batch_size=8)
+    lengths = [3000, 100, 1500, 3900, 900, 2000, 50, 1000]
+    groups = backend._groups(lengths, 2048)
+    assert sorted(i for g in groups for i in g) == list(range(8))
+    for g in groups:
+        bucket = max(1 << (lengths[i] - 1).bit_length() for i in g)
+        assert len(g) == 1 or len(g) * bucket * (bucket + 2048) <= backend.PREFILL_BUDGET
+        assert len(g) <= 8
+    assert [lengths[g[0]] for g in groups] == sorted((lengths[g[0]] for g in groups), reverse=True)
