@@ -56,7 +56,8 @@ def markdown(ctx: RunContext, bench: Benchmark, result: Result) -> str:
     if ctx.judge_max_tokens is not None and bench.needs_judge:
         deviations.append(
             f"judge max_tokens set to {ctx.judge_max_tokens} (--judge-max-tokens): a judgment cut off before "
-            "its verdict counts as unparsable, so the number is not comparable with the protocol's judge"
+            "its verdict counts as unparsable (or, with a local judge, has its verdict forced), so the number "
+            "is not comparable with the protocol's judge"
         )
     if not bench.needs_judge:
         judge = "none (verified by code)"
