@@ -5,6 +5,7 @@ second run of the same command loads them from disk and starts in seconds (issue
 
 ALIGNAX_COMPILATION_CACHE: unset -> ~/.cache/alignax/jax_compilation_cache; "0" (or "off",
 "false", "") -> disabled; any other value -> that directory.
+ALIGNAX_COMPILATION_CACHE_MIN_SECONDS: the compile time a program needs to be stored (default 0.5).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ def compilation_cache_dir() -> str | None:
 def enable_compilation_cache() -> str | None:
     """Points jax at the cache directory (see module docstring); returns it, or None if disabled.
 
-    Programs that compile in at least half a second are cached, whatever their size: the small
-    ones are cheap to store and the slow ones are the reason for the cache.
+    Programs that compile in at least ALIGNAX_COMPILATION_CACHE_MIN_SECONDS (default half a second)
+    are cached, whatever their size: the small ones are cheap to store and the slow ones are the
+    reason for the cache. The threshold is wall time, so on a loaded machine a program can cross it
+    in one run and not in another; 0 stores every program.
     """
     cache_dir = compilation_cache_dir()
     if cache_dir is None:
@@ -38,6 +41,7 @@ def enable_compilation_cache() -> str | None:
 
     os.makedirs(cache_dir, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    min_seconds = float(os.environ.get("ALIGNAX_COMPILATION_CACHE_MIN_SECONDS", "0.5"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_seconds)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # -1: no size floor
     return cache_dir

@@ -15,7 +15,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run_sft(workdir, cache_dir):
     """One tiny SFT step in a fresh process (a fresh jax: nothing in memory carries over)."""
-    env = dict(os.environ, ALIGNAX_COMPILATION_CACHE=str(cache_dir), JAX_PLATFORMS="cpu")
+    # Every program stored (threshold 0): with the default 0.5 s wall-time threshold, a program that
+    # compiled faster in the first run than in the second (machine load) would show up as "new".
+    env = dict(
+        os.environ,
+        ALIGNAX_COMPILATION_CACHE=str(cache_dir),
+        ALIGNAX_COMPILATION_CACHE_MIN_SECONDS="0",
+        JAX_PLATFORMS="cpu",
+    )
     cmd = [
         sys.executable,
         "-m",
