@@ -163,3 +163,17 @@ def test_help_lists_presets_keys_and_losses():
         "--config.loss.hparams.beta=None",
     ):
         assert expected in result.stdout, expected
+
+
+def test_first_ctrl_c_is_deferred_to_the_loop_and_a_second_one_stops_at_once():
+    from alignax.train import interrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    with interrupt.deferred_sigint() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # the handler runs between bytecodes of the main thread
+        assert stop.requested  # ... and no KeyboardInterrupt was raised
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)
+    assert signal.getsignal(signal.SIGINT) is before

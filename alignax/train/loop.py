@@ -29,8 +29,8 @@ from jax.sharding import PartitionSpec as P
 from alignax.models import lora
 from alignax.train import checkpoint as ckpt_lib
 from alignax.train import feed as feed_lib
+from alignax.train import interrupt, modeling, rundir, validate
 from alignax.train import metrics as metrics_lib
-from alignax.train import modeling, rundir, validate
 from alignax.train import reference as reference_lib
 from alignax.train.methods import get_method
 from alignax.train.optim import make_optimizer
@@ -330,43 +330,46 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     eval_results: dict = {}
     done = start_step
     last_checkpoint = start_step if restored is not None else None
-    try:
-        for step in range(start_step, config.total_steps):
-            local_batch = next(train_feed)
-            batch = _global_batch(local_batch, mesh, config.grad_accum_steps)
-            state, metrics = step_fn(state, batch, ref_params, non_trainable)
-            done = step + 1
-            # The guard reads one scalar every step (not only on log steps): a non-finite step must
-            # stop the run before anything after it is checkpointed.
-            if float(metrics["nonfinite"]) > 0:
-                values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                bad = [k for k, v in values.items() if not math.isfinite(v)] or ["grad_norm"]
-                message = f"non-finite {', '.join(bad)} at step {done} (loss={values['loss']}, grad_norm={values['grad_norm']})"
-                if config.nan_policy == "stop":
-                    checkpointer.close()
-                    writer.close()
-                    raise FloatingPointError(
-                        f"{message}; stopped before updating. The last good checkpoint is "
-                        f"kept. Set --config.nan_policy=skip to skip such steps."
-                    )
-                print(f"WARNING: {message}; update skipped (params and optimizer state unchanged).")
-            if done % config.log_every == 0 or done == config.total_steps:
-                last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                writer.write(done, last_metrics)
-                progress.update(done, last_metrics)
-            if eval_feed is not None and config.eval_every and done % config.eval_every == 0:
-                eval_results = run_eval(done)
-                progress.note(eval_results)
-            if done % config.checkpoint_every == 0 or done == config.total_steps:
-                checkpointer.save(done, state, {"train": train_feed.get_state()})
-                last_checkpoint = done
-    except KeyboardInterrupt:
-        # Ctrl-C: finish or keep the checkpoints already written (an async save completes in
-        # close()), close the logs, and let the entry point print how to resume.
-        progress.close()
-        checkpointer.close()
-        writer.close()
-        raise TrainingInterrupted(done, last_checkpoint) from None
+    with interrupt.deferred_sigint() as stop:
+        try:
+            for step in range(start_step, config.total_steps):
+                if stop.requested:  # a Ctrl-C during the previous step, its checkpoint written
+                    raise KeyboardInterrupt
+                local_batch = next(train_feed)
+                batch = _global_batch(local_batch, mesh, config.grad_accum_steps)
+                state, metrics = step_fn(state, batch, ref_params, non_trainable)
+                done = step + 1
+                # The guard reads one scalar every step (not only on log steps): a non-finite step must
+                # stop the run before anything after it is checkpointed.
+                if float(metrics["nonfinite"]) > 0:
+                    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    bad = [k for k, v in values.items() if not math.isfinite(v)] or ["grad_norm"]
+                    message = f"non-finite {', '.join(bad)} at step {done} (loss={values['loss']}, grad_norm={values['grad_norm']})"
+                    if config.nan_policy == "stop":
+                        checkpointer.close()
+                        writer.close()
+                        raise FloatingPointError(
+                            f"{message}; stopped before updating. The last good checkpoint is "
+                            f"kept. Set --config.nan_policy=skip to skip such steps."
+                        )
+                    print(f"WARNING: {message}; update skipped (params and optimizer state unchanged).")
+                if done % config.log_every == 0 or done == config.total_steps:
+                    last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    writer.write(done, last_metrics)
+                    progress.update(done, last_metrics)
+                if eval_feed is not None and config.eval_every and done % config.eval_every == 0:
+                    eval_results = run_eval(done)
+                    progress.note(eval_results)
+                if done % config.checkpoint_every == 0 or done == config.total_steps:
+                    checkpointer.save(done, state, {"train": train_feed.get_state()})
+                    last_checkpoint = done
+        except KeyboardInterrupt:
+            # Ctrl-C: finish or keep the checkpoints already written (an async save completes in
+            # close()), close the logs, and let the entry point print how to resume.
+            progress.close()
+            checkpointer.close()
+            writer.close()
+            raise TrainingInterrupted(done, last_checkpoint) from None
     progress.close()
     checkpointer.close()
     if eval_feed is not None and config.eval_batches and not eval_results:
