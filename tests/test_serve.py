@@ -515,3 +515,9 @@ def test_cli_binds_loopback_and_never_logs_the_api_key(model, tok, monkeypatch, 
     out, err = capfd.readouterr()
     assert "serving tiny at http://127.0.0.1:" in caplog.text and "GET /v1/models 401" in caplog.text
     assert secret not in caplog.text and secret not in out + err
+
+
+def test_an_unscanned_model_is_refused_with_the_loader_to_use(tok):
+    unscanned = Llama(LlamaConfig.tiny(), rngs=nnx.Rngs(0))  # per-layer cache buffers
+    with pytest.raises(ValueError, match="load_for_serving"):
+        make_server(unscanned, tok, model_name=MODEL, port=0, max_batch=MAX_BATCH, max_context=MAX_CONTEXT)

@@ -296,9 +296,11 @@ def make_server(
     cfg.scan_layers=True (`alignax.serve.loading.load_for_serving`): see loading.py for why.
     """
     if not model.cfg.scan_layers:
-        _log.warning(
-            "model.cfg.scan_layers is False: every decode step copies the whole KV cache per layer "
-            "(load with alignax.serve.loading.load_for_serving)"
+        # The engine writes slots into the stacked [L, B, S, ...] cache; an unscanned model's
+        # init_cache gives per-layer buffers instead (alignax/models/llama.py `init_cache`).
+        raise ValueError(
+            "the server needs model.cfg.scan_layers=True (stacked KV cache): load the model with "
+            "alignax.serve.loading.load_for_serving"
         )
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
