@@ -21,7 +21,7 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import jax
 
-# k/v: one stacked [L, B, S, KVH, hd] array (scan_layers) or a tuple of L [B, S, KVH, hd] buffers.
+# k/v: one stacked [L, B, S, KVH, hd] array (scan_layers) or a tuple of L [B, S, KVH*hd] buffers.
 Cache = dict[str, jax.Array | tuple[jax.Array, ...]]
 
 # (path inside one decoder layer, HF tensor name suffix after `model.layers.{i}.`, transposed).
@@ -96,7 +96,7 @@ class CausalLM(Protocol):
 
     def init_cache(self, batch_size: int, max_length: int, dtype=None) -> Cache:
         """An empty KV cache: k/v [L, B, S, KVH, hd] stacked (scan_layers) or a tuple of L per-layer
-        [B, S, KVH, hd] buffers, segment_ids / positions [B, S], index []."""
+        [B, S, KVH*hd] buffers, segment_ids / positions [B, S], index []."""
 
 
 @dataclasses.dataclass(frozen=True)

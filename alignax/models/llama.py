@@ -232,7 +232,8 @@ class Attention(nnx.Module):
         self.logit_softcap = cfg.attention_logit_softcap
 
     def __call__(self, x, *, cos, sin, mask, kv=None, write_index=None, write_in_place=False):
-        """x [B,T,D]; mask [B,T,S]; kv = this layer's cache (k, v) [B,S,KVH,hd] before this call.
+        """x [B,T,D]; mask [B,T,S]; kv = this layer's cache (k, v) before this call: [B,S,KVH,hd]
+        (a layer's slice of the stacked cache) or [B,S,KVH*hd] (the layer's own buffer).
 
         softmax(softcap(q k^T * scale) + mask) v with scores and softmax in float32; scale is
         1/sqrt(hd) but for Gemma-2, and softcap(s) = cap * tanh(s / cap) only with Gemma-2's
@@ -259,11 +260,11 @@ class Attention(nnx.Module):
             cache_k, cache_v = kv
             k, v = k.astype(cache_k.dtype), v.astype(cache_v.dtype)
             chex.assert_shape(mask, (batch, length, cache_k.shape[1]))
-            if write_in_place:
-                start = (0, write_index, 0, 0)
+            if write_in_place:  # the layer's own [B, S, KVH*hd] buffer
+                start = (0, write_index, 0)
                 new_kv = (
-                    jax.lax.dynamic_update_slice(cache_k, k, start),
-                    jax.lax.dynamic_update_slice(cache_v, v, start),
+                    jax.lax.dynamic_update_slice(cache_k, k.reshape(batch, length, -1), start),
+                    jax.lax.dynamic_update_slice(cache_v, v.reshape(batch, length, -1), start),
                 )
                 parts = (new_kv + (mask,),)
             else:
@@ -280,41 +281,95 @@ class Attention(nnx.Module):
 
 def _attend(q, parts, *, scale, logit_softcap):
     """Grouped-query attention of q [B,T,KVH,G,hd] (float32) over key/value parts: one softmax
-    over the concatenated slots of `parts`, each (keys [B,S,KVH,hd], values [B,S,KVH,hd], mask
-    [B,T,S] bool). Returns [B,T,KVH,G,hd] float32.
+    over the concatenated slots of `parts`, each (keys, values, mask [B,T,S] bool) with keys and
+    values [B,S,KVH,hd] or, flattened, [B,S,KVH*hd]. Returns [B,T,KVH,G,hd] float32.
 
-    With one query per row (a decode step) the products are written as elementwise multiplies
-    reduced over hd, then over slots, instead of einsums: XLA's CPU backend ran those einsums as
-    B x KVH tiny [G,hd] x [hd,S] GEMMs, ~2x slower at batch 64 (benchmarks/README.md, "sample —
-    profile of the decode step").
+    A decode step (one query per row) goes through `_decode_attention`; longer queries through
+    einsums over [B,KVH,G,T,S] scores.
     """
-    one_query = q.shape[1] == 1
-    slot_axis = 1 if one_query else -1  # scores [B,S,KVH,G] (one query) or [B,KVH,G,T,S]
+    if q.shape[1] == 1:
+        return _decode_attention(q, parts, scale=scale, logit_softcap=logit_softcap)
+
+    batch, _, kv_heads, _, head_dim = q.shape
+    heads_view = lambda x: x.reshape(batch, x.shape[1], kv_heads, head_dim).astype(jnp.float32)
 
     def scores_against(keys, mask):
-        keys = keys.astype(jnp.float32)
-        if one_query:
-            scores, mask = jnp.sum(q[:, 0, None] * keys[:, :, :, None, :], axis=-1), mask[:, 0, :, None, None]
-        else:
-            scores, mask = jnp.einsum("btkgd,bskd->bkgts", q, keys), mask[:, None, None, :, :]
-        scores = scores * scale
+        scores = jnp.einsum("btkgd,bskd->bkgts", q, heads_view(keys)) * scale
         if logit_softcap is not None:
             scores = softcap(scores, logit_softcap)
-        return jnp.where(mask, scores, _NEG_INF)
+        return jnp.where(mask[:, None, None, :, :], scores, _NEG_INF)
 
-    scores = jnp.concatenate([scores_against(keys, mask) for keys, _, mask in parts], axis=slot_axis)
-    probs = jax.nn.softmax(scores, axis=slot_axis)
+    scores = jnp.concatenate([scores_against(keys, mask) for keys, _, mask in parts], axis=-1)
+    probs = jax.nn.softmax(scores, axis=-1)
     out, offset = 0.0, 0
     for _, values, _ in parts:
         width = values.shape[1]
-        p = jax.lax.slice_in_dim(probs, offset, offset + width, axis=slot_axis % probs.ndim)
-        values = values.astype(jnp.float32)
-        if one_query:
-            out = out + jnp.sum(p[..., None] * values[:, :, :, None, :], axis=1)[:, None]
-        else:
-            out = out + jnp.einsum("bkgts,bskd->btkgd", p, values)
+        p = jax.lax.slice_in_dim(probs, offset, offset + width, axis=probs.ndim - 1)
+        out = out + jnp.einsum("bkgts,bskd->btkgd", p, heads_view(values))
         offset += width
     return out
+
+
+# Cache length from which a decode step attends with per-row GEMMs instead of multiply-reduces
+# (quiet-machine measurements in benchmarks/README.md, "sample — attention over the cache").
+DECODE_GEMM_MIN_SLOTS = 1024
+
+
+def _decode_attention(q, parts, *, scale, logit_softcap):
+    """One query per row: scores [B, KVH*G, S] over the cache's slots, one softmax, then values.
+
+    Two ways to form the products, the same numbers up to float32 rounding, chosen by the number of
+    slots S (static):
+      * S < DECODE_GEMM_MIN_SLOTS: elementwise multiplies reduced over hd, then over the slots. XLA's
+        CPU backend fuses them with the cache read; einsums over (b, k) ran as B x KVH tiny GEMMs,
+        ~2x slower at batch 64 x 192 slots ("sample — profile of the decode step").
+      * longer caches: per-row GEMMs over the cache viewed as [B, S, KVH*hd] rows, with the query
+        as a block-diagonal [B, KVH*G, KVH*hd] matrix, zero outside each head's own kv head:
+          scores[b, (k,g), s] = sum_c q_bd[b, (k,g), c] keys[b, s, c]            c = (k', d)
+          out[b, (k,g), (k',d)] = sum_s probs[b, (k,g), s] values[b, s, (k',d)], kept where k' = k.
+        KVH x the minimal FLOPs, but the step is bound by reading the cache, which the GEMMs read
+        once in its own layout; the multiply-reduce over the slot axis reads it with strides and
+        fell to ~2.3 GB/s at 1088 slots (2.3x slower at batch 64, 1.4x at batch 16).
+    Per-layer buffers are [B, S, KVH*hd] because a reshape of a freshly written [B, S, KVH, hd]
+    buffer made XLA duplicate the write and copy the buffer every step.
+    """
+    batch, _, kv_heads, groups, head_dim = q.shape
+    slots = sum(keys.shape[1] for keys, _, _ in parts)
+    heads = lambda x: x.reshape(batch, x.shape[1], kv_heads, head_dim).astype(jnp.float32)
+    rows = lambda x: x.reshape(batch, x.shape[1], kv_heads * head_dim).astype(jnp.float32)
+    eye = jnp.eye(kv_heads, dtype=q.dtype)
+    if slots < DECODE_GEMM_MIN_SLOTS:
+        query = q[:, 0].reshape(batch, 1, kv_heads, groups, head_dim)
+        scores_of = lambda keys: jnp.sum(query * heads(keys)[:, :, :, None, :], axis=-1).transpose(0, 2, 3, 1)
+        values_of = lambda p, values: jnp.sum(
+            p.reshape(batch, kv_heads, groups, -1).transpose(0, 3, 1, 2)[..., None] * heads(values)[:, :, :, None, :],
+            axis=1,
+        )
+    else:
+        q_bd = (q[:, 0, :, :, None, :] * eye[None, :, None, :, None]).reshape(
+            batch, kv_heads * groups, kv_heads * head_dim
+        )
+        scores_of = lambda keys: jnp.einsum("bmc,bsc->bms", q_bd, rows(keys))
+        values_of = lambda p, values: jnp.einsum("bms,bsc->bmc", p, rows(values)).reshape(
+            batch, kv_heads, groups, kv_heads, head_dim
+        )
+
+    def scores_against(keys, mask):
+        scores = scores_of(keys).reshape(batch, kv_heads * groups, keys.shape[1]) * scale
+        if logit_softcap is not None:
+            scores = softcap(scores, logit_softcap)
+        return jnp.where(mask, scores, _NEG_INF)  # mask [B,1,S] broadcasts over the heads
+
+    scores = jnp.concatenate([scores_against(keys, mask) for keys, _, mask in parts], axis=-1)
+    probs = jax.nn.softmax(scores, axis=-1)
+    out, offset = 0.0, 0
+    for _, values, _ in parts:
+        width = values.shape[1]
+        out = out + values_of(jax.lax.slice_in_dim(probs, offset, offset + width, axis=2), values)
+        offset += width
+    if slots >= DECODE_GEMM_MIN_SLOTS:
+        out = jnp.einsum("bkgjd,kj->bkgd", out, eye)
+    return out[:, None]
 
 
 # HF ACT2FN names -> functions; gelu_pytorch_tanh is GELU's tanh approximation (Gemma's GeGLU).
@@ -488,7 +543,8 @@ class Llama(nnx.Module):
     def init_cache(self, batch_size: int, max_length: int, dtype=None) -> Cache:
         """An empty KV cache: per-slot segment ids (0 = empty or padding) and positions [B, S], the
         write index, and k/v: with `cfg.scan_layers` one stacked [L, B, S, KVH, hd] array each (the
-        scan's xs); otherwise a tuple of L arrays [B, S, KVH, hd], one buffer per layer.
+        scan's xs); otherwise a tuple of L arrays [B, S, KVH*hd], one buffer per layer, flat so that
+        a decode step reads it as GEMM rows without a reshape (`_decode_attention`).
 
         Why per-layer buffers without scan: a decode step then reads each layer's own buffer and
         writes one column into it in place. With one stacked buffer read by every layer, XLA copied
@@ -497,12 +553,13 @@ class Llama(nnx.Module):
         decode step")."""
         cfg = self.cfg
         shape = (batch_size, max_length, cfg.num_key_value_heads, cfg.head_dim)
+        layer_shape = (batch_size, max_length, cfg.num_key_value_heads * cfg.head_dim)
         dtype = jnp.dtype(dtype or cfg.dtype)
 
         def zeros():  # a fresh buffer per call: k and v are donated separately, never aliased
             if cfg.scan_layers:
                 return jnp.zeros((cfg.num_hidden_layers, *shape), dtype)
-            return tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_hidden_layers))
+            return tuple(jnp.zeros(layer_shape, dtype) for _ in range(cfg.num_hidden_layers))
 
         return {
             "k": zeros(),

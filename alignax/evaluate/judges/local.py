@@ -106,16 +106,16 @@ def _prefill_cache(graphdef, state, ids, segments, *, cache_length: int):
 
 
 def _repeat_cache(cache: dict, rows: int) -> dict:
-    """The batch-1 cache repeated `rows` times. k/v are one stacked [L, B, S, KVH, hd] array or a
-    tuple of per-layer [B, S, KVH, hd] buffers (`Llama.init_cache`): the batch axis is -4 in both;
-    segment ids and positions are [B, S]; the index [] stays as is."""
+    """The batch-1 cache repeated `rows` times. k/v are one stacked [L, B, S, KVH, hd] array
+    (batch axis 1) or a tuple of per-layer [B, S, KVH*hd] buffers (`Llama.init_cache`, batch axis
+    0); segment ids and positions are [B, S]; the index [] stays as is."""
 
-    def repeat(name, value):
+    def repeat(value):
         if value.ndim == 0:
             return value
-        return jnp.repeat(value, rows, axis=-4 if name in ("k", "v") else 0)
+        return jnp.repeat(value, rows, axis=1 if value.ndim == 5 else 0)
 
-    return {name: jax.tree.map(lambda v, name=name: repeat(name, v), value) for name, value in cache.items()}
+    return jax.tree.map(repeat, cache)
 
 
 def _continuation_sums(graphdef, state, first_logits, cache, tokens, labels):
