@@ -393,12 +393,12 @@ def test_decode_step_copies_neither_cache_nor_weights(model, tok):
 
 @pytest.mark.parametrize("gemm_min_slots", [0, 10**9], ids=["gemm", "multiply_reduce"])
 def test_decode_attention_both_kernels_match_plain_softmax_attention(monkeypatch, gemm_min_slots):
-    # Both ways of forming a decode step's products (llama._decode_attention) against softmax
+    # Both ways of forming a decode step's products (attention.decode_attention) against softmax
     # attention written out in numpy: two parts (flat per-layer buffer + [B,S,KVH,hd] new keys),
     # masked slots, and Gemma-2's soft-capping.
-    from alignax.models import llama
+    from alignax.models import attention
 
-    monkeypatch.setattr(llama, "DECODE_GEMM_MIN_SLOTS", gemm_min_slots)
+    monkeypatch.setattr(attention, "DECODE_GEMM_MIN_SLOTS", gemm_min_slots)
     rng = np.random.default_rng(0)
     batch, kv_heads, groups, head_dim, slots = 3, 2, 3, 8, 11
     q = rng.normal(size=(batch, 1, kv_heads, groups, head_dim)).astype(np.float32)
@@ -408,7 +408,7 @@ def test_decode_attention_both_kernels_match_plain_softmax_attention(monkeypatch
     cache_mask[:, :, 0] = True
     new_mask = np.ones((batch, 1, 1), bool)
     parts = ((cache_k, cache_v, cache_mask), (new_k, new_v, new_mask))
-    out = llama._attend(jnp.asarray(q), jax.tree.map(jnp.asarray, parts), scale=0.3, logit_softcap=5.0)
+    out = attention.attend(jnp.asarray(q), jax.tree.map(jnp.asarray, parts), scale=0.3, logit_softcap=5.0)
 
     keys = np.concatenate([cache_k.reshape(batch, slots, kv_heads, head_dim), new_k], axis=1)
     values = np.concatenate([cache_v.reshape(batch, slots, kv_heads, head_dim), new_v], axis=1)
@@ -425,11 +425,11 @@ def test_decode_attention_both_kernels_match_plain_softmax_attention(monkeypatch
 def test_gemm_decode_attention_decodes_the_same_greedy_tokens(model, tok, monkeypatch):
     # The per-row GEMM kernel (used from DECODE_GEMM_MIN_SLOTS cache slots on) through the whole
     # sampler: the same greedy tokens as the multiply-reduce kernel the tiny model's short cache uses.
-    from alignax.models import llama
+    from alignax.models import attention
 
     kw = dict(max_new_tokens=13, temperature=0.0, batch_size=2, eos_token_ids=[])
     reference = generate(model, tok, PROMPTS[:2], **kw)
-    monkeypatch.setattr(llama, "DECODE_GEMM_MIN_SLOTS", 1)
+    monkeypatch.setattr(attention, "DECODE_GEMM_MIN_SLOTS", 1)
     kw["max_new_tokens"] = 14  # a new cache length: _prefill/_decode are traced again with the GEMM kernel
     gemm = generate(model, tok, PROMPTS[:2], **kw)
     for r, g in zip(reference, gemm):

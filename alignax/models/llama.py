@@ -12,7 +12,7 @@ Parameter paths mirror HF names (`model.layers.3.self_attn.q_proj.kernel` <-> HF
 table. Every parameter carries logical axis names in its `out_sharding` metadata; sharding.py maps
 them onto the mesh with one rule table.
 
-Attention is a plain einsum + mask + softmax in float32. Which key a query may see is decided by
+Attention (attention.py) is einsums + mask + softmax in float32. Which key a query may see is decided by
 one mask built from segment ids (0 = padding; a query sees only keys of its own segment), token
 order (causal) and, for Mistral, the sliding window, both counted in sequence/cache slots as
 transformers does. Positions (for rotary embeddings only) default to restarting at 0 in every
@@ -29,11 +29,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from alignax.models.attention import attend, attention_mask, softcap
 from alignax.models.config import LlamaConfig
 from alignax.models.contract import Cache, Family
-
-_NEG_INF = float(jnp.finfo(jnp.float32).min)  # finite, so a fully masked (padding) row stays finite
-
 
 # -------------------------------------------------------------------------------------------------
 # Parameters with logical axis names.
@@ -192,26 +190,6 @@ def positions_from_segments(segment_ids: jax.Array) -> jax.Array:
     return index - run_start
 
 
-def attention_mask(
-    *,
-    q_segment_ids: jax.Array,
-    kv_segment_ids: jax.Array,
-    q_slots: jax.Array,
-    kv_slots: jax.Array,
-    sliding_window: int | None,
-) -> jax.Array:
-    """[B, T, S] bool: same non-zero segment, key not after the query, key inside the window.
-
-    Slots are indices in the sequence (full forward) or in the cache (decode), so causality and the
-    sliding window count tokens as transformers does (`kv_idx > q_idx - sliding_window`).
-    """
-    mask = (q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]) & (kv_segment_ids[:, None, :] != 0)
-    mask &= kv_slots[None, None, :] <= q_slots[None, :, None]
-    if sliding_window is not None:
-        mask &= kv_slots[None, None, :] > q_slots[None, :, None] - sliding_window
-    return mask
-
-
 # -------------------------------------------------------------------------------------------------
 # Decoder block.
 # -------------------------------------------------------------------------------------------------
@@ -274,102 +252,9 @@ class Attention(nnx.Module):
                 new_mask = jax.lax.dynamic_slice_in_dim(mask, write_index, length, axis=2)
                 parts = ((cache_k, cache_v, mask & ~written_now[None, None, :]), (k, v, new_mask))
                 new_kv = (k, v)
-        out = _attend(q, parts, scale=self.scale, logit_softcap=self.logit_softcap)
+        out = attend(q, parts, scale=self.scale, logit_softcap=self.logit_softcap)
         out = out.astype(x.dtype).reshape(batch, length, self.num_heads * self.head_dim)
         return self.o_proj(out), new_kv
-
-
-def _attend(q, parts, *, scale, logit_softcap):
-    """Grouped-query attention of q [B,T,KVH,G,hd] (float32) over key/value parts: one softmax
-    over the concatenated slots of `parts`, each (keys, values, mask [B,T,S] bool) with keys and
-    values [B,S,KVH,hd] or, flattened, [B,S,KVH*hd]. Returns [B,T,KVH,G,hd] float32.
-
-    A decode step (one query per row) goes through `_decode_attention`; longer queries through
-    einsums over [B,KVH,G,T,S] scores.
-    """
-    if q.shape[1] == 1:
-        return _decode_attention(q, parts, scale=scale, logit_softcap=logit_softcap)
-
-    batch, _, kv_heads, _, head_dim = q.shape
-    heads_view = lambda x: x.reshape(batch, x.shape[1], kv_heads, head_dim).astype(jnp.float32)
-
-    def scores_against(keys, mask):
-        scores = jnp.einsum("btkgd,bskd->bkgts", q, heads_view(keys)) * scale
-        if logit_softcap is not None:
-            scores = softcap(scores, logit_softcap)
-        return jnp.where(mask[:, None, None, :, :], scores, _NEG_INF)
-
-    scores = jnp.concatenate([scores_against(keys, mask) for keys, _, mask in parts], axis=-1)
-    probs = jax.nn.softmax(scores, axis=-1)
-    out, offset = 0.0, 0
-    for _, values, _ in parts:
-        width = values.shape[1]
-        p = jax.lax.slice_in_dim(probs, offset, offset + width, axis=probs.ndim - 1)
-        out = out + jnp.einsum("bkgts,bskd->btkgd", p, heads_view(values))
-        offset += width
-    return out
-
-
-# Cache length from which a decode step attends with per-row GEMMs instead of multiply-reduces
-# (quiet-machine measurements in benchmarks/README.md, "sample — attention over the cache").
-DECODE_GEMM_MIN_SLOTS = 1024
-
-
-def _decode_attention(q, parts, *, scale, logit_softcap):
-    """One query per row: scores [B, KVH*G, S] over the cache's slots, one softmax, then values.
-
-    Two ways to form the products, the same numbers up to float32 rounding, chosen by the number of
-    slots S (static):
-      * S < DECODE_GEMM_MIN_SLOTS: elementwise multiplies reduced over hd, then over the slots. XLA's
-        CPU backend fuses them with the cache read; einsums over (b, k) ran as B x KVH tiny GEMMs,
-        ~2x slower at batch 64 x 192 slots ("sample — profile of the decode step").
-      * longer caches: per-row GEMMs over the cache viewed as [B, S, KVH*hd] rows, with the query
-        as a block-diagonal [B, KVH*G, KVH*hd] matrix, zero outside each head's own kv head:
-          scores[b, (k,g), s] = sum_c q_bd[b, (k,g), c] keys[b, s, c]            c = (k', d)
-          out[b, (k,g), (k',d)] = sum_s probs[b, (k,g), s] values[b, s, (k',d)], kept where k' = k.
-        KVH x the minimal FLOPs, but the step is bound by reading the cache, which the GEMMs read
-        once in its own layout; the multiply-reduce over the slot axis reads it with strides and
-        fell to ~2.3 GB/s at 1088 slots (2.3x slower at batch 64, 1.4x at batch 16).
-    Per-layer buffers are [B, S, KVH*hd] because a reshape of a freshly written [B, S, KVH, hd]
-    buffer made XLA duplicate the write and copy the buffer every step.
-    """
-    batch, _, kv_heads, groups, head_dim = q.shape
-    slots = sum(keys.shape[1] for keys, _, _ in parts)
-    heads = lambda x: x.reshape(batch, x.shape[1], kv_heads, head_dim).astype(jnp.float32)
-    rows = lambda x: x.reshape(batch, x.shape[1], kv_heads * head_dim).astype(jnp.float32)
-    eye = jnp.eye(kv_heads, dtype=q.dtype)
-    if slots < DECODE_GEMM_MIN_SLOTS:
-        query = q[:, 0].reshape(batch, 1, kv_heads, groups, head_dim)
-        scores_of = lambda keys: jnp.sum(query * heads(keys)[:, :, :, None, :], axis=-1).transpose(0, 2, 3, 1)
-        values_of = lambda p, values: jnp.sum(
-            p.reshape(batch, kv_heads, groups, -1).transpose(0, 3, 1, 2)[..., None] * heads(values)[:, :, :, None, :],
-            axis=1,
-        )
-    else:
-        q_bd = (q[:, 0, :, :, None, :] * eye[None, :, None, :, None]).reshape(
-            batch, kv_heads * groups, kv_heads * head_dim
-        )
-        scores_of = lambda keys: jnp.einsum("bmc,bsc->bms", q_bd, rows(keys))
-        values_of = lambda p, values: jnp.einsum("bms,bsc->bmc", p, rows(values)).reshape(
-            batch, kv_heads, groups, kv_heads, head_dim
-        )
-
-    def scores_against(keys, mask):
-        scores = scores_of(keys).reshape(batch, kv_heads * groups, keys.shape[1]) * scale
-        if logit_softcap is not None:
-            scores = softcap(scores, logit_softcap)
-        return jnp.where(mask, scores, _NEG_INF)  # mask [B,1,S] broadcasts over the heads
-
-    scores = jnp.concatenate([scores_against(keys, mask) for keys, _, mask in parts], axis=-1)
-    probs = jax.nn.softmax(scores, axis=-1)
-    out, offset = 0.0, 0
-    for _, values, _ in parts:
-        width = values.shape[1]
-        out = out + values_of(jax.lax.slice_in_dim(probs, offset, offset + width, axis=2), values)
-        offset += width
-    if slots >= DECODE_GEMM_MIN_SLOTS:
-        out = jnp.einsum("bkgjd,kj->bkgd", out, eye)
-    return out[:, None]
 
 
 # HF ACT2FN names -> functions; gelu_pytorch_tanh is GELU's tanh approximation (Gemma's GeGLU).
@@ -377,11 +262,6 @@ ACTIVATIONS = {
     "silu": jax.nn.silu,
     "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
 }
-
-
-def softcap(x: jax.Array, cap: float) -> jax.Array:
-    """cap * tanh(x / cap) (Gemma 2 report, section 2; transformers Gemma2 soft-capping)."""
-    return jnp.tanh(x / cap) * cap
 
 
 class MLP(nnx.Module):
@@ -544,7 +424,7 @@ class Llama(nnx.Module):
         """An empty KV cache: per-slot segment ids (0 = empty or padding) and positions [B, S], the
         write index, and k/v: with `cfg.scan_layers` one stacked [L, B, S, KVH, hd] array each (the
         scan's xs); otherwise a tuple of L arrays [B, S, KVH*hd], one buffer per layer, flat so that
-        a decode step reads it as GEMM rows without a reshape (`_decode_attention`).
+        a decode step reads it as GEMM rows without a reshape (attention.py `decode_attention`).
 
         Why per-layer buffers without scan: a decode step then reads each layer's own buffer and
         writes one column into it in place. With one stacked buffer read by every layer, XLA copied
