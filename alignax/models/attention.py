@@ -89,7 +89,7 @@ def decode_attention(q, parts, *, scale, logit_softcap):
           out[b, (k,g), (k',d)] = sum_s probs[b, (k,g), s] values[b, s, (k',d)], kept where k' = k.
         KVH x the minimal FLOPs, but the step is bound by reading the cache, which the GEMMs read
         once in its own layout; the multiply-reduce over the slot axis reads it with strides and
-        fell to ~2.3 GB/s at 1088 slots (2.3x slower at batch 64, 1.4x at batch 16).
+        fell to ~2.3 GB/s at 1088 slots (2.3x slower at batch 64, 1.4-1.6x at batch 16).
     Per-layer buffers are [B, S, KVH*hd] because a reshape of a freshly written [B, S, KVH, hd]
     buffer made XLA duplicate the write and copy the buffer every step.
     """
@@ -97,21 +97,22 @@ def decode_attention(q, parts, *, scale, logit_softcap):
     slots = sum(keys.shape[1] for keys, _, _ in parts)
     heads = lambda x: x.reshape(batch, x.shape[1], kv_heads, head_dim).astype(jnp.float32)
     rows = lambda x: x.reshape(batch, x.shape[1], kv_heads * head_dim).astype(jnp.float32)
-    eye = jnp.eye(kv_heads, dtype=q.dtype)
-    if slots < DECODE_GEMM_MIN_SLOTS:
-        query = q[:, 0].reshape(batch, 1, kv_heads, groups, head_dim)
-        scores_of = lambda keys: jnp.sum(query * heads(keys)[:, :, :, None, :], axis=-1).transpose(0, 2, 3, 1)
+    if slots < DECODE_GEMM_MIN_SLOTS:  # q is [B, 1, KVH, G, hd]: its slot axis broadcasts
+        scores_of = lambda keys: jnp.sum(q * heads(keys)[:, :, :, None, :], axis=-1).transpose(0, 2, 3, 1)
         values_of = lambda p, values: jnp.sum(
             p.reshape(batch, kv_heads, groups, -1).transpose(0, 3, 1, 2)[..., None] * heads(values)[:, :, :, None, :],
             axis=1,
         )
     else:
+        eye = jnp.eye(kv_heads, dtype=q.dtype)
         q_bd = (q[:, 0, :, :, None, :] * eye[None, :, None, :, None]).reshape(
             batch, kv_heads * groups, kv_heads * head_dim
         )
         scores_of = lambda keys: jnp.einsum("bmc,bsc->bms", q_bd, rows(keys))
-        values_of = lambda p, values: jnp.einsum("bms,bsc->bmc", p, rows(values)).reshape(
-            batch, kv_heads, groups, kv_heads, head_dim
+        values_of = lambda p, values: jnp.einsum(  # keep each head's own kv head: the diagonal k' = k
+            "bkgjd,kj->bkgd",
+            jnp.einsum("bms,bsc->bmc", p, rows(values)).reshape(batch, kv_heads, groups, kv_heads, head_dim),
+            eye,
         )
 
     def scores_against(keys, mask):
@@ -127,6 +128,4 @@ def decode_attention(q, parts, *, scale, logit_softcap):
         width = values.shape[1]
         out = out + values_of(jax.lax.slice_in_dim(probs, offset, offset + width, axis=2), values)
         offset += width
-    if slots >= DECODE_GEMM_MIN_SLOTS:
-        out = jnp.einsum("bkgjd,kj->bkgd", out, eye)
     return out[:, None]
