@@ -10,7 +10,26 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import ast  # noqa: E402
+import threading  # noqa: E402
+
 import pytest  # noqa: E402
+
+# CPython 3.11 keeps the AST constructor's recursion counter in interpreter-wide state
+# (python/cpython#106905): two threads inside `ast.parse` at once (pytest rendering a traceback
+# while a server or Orbax thread formats one: `traceback` parses source for its carets) raise
+# "SystemError: AST constructor recursion depth mismatch", which aborted a CI run with
+# INTERNALERROR. One parse at a time in the test process; re-entrant for a parse inside a parse.
+_AST_PARSE_LOCK = threading.RLock()
+_unguarded_ast_parse = ast.parse
+
+
+def _one_ast_parse_at_a_time(*args, **kwargs):
+    with _AST_PARSE_LOCK:
+        return _unguarded_ast_parse(*args, **kwargs)
+
+
+ast.parse = _one_ast_parse_at_a_time
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
