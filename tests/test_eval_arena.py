@@ -8,6 +8,7 @@ import pytest
 from scipy import optimize
 
 from alignax.evaluate import arena_hard as ah
+from alignax.evaluate import arena_hard_v2 as ah2
 
 BATTLES = "arena_hard/DEV_battles_commit57a9881_not_leaderboard.jsonl"
 BASELINE = "claude-3-haiku-20240307"
@@ -188,10 +189,10 @@ def test_v2_scores_and_bootstrap_leaderboard():
         {"uid": "q2", "model": "m", "games": [{"score": "A=B"}, {"score": "B>A"}]},  # tie, model loses
         {"uid": "q3", "model": "m", "games": [None, {"score": "A>B"}]},  # dropped
     ]
-    scores, skipped = ah.scores_v2_from_judgments(judgments, weight=3)
+    scores, skipped = ah2.scores_v2_from_judgments(judgments, weight=3)
     assert skipped == 1
     assert sorted(scores["score"]) == sorted([1.0, 1.0, 1.0, 1.0, 0.0, 0.5])
-    board = ah.leaderboard_v2(scores, baseline="base", num_rounds=200, seed=0).set_index("model")
+    board = ah2.leaderboard_v2(scores, baseline="base", num_rounds=200, seed=0).set_index("model")
     assert board.loc["m", "score"] == pytest.approx(100 * 4.5 / 6, abs=5)
     assert board.loc["base", "score"] == 50.0
     assert board.loc["m", "lower"] <= board.loc["m", "score"] <= board.loc["m", "upper"]
@@ -209,11 +210,11 @@ def test_v2_soft_bt_matches_torch_lbfgs():
     b_meta = np.stack(
         [rng.integers(100, 900, n), rng.integers(0, 5, n), rng.integers(0, 9, n), rng.integers(0, 6, n)], axis=1
     )
-    style = ah.style_features_v2(m_meta, b_meta)
+    style = ah2.style_features_v2(m_meta, b_meta)
     logits = np.array([0.8, -0.2, 0.1])[model_index] + style @ np.array([0.9, 0.0, 0.3, -0.2])
     outcome = np.where(rng.uniform(size=n) < 1 / (1 + np.exp(-logits)), 1.0, 0.0)
     outcome[rng.uniform(size=n) < 0.1] = 0.5
-    ours = ah.fit_soft_bt(model_index, style, outcome, n_models)
+    ours = ah2.fit_soft_bt(model_index, style, outcome, n_models)
 
     x = torch.tensor(np.concatenate([np.eye(n_models)[model_index], style], axis=1), dtype=torch.float64)
     y = torch.tensor(outcome, dtype=torch.float64)
@@ -234,7 +235,7 @@ def test_v2_soft_bt_matches_torch_lbfgs():
     assert ours[3] > 0.5  # the planted length coefficient 0.9 is recovered roughly
 
     scores = pd.DataFrame({"model": np.array(["a", "b", "c"])[model_index], "score": outcome})
-    board = ah.style_control_leaderboard_v2(scores, style, baseline="base", num_rounds=20, seed=0).set_index("model")
+    board = ah2.style_control_leaderboard_v2(scores, style, baseline="base", num_rounds=20, seed=0).set_index("model")
     expected = 100 / (1 + np.exp(-ours[:3]))
     for name, value in zip("abc", expected):
         assert board.loc[name, "score"] == pytest.approx(value, abs=3)

@@ -1,7 +1,7 @@
 """AlpacaEval 2: raw win rates and the length-controlled (LC) win rate.
 
 Definitions (restated from alpaca-eval 0.6.6, `metrics/winrate.py`, `metrics/helpers.py` and
-`metrics/glm_winrate.py`; see also ../shared/EVALUATION.md section 1):
+`metrics/glm_winrate.py`; protocol in docs/evaluation.md):
 
 Preferences. The judge's preference lies in [1, 2]: 1 = the baseline (output_1, generator_1) is
 better, 2 = the evaluated model (output_2, generator_2) is better; 0 and 1.5 are draws; NaN means

@@ -1,7 +1,7 @@
 """L-Eval automatic metrics: exact match (with its task rules), SQuAD F1 and ROUGE.
 
 Restated from OpenLMLab/LEval `Evaluation/auto_eval.py`, `em.py`, `f1.py`, `rouge.py`
-(../shared/EVALUATION.md §5). Scores are 100 x the mean over examples of the max over references.
+(protocol in docs/evaluation.md). Scores are 100 x the mean over examples of the max over references.
 
 Exact match (em.py): normalize = drop punctuation, drop articles, collapse whitespace (no
 lower-casing). If the normalized ground truth is only A-D letters (multiple choice): 1 if equal,

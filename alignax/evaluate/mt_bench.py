@@ -1,7 +1,7 @@
 """MT-Bench metrics: judge-output parsing and score aggregation (FastChat `llm_judge`).
 
 Restated from lm-sys/FastChat `fastchat/llm_judge/common.py` (parsing) and `show_result.py`
-(aggregation); see ../shared/EVALUATION.md §4.
+(aggregation); protocol in docs/evaluation.md.
 
 Single-answer grading: the judge writes a 1-10 rating as "[[x]]"; FastChat falls back to "[x]"
 when no "[[x]]" is present; a judgment with neither is an error (FastChat stores -1).

@@ -2,7 +2,7 @@
 
 Restated from allenai/reward-bench `rewardbench/constants.py` (EXAMPLE_COUNTS, SUBSET_MAPPING),
 `rewardbench/utils.py::calculate_scores_per_section` and
-`analysis/get_benchmark_results.py`; see ../shared/EVALUATION.md §6. This is the one scorer the
+`analysis/get_benchmark_results.py`; protocol in docs/evaluation.md. This is the one scorer the
 annotation code reuses (`alignax.annotate`): give it rewards, get accuracies.
 
 Per pair: correct iff reward(chosen) > reward(rejected), strictly (a tie is wrong).

@@ -1,7 +1,7 @@
 """Ruler's Target Length Generation metrics: Precise Match (PM) and Flexible Match (FM).
 
 Li et al., "Ruler: A Model-Agnostic Method to Control Generated Length" (EMNLP Findings 2024),
-Geaming2002/Ruler; restated in ../shared/METHODS.md §17.
+Geaming2002/Ruler.
 
 Words are `\\w+` tokens (nltk RegexpTokenizer(r"\\w+"), i.e. `re.findall(r"\\w+", text)`).
 A response of n words for target T is a PM hit when n lies in PM(T) and an FM hit when n lies

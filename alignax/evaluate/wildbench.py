@@ -1,7 +1,7 @@
 """WildBench v2 metrics: WB-Reward (pairwise, length penalty K) and WB-Score (pointwise).
 
 Restated from allenai/WildBench `leaderboard/data_dir/_create_tables.py` (per-model tables) and
-`_merge_results.py` (the three-reference mixture); see ../shared/EVALUATION.md §2.
+`_merge_results.py` (the three-reference mixture); protocol in docs/evaluation.md.
 
 WB-Reward, one test model against one reference model, per item:
   the judge names a `winner` (a model id or "tie") and an `extent` (1 = slightly, 2 = much);
