@@ -13,6 +13,7 @@ from absl.testing import parameterized
 from jax.test_util import check_grads
 
 from alignax.losses import dpo_family as dpo_lib
+from alignax.losses import dpo_variants as variants_lib
 from alignax.losses import kto as kto_lib
 from alignax.losses import reference_free as reffree_lib
 from alignax.losses import registry
@@ -67,7 +68,7 @@ def _call(name, batch, **hparams):
 
 
 def test_every_name_is_registered_to_the_dpo_family_modules():
-    modules = {dpo_lib.__name__, reffree_lib.__name__, kto_lib.__name__}
+    modules = {dpo_lib.__name__, variants_lib.__name__, reffree_lib.__name__, kto_lib.__name__}
     for name in ALL_PAIRED + ["kto", "sigmoid_norm", "aot_unpaired"]:
         assert registry.get(name).__module__ in modules, name
     for name in ("simpo", "cpo", "orpo"):

@@ -8,7 +8,8 @@ paper, formula, inputs, defaults) and docs/batches.md for how the engine feeds t
 from alignax.losses import (
     cgpo,  # noqa: F401,E402  CGPO (crpg, codpo, crraft), FSPO
     cut,  # noqa: F401,E402  CUT
-    dpo_family,  # noqa: F401,E402  DPO and TRL's reference-based loss types, LN-DPO
+    dpo_family,  # noqa: F401,E402  DPO and TRL's reference-based loss types
+    dpo_variants,  # noqa: F401,E402  AOT, APO, DiscoPOP, LN-DPO
     kto,  # noqa: F401,E402  KTO
     nash,  # noqa: F401,E402  SPPO, INPO, DNO
     ppo,  # noqa: F401,E402  AlpacaFarm PPO set
