@@ -7,6 +7,7 @@ formulas from the cited sources); every test here fails on the code before the f
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 
@@ -238,8 +239,14 @@ def _two_checkpoints(directory):
     return checkpointer
 
 
-def _reopen(directory):
-    return ckpt_lib.Checkpointer(str(directory), keep=3, async_save=False)
+@contextlib.contextmanager
+def _reopened(directory):
+    """The run's directory opened again, closed afterwards (an open Orbax manager outlives the test)."""
+    checkpointer = ckpt_lib.Checkpointer(str(directory), keep=3, async_save=False)
+    try:
+        yield checkpointer
+    finally:
+        checkpointer.close()
 
 
 @pytest.mark.parametrize("how", ["truncate", "missing_files", "no_commit_marker"])
@@ -257,30 +264,30 @@ def test_corrupt_newest_checkpoint_is_skipped_with_a_warning_and_kept(tmp_path, 
                 file.unlink()
     else:
         (newest / "commit_success.txt").unlink()
-    checkpointer = _reopen(tmp_path)
-    step, state, data = checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state()))
-    assert (step, data) == (1, {"train": 1})
-    np.testing.assert_array_equal(state["params"]["b"], np.full(3, 2.0))
-    out = capsys.readouterr().out
-    assert f"WARNING: checkpoint step 2 in {tmp_path}" in out and "falling back" in out and str(newest) in out
-    assert newest.is_dir()  # restore deletes nothing
-    # The resumed run saves step 2 again: the unreadable one is moved aside, not deleted.
-    checkpointer.save(2, _small_state(), {"train": 2})
-    checkpointer.close()
+    with _reopened(tmp_path) as checkpointer:
+        step, state, data = checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state()))
+        assert (step, data) == (1, {"train": 1})
+        np.testing.assert_array_equal(state["params"]["b"], np.full(3, 2.0))
+        out = capsys.readouterr().out
+        assert f"WARNING: checkpoint step 2 in {tmp_path}" in out and "falling back" in out and str(newest) in out
+        assert newest.is_dir()  # restore deletes nothing
+        # The resumed run saves step 2 again: the unreadable one is moved aside, not deleted.
+        checkpointer.save(2, _small_state(), {"train": 2})
     assert sorted(os.listdir(tmp_path), key=int) == ["1", "2"]
     aside = list(pathlib.Path(str(tmp_path) + ".unreadable").iterdir())
     assert len(aside) == 1 and aside[0].name.startswith("2-")
-    assert _reopen(tmp_path).restore_latest(ckpt_lib.abstract_like(_small_state()))[0] == 2
+    with _reopened(tmp_path) as checkpointer:
+        assert checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state()))[0] == 2
 
 
 def test_changed_config_is_an_error_naming_the_key_and_deletes_nothing(tmp_path):
     _two_checkpoints(tmp_path).close()
-    checkpointer = _reopen(tmp_path)
-    with pytest.raises(ValueError, match=r"'params\.w'.*\(4, 8\) float32.*expects \(4, 5\) float32"):
-        checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state(width=5)))
     wrong_dtype = jax.tree.map(lambda x: x.astype(jnp.bfloat16) if x.dtype == jnp.float32 else x, _small_state())
-    with pytest.raises(ValueError, match=r"'params\.b'.*float32.*bfloat16"):
-        checkpointer.restore_latest(ckpt_lib.abstract_like(wrong_dtype))
+    with _reopened(tmp_path) as checkpointer:
+        with pytest.raises(ValueError, match=r"'params\.w'.*\(4, 8\) float32.*expects \(4, 5\) float32"):
+            checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state(width=5)))
+        with pytest.raises(ValueError, match=r"'params\.b'.*float32.*bfloat16"):
+            checkpointer.restore_latest(ckpt_lib.abstract_like(wrong_dtype))
     assert sorted(os.listdir(tmp_path), key=int) == ["1", "2"]
 
 
@@ -294,14 +301,14 @@ def test_changed_config_is_an_error_naming_the_key_and_deletes_nothing(tmp_path)
 )
 def test_other_restore_errors_are_raised_and_delete_nothing(tmp_path, monkeypatch, error):
     _two_checkpoints(tmp_path).close()
-    checkpointer = _reopen(tmp_path)
 
     def failing_restore(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(checkpointer.manager, "restore", failing_restore)
-    with pytest.raises(type(error)):
-        checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state()))
+    with _reopened(tmp_path) as checkpointer:
+        monkeypatch.setattr(checkpointer.manager, "restore", failing_restore)
+        with pytest.raises(type(error)):
+            checkpointer.restore_latest(ckpt_lib.abstract_like(_small_state()))
     assert sorted(os.listdir(tmp_path), key=int) == ["1", "2"]
 
 
