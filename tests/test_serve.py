@@ -37,7 +37,12 @@ def tok():
 
 @pytest.fixture(scope="module")
 def model():
-    return Llama(LlamaConfig.tiny(scan_layers=True), rngs=nnx.Rngs(0))  # as the server loads models
+    return Llama(LlamaConfig.tiny(), rngs=nnx.Rngs(0))  # per-layer cache buffers, as load_for_serving loads
+
+
+@pytest.fixture(scope="module")
+def scanned_model():
+    return Llama(LlamaConfig.tiny(scan_layers=True), rngs=nnx.Rngs(0))  # the stacked cache: also served
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +301,10 @@ def test_a_request_joins_a_running_batch(client, server):
 
 
 def test_engine_compaction_keeps_rows_exact(model, tok):
+    _check_compaction_keeps_rows_exact(model, tok)
+
+
+def _check_compaction_keeps_rows_exact(model, tok):
     """Rows that start at different columns, a freed row, then compaction: every row's greedy tokens
     still equal generate()'s (the engine API directly, same shapes as the server's)."""
     graphdef, state = nnx.split(model)
@@ -517,7 +526,38 @@ def test_cli_binds_loopback_and_never_logs_the_api_key(model, tok, monkeypatch, 
     assert secret not in caplog.text and secret not in out + err
 
 
-def test_an_unscanned_model_is_refused_with_the_loader_to_use(tok):
-    unscanned = Llama(LlamaConfig.tiny(), rngs=nnx.Rngs(0))  # per-layer cache buffers
-    with pytest.raises(ValueError, match="load_for_serving"):
-        make_server(unscanned, tok, model_name=MODEL, port=0, max_batch=MAX_BATCH, max_context=MAX_CONTEXT)
+def test_engine_decode_step_copies_no_cache_buffer(model):
+    # Per-layer buffers are written in place (alignax/serve/loading.py): the compiled step holds no
+    # copy of a layer's [B, S, KVH*hd] buffer, and the donated cache comes back as the same buffers.
+    import re
+
+    graphdef, state = nnx.split(model)
+    slots = engine.init_slots(model, MAX_BATCH, MAX_CONTEXT)
+    assert isinstance(slots.cache["k"], tuple) and len(slots.cache["k"]) == model.cfg.num_hidden_layers
+    width = model.cfg.num_key_value_heads * model.cfg.head_dim
+    assert slots.cache["k"][0].shape == (MAX_BATCH, MAX_CONTEXT, width)
+    active = np.ones((MAX_BATCH,), bool)
+    compiled = engine.decode_step.lower(graphdef, state, slots, active, np.asarray(False), top_n=20).compile()
+    copies = re.findall(rf"f32\[{MAX_BATCH},{MAX_CONTEXT},{width}\]\S* copy\(", compiled.as_text())
+    assert not copies, f"{len(copies)} copies of a layer's cache buffer per step"
+
+
+# The stacked (scanned) cache last: its decode program is a second one, which
+# test_few_compiled_programs (one program for the server's model) must not count.
+
+
+def test_engine_compaction_keeps_rows_exact_with_the_stacked_cache(scanned_model, tok):
+    _check_compaction_keeps_rows_exact(scanned_model, tok)
+
+
+def test_a_scanned_model_serves_the_same_text_as_generate(scanned_model, tok):
+    srv = make_server(scanned_model, tok, model_name=MODEL, port=0, max_batch=MAX_BATCH, max_context=MAX_CONTEXT)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0, timeout=CLIENT_TIMEOUT_S)
+        ref = generate(scanned_model, tok, PROMPTS[:1], max_new_tokens=16, temperature=0.0, batch_size=1)[0]
+        assert chat(client, PROMPTS[0], max_tokens=16, temperature=0).choices[0].message.content == ref.text
+    finally:
+        srv.close()
+        thread.join(timeout=30)

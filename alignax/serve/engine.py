@@ -52,7 +52,9 @@ from alignax.sample.sampler import TOP_P_CANDIDATES, bucket_length
 class Slots(NamedTuple):
     """Device state of every slot (axis 0 of each array = slot, except the cache's layout)."""
 
-    cache: Any  # the model's batched cache: k/v [L, B, S, KVH, hd], segment_ids/positions [B, S], index []
+    # The model's batched cache: k/v one stacked [L, B, S, KVH, hd] array (scan_layers) or a tuple of
+    # per-layer [B, S, KVH*hd] buffers; segment_ids/positions [B, S]; index [].
+    cache: Any
     segment: jax.Array  # [B] int32: the current occupant's segment id (0 = free)
     position: jax.Array  # [B] int32: rotary position of last_token
     last_token: jax.Array  # [B] int32: the token fed at the next step
@@ -87,6 +89,20 @@ def init_slots(model, max_batch: int, max_context: int) -> Slots:
         temperature=zeros(jnp.float32),
         top_p=jnp.ones((max_batch,), jnp.float32),
     )
+
+
+def _write_row(buffer, row, slot):
+    """A one-row prefill cache (batch 1, columns [0, P)) written into row `slot` of the slots' cache."""
+    if isinstance(buffer, tuple):  # per-layer [B, S, F] buffers, each written in place
+        return tuple(jax.lax.dynamic_update_slice(b, r, (slot, 0, 0)) for b, r in zip(buffer, row))
+    return jax.lax.dynamic_update_slice(buffer, row, (0, slot, 0, 0, 0))  # stacked [L, B, S, KVH, hd]
+
+
+def _gather_columns(buffer, order):
+    """Columns of every row reordered by order [B, S] (either cache layout)."""
+    if isinstance(buffer, tuple):
+        return tuple(jnp.take_along_axis(b, order[:, :, None], axis=1) for b in buffer)
+    return jnp.take_along_axis(buffer, order[None, :, :, None, None], axis=2)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("slots",))
@@ -124,8 +140,8 @@ def prefill_into_slots(
     def put(i, s: Slots) -> Slots:
         slot, segment = targets[i], segments[i]
         cache = dict(s.cache)
-        for name in ("k", "v"):  # [L, 1, P, KVH, hd] into columns [0, P) of row `slot`
-            cache[name] = jax.lax.dynamic_update_slice(cache[name], row[name], (0, slot, 0, 0, 0))
+        for name in ("k", "v"):  # columns [0, P) of row `slot`
+            cache[name] = _write_row(cache[name], row[name], slot)
         cache["segment_ids"] = jax.lax.dynamic_update_slice(
             cache["segment_ids"], jnp.where(real, segment, 0).astype(jnp.int32), (slot, 0)
         )
@@ -153,13 +169,12 @@ def compact(slots: Slots, active) -> Slots:
     cache = slots.cache
     valid = (cache["segment_ids"] == slots.segment[:, None]) & (slots.segment[:, None] != 0) & active[:, None]
     order = jnp.argsort(~valid, axis=1, stable=True)  # valid columns first, each group in column order
-    gather_kv = lambda x: jnp.take_along_axis(x, order[None, :, :, None, None], axis=2)
     counts = jnp.sum(valid, axis=1)
     kept = jnp.arange(valid.shape[1])[None] < counts[:, None]
     cache = dict(
         cache,
-        k=gather_kv(cache["k"]),
-        v=gather_kv(cache["v"]),
+        k=_gather_columns(cache["k"], order),
+        v=_gather_columns(cache["v"], order),
         segment_ids=jnp.where(kept, jnp.take_along_axis(cache["segment_ids"], order, axis=1), 0),
         positions=jnp.take_along_axis(cache["positions"], order, axis=1),
         index=jnp.max(counts).astype(jnp.int32),

@@ -1,11 +1,14 @@
-"""Loading a model for serving: `alignax.models.load` with the decoder blocks under `lax.scan`.
+"""Loading a model for serving: `alignax.models.load` with one KV-cache buffer per layer.
 
-Why: the decode step is one jitted call per token with the KV cache donated in and out. With a
-Python loop over layers, XLA cannot prove that layer l's cache read happens before layer l's
-one-column write into the stacked [L, B, S, ...] cache, and copies the WHOLE stacked cache before
-every layer's write (measured: ~5 s per step for 32 slots x 512 columns of SmolLM2-135M). With
-`scan_layers=True` the layers' new keys/values come out of the scan and are written with one
-in-place update after it (no copy at all in the compiled step).
+Why: the decode step is one jitted call per token with the KV cache donated in and out. An
+unscanned model's cache is one [B, S, KVH*hd] buffer per layer (alignax/models/llama.py
+`init_cache`): each layer writes its new column into its own buffer and attends over it, so the
+compiled step copies neither a cache buffer nor a weight (tests/test_serve.py checks the engine's
+step; tests/test_sampler.py the sampler's). The alternatives each copied something every step: a
+Python loop over layers writing one stacked [L, B, S, ...] cache copied the whole stack before
+every layer's write (~5 s per step for 32 slots x 512 columns of SmolLM2-135M), and scanned
+layers copy each layer's weight slice out of the stack (benchmarks/README.md, "sample — profile
+of the decode step"). The engine still serves a scanned model's stacked cache (`scan_layers=True`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import os
 from alignax.models import LlamaConfig, Tokenizer, gguf_io, hf_io, load, presets
 
 
-def load_for_serving(source, *, dtype=None):
-    """(model with scan_layers=True, tokenizer) from a preset, an HF folder or a .gguf file."""
+def load_for_serving(source, *, dtype=None, scan_layers: bool = False):
+    """(model, tokenizer) from a preset, an HF folder or a .gguf file; per-layer cache buffers
+    unless `scan_layers`."""
     path = os.fspath(presets.resolve(source) if presets.is_preset(source) else source)
-    overrides = {"scan_layers": True}
+    overrides = {"scan_layers": bool(scan_layers)}
     if dtype is not None:
         overrides["dtype"] = str(dtype)
     if os.path.isdir(path):

@@ -292,16 +292,10 @@ def make_server(
     """A bound server whose engine thread is running; call serve_forever (any thread), then close().
 
     max_context: tokens per slot (prompt + completion); default the model's max_position_embeddings
-    capped at 2048. port 0 picks a free port (see `server.url`). Give a model with
-    cfg.scan_layers=True (`alignax.serve.loading.load_for_serving`): see loading.py for why.
+    capped at 2048. port 0 picks a free port (see `server.url`). Either cache layout serves:
+    per-layer buffers (the default of `alignax.serve.loading.load_for_serving`) or a scanned
+    model's stacked cache.
     """
-    if not model.cfg.scan_layers:
-        # The engine writes slots into the stacked [L, B, S, ...] cache; an unscanned model's
-        # init_cache gives per-layer buffers instead (alignax/models/llama.py `init_cache`).
-        raise ValueError(
-            "the server needs model.cfg.scan_layers=True (stacked KV cache): load the model with "
-            "alignax.serve.loading.load_for_serving"
-        )
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     max_context = int(max_context or min(model.cfg.max_position_embeddings, 2048))
