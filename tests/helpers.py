@@ -52,3 +52,12 @@ class CharTokenizer:
         if add_generation_prompt:
             ids += self.encode("[assistant]")
         return ids if tokenize else self.decode(ids)
+
+
+def torch_f64(x):
+    """`x` as a float64 torch tensor: the reference implementations (TRL and the papers' code) run in
+    float64 so that a mismatch is alignax's, not rounding's."""
+    import numpy as np
+    import torch
+
+    return torch.tensor(np.asarray(x, dtype=np.float64))

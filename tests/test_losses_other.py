@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import torch_f64
 from jax.test_util import check_grads
 
 import alignax.losses as losses
@@ -26,20 +27,12 @@ torch = pytest.importorskip("torch")
 ATOL = 1e-5
 
 
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
 def _pair_arrays(batch=6, seed=0, scale=3.0):
-    rng = _rng(seed)
+    rng = np.random.default_rng(seed)
     return {
         name: (rng.normal(size=batch) * scale - 20.0).astype(np.float32)
         for name in ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
     }
-
-
-def _t(x):
-    return torch.tensor(np.asarray(x, dtype=np.float64))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +52,11 @@ def trl_dpo():
             use_weighting=False,
         )
         out = DPOTrainer.dpo_loss(
-            namespace, _t(chosen_logps), _t(rejected_logps), _t(ref_chosen_logps), _t(ref_rejected_logps)
+            namespace,
+            torch_f64(chosen_logps),
+            torch_f64(rejected_logps),
+            torch_f64(ref_chosen_logps),
+            torch_f64(ref_rejected_logps),
         )
         return [o.numpy() for o in out]
 
@@ -116,7 +113,7 @@ def test_bf16_inputs_give_fp32_losses():
 
 class SFTTest(chex.TestCase):
     def setUp(self):
-        rng = _rng(1)
+        rng = np.random.default_rng(1)
         self.logps = -rng.exponential(size=(3, 5)).astype(np.float32)
         self.mask = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 0]], np.float32)
 
@@ -202,7 +199,7 @@ class NashTest(chex.TestCase):
 
     def test_sppo_per_sample_form_equals_pair_form(self):
         pair = _pair_arrays(seed=3)
-        rng = _rng(3)
+        rng = np.random.default_rng(3)
         qw, ql = rng.uniform(size=6).astype(np.float32), rng.uniform(size=6).astype(np.float32)
         pair_loss, _ = nash.sppo(**pair, chosen_win_probs=qw, rejected_win_probs=ql, beta=0.1)
         sample_loss, _ = nash.sppo_sample(
@@ -215,7 +212,7 @@ class NashTest(chex.TestCase):
 
     def test_sppo_single_is_symmetric_under_swap(self):
         pair = _pair_arrays(seed=4)
-        q = _rng(4).uniform(size=6).astype(np.float32)
+        q = np.random.default_rng(4).uniform(size=6).astype(np.float32)
         forward, _ = nash.sppo_single(**pair, chosen_pref_probs=q, beta=0.1)
         swapped, _ = nash.sppo_single(
             chosen_logps=pair["rejected_logps"],
@@ -335,9 +332,9 @@ def test_dno_gradient_matches_finite_differences():
 
 def _cut_reference(aligned_logps, mask, unjudged_logps, is_negative, threshold, weight):
     """Torch re-statement of wwxu21/CUT LlamaForCausalLM.forward/unlikelihood on label probs."""
-    p_aligned = torch.exp(_t(aligned_logps))
-    p_unjudged = torch.exp(_t(unjudged_logps))
-    m = _t(mask).bool()
+    p_aligned = torch.exp(torch_f64(aligned_logps))
+    p_unjudged = torch.exp(torch_f64(unjudged_logps))
+    m = torch_f64(mask).bool()
     mle = -torch.log(p_aligned[m]).mean()
     negative = torch.tensor(is_negative)
     if not negative.any():
@@ -356,7 +353,7 @@ def _cut_reference(aligned_logps, mask, unjudged_logps, is_negative, threshold, 
 
 class CUTTest(chex.TestCase):
     def setUp(self):
-        rng = _rng(12)
+        rng = np.random.default_rng(12)
         self.unjudged = -rng.exponential(size=(4, 6)).astype(np.float32)
         # Judgment raises some tokens' probability by more than lambda, others by less.
         self.aligned = (self.unjudged + rng.normal(scale=0.3, size=(4, 6))).astype(np.float32)
@@ -450,7 +447,7 @@ class CUTTest(chex.TestCase):
 def test_crpg_gradient_is_calibrated_gated_kl_regularized_policy_gradient_with_baseline():
     # Updated for the CGPO fix (issue "Engine v2"): the old test encoded R·1[feasible] with no KL
     # factor and no baseline. Reference: TRL's CGPO trainer (crpg_optimization), restated in numpy.
-    rng = _rng(13)
+    rng = np.random.default_rng(13)
     logps = rng.normal(size=5).astype(np.float32) - 10
     rewards, baseline = rng.normal(size=5).astype(np.float32), rng.normal(size=5).astype(np.float32)
     feasible = np.array([True, False, True, True, False])
@@ -544,17 +541,17 @@ def test_fspo_equals_trl_base_loss(trl_dpo, base_loss, length_normalize):
 def test_reward_bt_equals_trl_reward_trainer(with_margin):
     from trl.trainer.reward_trainer import RewardTrainer
 
-    rng = _rng(16)
+    rng = np.random.default_rng(16)
     chosen, rejected = rng.normal(size=(8, 1)), rng.normal(size=(8, 1))
     margin = rng.uniform(size=(8, 1))
     inputs = {
-        "input_ids_chosen": _t(chosen),
+        "input_ids_chosen": torch_f64(chosen),
         "attention_mask_chosen": None,
-        "input_ids_rejected": _t(rejected),
+        "input_ids_rejected": torch_f64(rejected),
         "attention_mask_rejected": None,
     }
     if with_margin:
-        inputs["margin"] = _t(margin)
+        inputs["margin"] = torch_f64(margin)
     fake_model = lambda input_ids, attention_mask, return_dict: {"logits": input_ids}  # rewards pass straight through
     namespace = SimpleNamespace(args=SimpleNamespace(center_rewards_coefficient=None))
     trl_loss = RewardTrainer.compute_loss(namespace, fake_model, inputs).item()
@@ -566,11 +563,11 @@ def test_reward_bt_equals_trl_reward_trainer(with_margin):
 
 
 def test_reward_bt_equals_alpaca_farm_bce_and_log2_at_ties():
-    rng = _rng(17)
+    rng = np.random.default_rng(17)
     r0, r1 = rng.normal(size=8), rng.normal(size=8)
     choice = rng.integers(0, 2, size=8)
     # AlpacaFarm: logit = r_1 - r_0, BCE with logits against choice (1 = index 1 preferred).
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(_t(r1 - r0), _t(choice)).item()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(torch_f64(r1 - r0), torch_f64(choice)).item()
     chosen = np.where(choice == 1, r1, r0)
     rejected = np.where(choice == 1, r0, r1)
     np.testing.assert_allclose(

@@ -8,6 +8,7 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import torch_f64
 from jax.test_util import check_grads
 
 from alignax.losses import ppo
@@ -15,14 +16,6 @@ from alignax.losses import ppo
 torch = pytest.importorskip("torch")
 
 ATOL = 1e-5
-
-
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def _t(x):
-    return torch.tensor(np.asarray(x, dtype=np.float64))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -35,7 +28,7 @@ def _ragged_mask(lengths, width):
 
 class PPOTest(chex.TestCase):
     def setUp(self):
-        rng = _rng(18)
+        rng = np.random.default_rng(18)
         self.lengths = [6, 3, 5, 1]
         self.mask = _ragged_mask(self.lengths, 6)
         self.rewards = rng.normal(size=(4, 6)).astype(np.float32)
@@ -65,11 +58,11 @@ class PPOTest(chex.TestCase):
 
         for shift_mean in (True, False):
             ours = ppo.whiten(self.rewards, self.mask, shift_mean=shift_mean, convention="trl")
-            theirs = masked_whiten(_t(self.rewards), _t(self.mask).bool(), shift_mean=shift_mean).numpy()
+            theirs = masked_whiten(torch_f64(self.rewards), torch_f64(self.mask).bool(), shift_mean=shift_mean).numpy()
             np.testing.assert_allclose(np.asarray(ours)[self.mask > 0], theirs[self.mask > 0], atol=1e-5)
 
     def test_whiten_alpaca_farm_convention_equals_torch_ops_whiten(self):
-        x = _t(self.rewards)
+        x = torch_f64(self.rewards)
         for shift_mean in (True, False):
             mean, std = x.mean(), x.std(unbiased=False)
             expected = (x - mean) / (std + 1e-8)
@@ -79,7 +72,7 @@ class PPOTest(chex.TestCase):
             np.testing.assert_allclose(ours, expected.numpy(), atol=1e-5)
 
     def test_shape_rewards_matches_alpaca_farm(self):
-        rng = _rng(19)
+        rng = np.random.default_rng(19)
         logps, ref_logps = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(4, 6)).astype(np.float32)
         scores = rng.normal(size=4).astype(np.float32)
         out = ppo.shape_rewards(scores=scores, logps=logps, ref_logps=ref_logps, mask=self.mask, kl_coef=0.2)
@@ -94,15 +87,20 @@ class PPOTest(chex.TestCase):
 
     def _alpaca_farm_losses(self, logps, old_logps, advantages, values, old_values, returns):
         """torch re-statement of alpaca_farm PPOTrainer.compute_loss (unmasked means)."""
-        vpred, values, returns, advantages = _t(values), _t(old_values), _t(returns), _t(advantages)
+        vpred, values, returns, advantages = (
+            torch_f64(values),
+            torch_f64(old_values),
+            torch_f64(returns),
+            torch_f64(advantages),
+        )
         vpredclipped = torch.clamp(vpred, min=values - 0.2, max=values + 0.2)
         vf_loss = 0.5 * torch.maximum((vpred - returns) ** 2, (vpredclipped - returns) ** 2).mean()
-        ratio = torch.exp(_t(logps) - _t(old_logps))
+        ratio = torch.exp(torch_f64(logps) - torch_f64(old_logps))
         pg_loss = torch.maximum(-advantages * ratio, -advantages * torch.clamp(ratio, 0.8, 1.2)).mean()
         return pg_loss.item(), vf_loss.item()
 
     def _rollout(self, seed):
-        rng = _rng(seed)
+        rng = np.random.default_rng(seed)
         old_logps = -rng.exponential(size=(4, 6)).astype(np.float32)
         logps = (old_logps + rng.normal(scale=0.3, size=(4, 6))).astype(np.float32)
         old_values = rng.normal(size=(4, 6)).astype(np.float32)
@@ -131,11 +129,11 @@ class PPOTest(chex.TestCase):
 
         rollout = self._rollout(21)
         loss, metrics = ppo.ppo(**rollout, mask=self.mask)
-        m = _t(self.mask).bool()
-        ratio = torch.exp(_t(rollout["logps"]) - _t(rollout["old_logps"]))
-        adv = _t(rollout["advantages"])
+        m = torch_f64(self.mask).bool()
+        ratio = torch.exp(torch_f64(rollout["logps"]) - torch_f64(rollout["old_logps"]))
+        adv = torch_f64(rollout["advantages"])
         pg = masked_mean(torch.max(-adv * ratio, -adv * torch.clamp(ratio, 0.8, 1.2)), m).item()
-        vpred, ret, old = _t(rollout["values"]), _t(rollout["returns"]), _t(rollout["old_values"])
+        vpred, ret, old = torch_f64(rollout["values"]), torch_f64(rollout["returns"]), torch_f64(rollout["old_values"])
         vclip = torch.clamp(vpred, old - 0.2, old + 0.2)
         vf = 0.5 * masked_mean(torch.max((vpred - ret) ** 2, (vclip - ret) ** 2), m).item()
         np.testing.assert_allclose(metrics["loss/policy"], pg, atol=1e-5)

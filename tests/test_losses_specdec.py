@@ -7,6 +7,7 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import torch_f64
 from jax.test_util import check_grads
 
 from alignax.losses import specdec
@@ -16,21 +17,13 @@ torch = pytest.importorskip("torch")
 ATOL = 1e-5
 
 
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def _t(x):
-    return torch.tensor(np.asarray(x, dtype=np.float64))
-
-
 # ----------------------------------------------------------------------------------------------
 # SpecDec++ acceptance head
 
 
 def _specdec_reference(logits, soft_labels, mask, weight_mismatch):
     """torch re-statement of SpecDec_pp train.py MyTrainer.compute_loss (IGNORE_INDEX = -100)."""
-    soft = _t(np.where(mask > 0, soft_labels, -100.0)).reshape(-1)
+    soft = torch_f64(np.where(mask > 0, soft_labels, -100.0)).reshape(-1)
     valid = (soft + 100).abs() > 0.1
     soft_0 = soft.clone()
     soft_0[valid] = 1 - soft[valid]
@@ -41,7 +34,7 @@ def _specdec_reference(logits, soft_labels, mask, weight_mismatch):
     loss_fct = torch.nn.CrossEntropyLoss(
         weight=torch.tensor([weight_mismatch, 1.0], dtype=torch.float64), reduction="none"
     )
-    flat = _t(logits).reshape(-1, 2)
+    flat = torch_f64(logits).reshape(-1, 2)
     loss = (loss_fct(flat, label_0) * soft_0 + loss_fct(flat, label_1) * soft).sum()
     return (loss / (weight_mismatch * soft_0[valid].sum() + soft[valid].sum())).item()
 
@@ -49,7 +42,7 @@ def _specdec_reference(logits, soft_labels, mask, weight_mismatch):
 class SpecDecTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_matches_official_weighted_soft_label_cross_entropy(self):
-        rng = _rng(23)
+        rng = np.random.default_rng(23)
         logits = rng.normal(size=(3, 5, 2)).astype(np.float32)
         accept = rng.uniform(size=(3, 5)).astype(np.float32)
         accept[0, 0] = 1.0
@@ -77,7 +70,7 @@ class SpecDecTest(chex.TestCase):
         np.testing.assert_allclose(padded, base, atol=1e-6)
 
     def test_gradient_matches_finite_differences(self):
-        rng = _rng(24)
+        rng = np.random.default_rng(24)
         accept = rng.uniform(size=(2, 4)).astype(np.float32)
         fn = lambda z: specdec.specdec_acceptance(logits=z, accept_probs=accept, mask=np.ones((2, 4), np.float32))[0]
         check_grads(
