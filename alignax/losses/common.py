@@ -114,6 +114,22 @@ def finish_pair(per_example, weights, *, chosen_rewards, rejected_rewards, chose
     return loss, metrics
 
 
+def finish_dpo_pair(per_example, weights, *, beta, pair, extra=None):
+    """`finish_pair` for the losses whose rewards are DPO's implicit ones (Rafailov et al., 2023):
+    `pair` = (chosen, rejected, ref_chosen, ref_rejected) log-probs, chosen reward
+    beta * (chosen - ref_chosen), rejected reward beta * (rejected - ref_rejected)."""
+    chosen, rejected, ref_chosen, ref_rejected = pair
+    return finish_pair(
+        per_example,
+        weights,
+        chosen_rewards=beta * (chosen - ref_chosen),
+        rejected_rewards=beta * (rejected - ref_rejected),
+        chosen_logps=chosen,
+        rejected_logps=rejected,
+        extra=extra,
+    )
+
+
 # Keyword arrays of the pairwise contract (DESIGN.md), as the `pairwise` method provides them.
 PAIR_INPUTS = ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")
 REF_INPUTS = ("ref_chosen_logps", "ref_rejected_logps")

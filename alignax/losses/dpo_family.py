@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from alignax.losses.common import (
     PAIR_INPUTS,
     REF_INPUTS,
+    finish_dpo_pair,
     finish_pair,
     length_average,
     pair_inputs,
@@ -85,14 +86,7 @@ def dpo(
     )
     margin = (chosen - rejected) - (ref_c - ref_r)
     per_example = smoothed_sigmoid_loss(beta * margin, label_smoothing)
-    return finish_pair(
-        per_example,
-        w,
-        chosen_rewards=beta * (chosen - ref_c),
-        rejected_rewards=beta * (rejected - ref_r),
-        chosen_logps=chosen,
-        rejected_logps=rejected,
-    )
+    return finish_dpo_pair(per_example, w, beta=beta, pair=(chosen, rejected, ref_c, ref_r))
 
 
 @register(
@@ -129,14 +123,7 @@ def robust_dpo(
     z = beta * ((chosen - rejected) - (ref_c - ref_r))
     eps = label_smoothing
     per_example = (-(1.0 - eps) * numerics.log_sigmoid(z) + eps * numerics.log_sigmoid(-z)) / (1.0 - 2.0 * eps)
-    return finish_pair(
-        per_example,
-        w,
-        chosen_rewards=beta * (chosen - ref_c),
-        rejected_rewards=beta * (rejected - ref_r),
-        chosen_logps=chosen,
-        rejected_logps=rejected,
-    )
+    return finish_dpo_pair(per_example, w, beta=beta, pair=(chosen, rejected, ref_c, ref_r))
 
 
 @register(
@@ -213,14 +200,7 @@ def hinge(
         chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, example_mask
     )
     per_example = jax.nn.relu(1.0 - beta * ((chosen - rejected) - (ref_c - ref_r)))
-    return finish_pair(
-        per_example,
-        w,
-        chosen_rewards=beta * (chosen - ref_c),
-        rejected_rewards=beta * (rejected - ref_r),
-        chosen_logps=chosen,
-        rejected_logps=rejected,
-    )
+    return finish_dpo_pair(per_example, w, beta=beta, pair=(chosen, rejected, ref_c, ref_r))
 
 
 @register(
@@ -258,14 +238,7 @@ def exo_pair(
     per_example = jax.nn.sigmoid(z) * (numerics.log_sigmoid(z) - jnp.log1p(-eps)) + jax.nn.sigmoid(-z) * (
         numerics.log_sigmoid(-z) - jnp.log(eps)
     )
-    return finish_pair(
-        per_example,
-        w,
-        chosen_rewards=beta * (chosen - ref_c),
-        rejected_rewards=beta * (rejected - ref_r),
-        chosen_logps=chosen,
-        rejected_logps=rejected,
-    )
+    return finish_dpo_pair(per_example, w, beta=beta, pair=(chosen, rejected, ref_c, ref_r))
 
 
 @register(

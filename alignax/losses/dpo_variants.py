@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from alignax.losses.common import (
     PAIR_INPUTS,
     REF_INPUTS,
+    finish_dpo_pair,
     finish_pair,
     length_average,
     pair_inputs,
@@ -224,14 +225,7 @@ def discopop(
     z = beta * ((chosen - rejected) - (ref_c - ref_r))
     modulation = jax.nn.sigmoid(z / tau)
     per_example = (1.0 - modulation) * (-numerics.log_sigmoid(z)) + modulation * jnp.exp(-z)
-    return finish_pair(
-        per_example,
-        w,
-        chosen_rewards=beta * (chosen - ref_c),
-        rejected_rewards=beta * (rejected - ref_r),
-        chosen_logps=chosen,
-        rejected_logps=rejected,
-    )
+    return finish_dpo_pair(per_example, w, beta=beta, pair=(chosen, rejected, ref_c, ref_r))
 
 
 @register(
