@@ -29,7 +29,8 @@ import numpy as np
 
 from alignax import files as jsonl
 from alignax.annotate.pairs import select_pair
-from alignax.sample.sampler import generate_to_jsonl, stable_prompt_key
+from alignax.sample.sampler import stable_prompt_key
+from alignax.sample.streaming import generate_to_jsonl
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from alignax.iterate import stages
-from alignax.sample.sampler import generate_to_jsonl
+from alignax.sample.streaming import generate_to_jsonl
 
 FILE = "responses.jsonl"
 EVAL_WEAK_INSTRUCTION = (

@@ -1,7 +1,7 @@
 """The sample stage: K responses per prompt from the current iterate, with the KV-cache sampler.
 
 DIR/iter_<k>/sample/samples.jsonl holds one line per prompt, {"id", "prompt", "samples": [K
-generations]} (`alignax.sample.sampler.generate_to_jsonl`: atomic appends, per-row seeds keyed by
+generations]} (`alignax.sample.streaming.generate_to_jsonl`: atomic appends, per-row seeds keyed by
 the prompt id). Chunks have fixed boundaries (`stages.chunks`), so a resumed stage samples the same
 batches. The sampler's jitted prefill/decode are module-level and keyed by the model's graph, the
 sampling parameters and the bucketed shapes, so iterations after the first reuse their compilations.
@@ -13,7 +13,7 @@ import os
 
 from alignax import files
 from alignax.iterate import stages
-from alignax.sample.sampler import generate_to_jsonl
+from alignax.sample.streaming import generate_to_jsonl
 
 FILE = "samples.jsonl"
 

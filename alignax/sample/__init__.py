@@ -6,6 +6,6 @@ from alignax.sample.sampler import (  # noqa: F401
     SamplingParams,
     filter_logits,
     generate,
-    generate_to_jsonl,
     sample_tokens,
 )
+from alignax.sample.streaming import generate_to_jsonl  # noqa: F401

@@ -446,92 +446,112 @@ def generate(
         batch_size = -(-batch_size // n_data) * n_data
 
     results: dict[tuple[int, int], Generation] = {}
+    decode = functools.partial(_decode, graphdef, model_state, params=params, eos_ids=eos_ids, pad_id=pad_id)
     for start in range(0, len(rows), batch_size):
         batch_rows = rows[start : start + batch_size]
         real = len(batch_rows)
         # Pad the batch with copies of its first row (fully masked rows could yield NaNs).
         batch_rows = batch_rows + [batch_rows[0]] * (batch_size - real)
-        lengths = [len(encoded[i]) for i, _ in batch_rows]
-        prompt_len = bucket_length(max(lengths))
-        ids = np.full((batch_size, prompt_len), pad_id, np.int32)
-        mask = np.zeros((batch_size, prompt_len), np.int32)
-        for b, (i, _) in enumerate(batch_rows):
-            ids[b, prompt_len - lengths[b] :] = encoded[i]
-            mask[b, prompt_len - lengths[b] :] = 1
-        keys = row_keys_for(seed, [prompt_keys[i] for i, _ in batch_rows], [j for _, j in batch_rows])
-        done = np.zeros((batch_size,), bool)
-        done[real:] = True  # filler rows stop at once
-        arrays = (ids, mask, keys, done)
+        arrays = _prompt_arrays(encoded, batch_rows, real, pad_id=pad_id, seed=seed, prompt_keys=prompt_keys)
         if batch_sharding is not None:
             arrays = tuple(jax.device_put(a, batch_sharding) for a in arrays)
         state = _prefill(
             graphdef, model_state, *arrays, params=params, max_new_tokens=max_new_tokens, eos_ids=eos_ids, pad_id=pad_id
         )
-        host_final = np.zeros((batch_size,), bool)
-        host_final[real:] = True
-        stop_at = np.full((batch_size,), -1, np.int64)  # number of tokens kept when a stop string hit
-        checked = np.zeros((batch_size,), np.int64)
-        while True:
-            limit = max_new_tokens if not stop_strings else int(state.step) + stop_check_interval
-            state = _decode(
-                graphdef, model_state, state, jnp.int32(limit), params=params, eos_ids=eos_ids, pad_id=pad_id
+        if stop_strings:
+            state, stop_at = _decode_with_stop_strings(
+                decode, state, tokenizer, real, stop_strings, eos_ids, stop_check_interval, batch_sharding
             )
-            step = int(state.step)
-            if not stop_strings:
-                break
-            tokens, finished = jax.device_get((state.tokens, state.done))
-            newly_done = np.zeros((batch_size,), bool)
-            for b in range(real):
-                if host_final[b]:
-                    continue
-                row = tokens[b, :step]
-                # Tokens generated so far, the EOS excluded (it is not text).
-                n_valid = step
-                if finished[b]:
-                    n_valid = int(np.argmax(np.isin(row, eos_ids))) if eos_ids else step
-                k = _first_stop_prefix(tokenizer, row[:n_valid], stop_strings, start=int(checked[b]))
-                checked[b] = n_valid
-                if k >= 0:
-                    stop_at[b] = k
-                    host_final[b] = True
-                    newly_done[b] = True
-                elif finished[b]:
-                    host_final[b] = True
-            if newly_done.any():
-                done = np.asarray(jax.device_get(state.done)) | newly_done
-                done = jax.device_put(done, batch_sharding) if batch_sharding is not None else jnp.asarray(done)
-                state = state._replace(done=done)
-            if step >= max_new_tokens or host_final.all():
-                break
-        tokens, finish, model_logps, sampling_logps = jax.device_get(
-            (state.tokens, state.finish, state.model_logps, state.sampling_logps)
-        )
-        for b in range(real):
-            i, j = batch_rows[b]
-            row = tokens[b]
-            if stop_at[b] >= 0:
-                n, reason = int(stop_at[b]), "stop"
-                text = tokenizer.decode([int(t) for t in row[:n]])
-                text = text[: _find_stop(text, stop_strings)]
-            elif finish[b] == _EOS:
-                n, reason = int(np.argmax(np.isin(row, eos_ids))) + 1, "eos"
-                text = tokenizer.decode([int(t) for t in row[: n - 1]])
-            else:
-                n, reason = max_new_tokens, "length"
-                text = tokenizer.decode([int(t) for t in row[:n]])
-            results[(i, j)] = Generation(
-                prompt_index=i,
-                sample_index=j,
+        else:
+            state, stop_at = decode(state, jnp.int32(max_new_tokens)), np.full((batch_size,), -1, np.int64)
+        for generation in _to_generations(state, tokenizer, batch_rows[:real], encoded, stop_at, stop_strings, eos_ids):
+            results[(generation.prompt_index, generation.sample_index)] = generation
+        if progress is not None:
+            progress(min(start + batch_size, len(rows)), len(rows))
+    return [results[(i, j)] for i in range(len(prompts)) for j in range(num_samples)]
+
+
+def _prompt_arrays(encoded, batch_rows, real, *, pad_id, seed, prompt_keys):
+    """One batch's host arrays: left-padded prompt ids to their bucket, the mask, each row's key
+    and `done` (filler rows past `real` stop at once)."""
+    lengths = [len(encoded[i]) for i, _ in batch_rows]
+    prompt_len = bucket_length(max(lengths))
+    ids = np.full((len(batch_rows), prompt_len), pad_id, np.int32)
+    mask = np.zeros((len(batch_rows), prompt_len), np.int32)
+    for b, (i, _) in enumerate(batch_rows):
+        ids[b, prompt_len - lengths[b] :] = encoded[i]
+        mask[b, prompt_len - lengths[b] :] = 1
+    keys = row_keys_for(seed, [prompt_keys[i] for i, _ in batch_rows], [j for _, j in batch_rows])
+    done = np.zeros((len(batch_rows),), bool)
+    done[real:] = True
+    return ids, mask, keys, done
+
+
+def _decode_with_stop_strings(decode, state, tokenizer, real, stop_strings, eos_ids, interval, batch_sharding):
+    """Decodes `interval` tokens at a time and checks the new text of each running row for a stop
+    string on the host; a row that hits one is marked done on the device. Returns the state and,
+    per row, how many tokens to keep (-1: no stop string hit)."""
+    batch_size, max_new_tokens = state.tokens.shape
+    host_final = np.zeros((batch_size,), bool)
+    host_final[real:] = True
+    stop_at = np.full((batch_size,), -1, np.int64)  # number of tokens kept when a stop string hit
+    checked = np.zeros((batch_size,), np.int64)
+    while True:
+        state = decode(state, jnp.int32(int(state.step) + interval))
+        step = int(state.step)
+        tokens, finished = jax.device_get((state.tokens, state.done))
+        newly_done = np.zeros((batch_size,), bool)
+        for b in np.flatnonzero(~host_final):
+            row = tokens[b, :step]
+            # Tokens generated so far, the EOS excluded (it is not text).
+            n_valid = int(np.argmax(np.isin(row, eos_ids))) if finished[b] and eos_ids else step
+            k = _first_stop_prefix(tokenizer, row[:n_valid], stop_strings, start=int(checked[b]))
+            checked[b] = n_valid
+            if k >= 0:
+                stop_at[b], host_final[b], newly_done[b] = k, True, True
+            elif finished[b]:
+                host_final[b] = True
+        if newly_done.any():
+            done = np.asarray(jax.device_get(state.done)) | newly_done
+            done = jax.device_put(done, batch_sharding) if batch_sharding is not None else jnp.asarray(done)
+            state = state._replace(done=done)
+        if step >= max_new_tokens or host_final.all():
+            return state, stop_at
+
+
+def _to_generations(state, tokenizer, rows, encoded, stop_at, stop_strings, eos_ids) -> list[Generation]:
+    """A finished batch's real rows (`rows`: their (prompt index, sample index), in batch order) as
+    Generations: the text cut at a stop string, before an EOS, or at the token limit."""
+    tokens, finish, model_logps, sampling_logps = jax.device_get(
+        (state.tokens, state.finish, state.model_logps, state.sampling_logps)
+    )
+    max_new_tokens = tokens.shape[1]
+    generations = []
+    for b, (prompt_index, sample_index) in enumerate(rows):
+        row = tokens[b]
+        if stop_at[b] >= 0:
+            n, reason = int(stop_at[b]), "stop"
+            text = tokenizer.decode([int(t) for t in row[:n]])
+            text = text[: _find_stop(text, stop_strings)]
+        elif finish[b] == _EOS:
+            n, reason = int(np.argmax(np.isin(row, eos_ids))) + 1, "eos"
+            text = tokenizer.decode([int(t) for t in row[: n - 1]])
+        else:
+            n, reason = max_new_tokens, "length"
+            text = tokenizer.decode([int(t) for t in row[:n]])
+        generations.append(
+            Generation(
+                prompt_index=prompt_index,
+                sample_index=sample_index,
                 text=text,
                 token_ids=[int(t) for t in row[:n]],
                 logprobs=[float(x) for x in model_logps[b, :n]],
                 sampling_logprobs=[float(x) for x in sampling_logps[b, :n]],
                 finish_reason=reason,
-                prompt_num_tokens=len(encoded[i]),
+                prompt_num_tokens=len(encoded[prompt_index]),
             )
-        if progress is not None:
-            progress(min(start + batch_size, len(rows)), len(rows))
-    return [results[(i, j)] for i in range(len(prompts)) for j in range(num_samples)]
+        )
+    return generations
 
 
 def _first_stop_prefix(tokenizer, tokens: np.ndarray, stop_strings: Sequence[str], *, start: int) -> int:
@@ -545,60 +565,3 @@ def _first_stop_prefix(tokenizer, tokens: np.ndarray, stop_strings: Sequence[str
         if _find_stop(tokenizer.decode([int(t) for t in tokens[:k]]), stop_strings) >= 0:
             return k
     return len(tokens)
-
-
-# ----------------------------------------------------------------------------------------------
-# Streaming to JSONL with resume
-
-
-def generate_to_jsonl(
-    model,
-    tokenizer,
-    records: Sequence[dict[str, Any]],
-    path,
-    *,
-    num_samples: int = 1,
-    batch_size: int = 16,
-    prompts_per_write: int | None = None,
-    seed: int = 0,
-    **generate_kwargs,
-) -> list[dict[str, Any]]:
-    """Generates for records {"id", "prompt"} and appends one line per prompt to `path`.
-
-    Each line: {"id", "prompt", "samples": [Generation.to_json(), ...]}. Lines are written
-    atomically (`alignax.files.append_jsonl`) after every `prompts_per_write` prompts
-    (default: one batch worth); on restart, ids already in the file are skipped and a partial
-    last line from a crash is cut off. The per-row seed uses a hash of the id, so a resumed run
-    draws what an uninterrupted run would have drawn. Returns all records of the file, in the
-    order of `records`.
-    """
-    from alignax import files as jsonl
-
-    ids = [r["id"] for r in records]
-    if len(set(map(str, ids))) != len(ids):
-        raise ValueError(f"generate_to_jsonl: duplicate ids in records for {path}")
-    jsonl.repair_tail(path)
-    done = {str(r["id"]): r for r in jsonl.read_jsonl(path)}
-    todo = [r for r in records if str(r["id"]) not in done]
-    per_write = prompts_per_write or max(1, batch_size // num_samples)
-    for start in range(0, len(todo), per_write):
-        chunk = todo[start : start + per_write]
-        gens = generate(
-            model,
-            tokenizer,
-            [r["prompt"] for r in chunk],
-            num_samples=num_samples,
-            batch_size=batch_size,
-            seed=seed,
-            prompt_keys=[stable_prompt_key(r["id"]) for r in chunk],
-            **generate_kwargs,
-        )
-        out = []
-        for k, r in enumerate(chunk):
-            samples = [g.to_json() for g in gens[k * num_samples : (k + 1) * num_samples]]
-            for s in samples:
-                s.pop("prompt_index")
-            out.append({"id": r["id"], "prompt": r["prompt"], "samples": samples})
-        jsonl.append_jsonl(path, out)
-        done.update({str(o["id"]): o for o in out})
-    return [done[str(i)] for i in ids]

@@ -1,6 +1,6 @@
 """Generating a model's answers with a benchmark's own settings: KV-cache sampler, batched, resumable.
 
-Every answer goes through `alignax.sample.sampler.generate_to_jsonl` (one JSONL line per prompt,
+Every answer goes through `alignax.sample.streaming.generate_to_jsonl` (one JSONL line per prompt,
 appended per batch; ids already in the file are skipped on a rerun, and a torn last line from a
 killed process is cut off), so an interrupted generation loses and duplicates nothing. The
 per-prompt seed is a hash of the prompt id, so a resumed run samples what an uninterrupted one
@@ -57,7 +57,7 @@ def generate_answers(
     def progress(done: int, total: int) -> None:
         print(f"{label}: batch {done}/{total}", file=sys.stderr, flush=True)
 
-    from alignax.sample.sampler import generate_to_jsonl
+    from alignax.sample.streaming import generate_to_jsonl
 
     # No batch wider than the prompts: filler rows would be decoded (and their cache read) every step.
     lines = generate_to_jsonl(
