@@ -28,7 +28,6 @@ scored by the continuous log-loss. Read-out with std_delta_len = 0:
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import inspect
 import json
 import logging
@@ -42,6 +41,19 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import make_scorer
 from sklearn.model_selection import GroupKFold
 
+from alignax.evaluate.alpaca_annotations import (
+    PathLike,
+    describe_row,
+    first_bad_row,
+    load_annotations,
+    load_df_gamed,
+    preferences,
+    require_columns,
+    require_strings,
+    single_model,
+    source_name,
+)
+
 __all__ = [
     "GLM_VARIANTS",
     "LengthControlledFit",
@@ -54,8 +66,6 @@ __all__ = [
     "load_df_gamed",
     "winrate_metrics",
 ]
-
-PathLike = Union[str, pathlib.Path]
 
 RAW_METRIC_KEYS = (
     "win_rate",
@@ -88,159 +98,6 @@ GLM_VARIANTS = {
 }
 
 _ANNOTATION_FIELDS_LC = ("output_1", "output_2", "generator_1", "generator_2", "preference")
-_DF_GAMED_FIELDS = ("index", "instruction_difficulty", "preference", "std_delta_len", "not_gamed_baseline")
-
-
-# ------------------------------------------------------------------------------------------------
-# Loading and validation.
-
-
-def load_annotations(path: PathLike) -> pd.DataFrame:
-    """Reads an AlpacaEval `annotations.json` (or `.json.gz`): a list of per-instruction dicts.
-
-    The row index is the position in the file, which alpaca-eval uses as the instruction index.
-    """
-    path = pathlib.Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            records = json.load(f)
-    except (OSError, EOFError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
-        raise ValueError(f"{path}: cannot read AlpacaEval annotations: {e}") from None
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise ValueError(f"{path}: expected a JSON list of objects (one per instruction)")
-    if not records:
-        raise ValueError(f"{path}: no annotations")
-    df = pd.DataFrame.from_records(records)
-    df.attrs["source"] = str(path)
-    return df
-
-
-def load_df_gamed(source: Union[PathLike, pd.DataFrame]) -> pd.DataFrame:
-    """Reads the gamed-annotations / instruction-difficulty table (alpaca-eval's `df_gamed.csv`).
-
-    Columns: `index` (instruction index), `instruction_difficulty`, `preference` (in [0, 1]),
-    `std_delta_len`, `not_gamed_baseline` (False on every row); `model` is optional.
-    """
-    name = "df_gamed" if isinstance(source, pd.DataFrame) else str(source)
-    if isinstance(source, pd.DataFrame):
-        df = source.copy()
-    else:
-        try:
-            df = pd.read_csv(source)
-        except (OSError, EOFError, ValueError) as e:  # ValueError: empty file, bad CSV, bad UTF-8
-            raise ValueError(f"{name}: cannot read the df_gamed CSV: {e}") from None
-    missing = [c for c in _DF_GAMED_FIELDS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name}: missing column(s) {missing}; has {list(df.columns)}")
-    for col in ("index", "instruction_difficulty", "std_delta_len", "preference"):
-        numbers = pd.to_numeric(df[col], errors="coerce")
-        bad = numbers.isna() & df[col].notna()
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{name}: column {col!r} is not a number at row {i}: {df[col].iloc[i]!r}")
-        df[col] = numbers
-    for col in ("instruction_difficulty", "std_delta_len"):
-        bad = df[col].isna()
-        if bad.any():
-            raise ValueError(f"{name}: column {col!r} has NaN at row(s) {list(np.flatnonzero(bad)[:5])}")
-    pref = df["preference"].astype(float)
-    bad = pref.notna() & ((pref < 0) | (pref > 1))
-    if bad.any():
-        raise ValueError(f"{name}: column 'preference' must lie in [0, 1]; rows {list(np.flatnonzero(bad)[:5])}")
-    ngb = df["not_gamed_baseline"].astype(str).str.lower()
-    if not ngb.isin(["false", "0", "0.0"]).all():
-        raise ValueError(f"{name}: column 'not_gamed_baseline' must be False on every gamed row")
-    return df
-
-
-def _source(df: pd.DataFrame) -> str:
-    return df.attrs.get("source", "annotations")
-
-
-def _require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{_source(df)}: missing field(s) {missing}; has {list(df.columns)}")
-
-
-def single_model(df: pd.DataFrame, field: str) -> str:
-    """The one model named in column `field`; several names (or none) are an error.
-
-    A file mixing several `generator_2` models would otherwise be scored as one model.
-    """
-    _require_columns(df, [field])
-    label = _first_bad_row(
-        df, field, lambda v: not (isinstance(v, str) or v is None or (isinstance(v, float) and np.isnan(v)))
-    )
-    if label is not None:
-        raise ValueError(
-            f"{_source(df)}: field {field!r} must be a model name, got {df.loc[label, field]!r} at "
-            f"{_describe_row(df, label)}"
-        )
-    values = list(df[field].dropna().unique())
-    if len(values) != 1:
-        where = ""
-        if len(values) > 1:
-            where = f" (first {values[1]!r} at {_describe_row(df, df.index[df[field] == values[1]][0])})"
-        raise ValueError(f"{_source(df)}: field {field!r} must name exactly one model, found {values[:5]}{where}")
-    return values[0]
-
-
-def _require_strings(df: pd.DataFrame, field: str) -> None:
-    """Model outputs and instructions must be strings; `str.len()` of a number is silently NaN."""
-    label = _first_bad_row(df, field, lambda v: not isinstance(v, str))
-    if label is not None:
-        raise ValueError(
-            f"{_source(df)}: field {field!r} must be a string, got {df.loc[label, field]!r} at "
-            f"{_describe_row(df, label)}"
-        )
-
-
-def _describe_row(df: pd.DataFrame, label: Any) -> str:
-    text = ""
-    if "instruction" in df.columns:
-        text = str(df.loc[label, "instruction"])
-        text = f" (instruction {text[:60]!r})"
-    return f"row {label}{text}"
-
-
-def _first_bad_row(df: pd.DataFrame, field: str, is_bad) -> Any:
-    """The label of the first row whose `field` value satisfies `is_bad`, or None."""
-    bad = df[field].map(is_bad).astype(bool)
-    return df.index[bad][0] if bad.any() else None
-
-
-def _preferences(df: pd.DataFrame) -> pd.Series:
-    """Preferences as floats, 0 (legacy draw) kept; raises on values outside {0, NaN} U [1, 2].
-
-    JSON booleans are rejected: pandas reads `true` as 1 (a baseline win) and `false` as 0 (a
-    draw), so a judge that answered true/false would be scored silently and wrongly.
-    """
-    _require_columns(df, ["preference"])
-    label = _first_bad_row(df, "preference", lambda v: isinstance(v, (bool, np.bool_, list, dict)))
-    if label is not None:
-        raise ValueError(
-            f"{_source(df)}: field 'preference' must be a number in [1, 2] (1 = baseline better, "
-            f"2 = model better), got {df.loc[label, 'preference']!r} at {_describe_row(df, label)}"
-        )
-    pref = pd.to_numeric(df["preference"], errors="coerce")
-    unparsable = pref.isna() & df["preference"].notna()
-    if unparsable.any():
-        label = df.index[unparsable][0]
-        raise ValueError(
-            f"{_source(df)}: field 'preference' is not a number at {_describe_row(df, label)}: "
-            f"{df.loc[label, 'preference']!r}"
-        )
-    pref = pref.astype(float)
-    invalid = pref.notna() & (pref != 0) & ((pref < 1) | (pref > 2))
-    if invalid.any():
-        label = df.index[invalid][0]
-        raise ValueError(
-            f"{_source(df)}: preference must be in [1, 2] (or 0 / 1.5 for a draw), got "
-            f"{pref[label]} at {_describe_row(df, label)}"
-        )
-    return pref
 
 
 def align_to_eval_set(annotations: pd.DataFrame, eval_instructions: Sequence[str]) -> pd.DataFrame:
@@ -251,21 +108,21 @@ def align_to_eval_set(annotations: pd.DataFrame, eval_instructions: Sequence[str
     the evaluation set, or that occur twice, are errors (they would silently mix two benchmarks);
     evaluation-set instructions without an annotation are a counted skip (logged).
     """
-    _require_columns(annotations, ["instruction"])
-    _require_strings(annotations, "instruction")
+    require_columns(annotations, ["instruction"])
+    require_strings(annotations, "instruction")
     position = {}
     for i, text in enumerate(eval_instructions):
         position.setdefault(text, i)
     unknown = [t for t in annotations["instruction"] if t not in position]
     if unknown:
         raise ValueError(
-            f"{_source(annotations)}: {len(unknown)} instruction(s) are not in the evaluation set, "
+            f"{source_name(annotations)}: {len(unknown)} instruction(s) are not in the evaluation set, "
             f"e.g. {unknown[0][:80]!r}"
         )
     dup = annotations["instruction"].duplicated()
     if dup.any():
         raise ValueError(
-            f"{_source(annotations)}: instruction annotated twice: {annotations['instruction'][dup].iloc[0][:80]!r}"
+            f"{source_name(annotations)}: instruction annotated twice: {annotations['instruction'][dup].iloc[0][:80]!r}"
         )
     out = annotations.copy()
     out.index = pd.Index([position[t] for t in annotations["instruction"]], name=None)
@@ -273,7 +130,9 @@ def align_to_eval_set(annotations: pd.DataFrame, eval_instructions: Sequence[str
     n_missing = len(position) - len(out)
     if n_missing:
         logging.warning(
-            "%s: %d evaluation-set instruction(s) have no annotation; they are skipped", _source(annotations), n_missing
+            "%s: %d evaluation-set instruction(s) have no annotation; they are skipped",
+            source_name(annotations),
+            n_missing,
         )
     return out
 
@@ -288,14 +147,14 @@ def winrate_metrics(annotations: Union[pd.DataFrame, Sequence[Mapping[str, Any]]
     Rows with a NaN preference (no verdict) are skipped and counted in the log, as alpaca-eval does.
     """
     df = annotations if isinstance(annotations, pd.DataFrame) else pd.DataFrame.from_records(annotations)
-    pref = _preferences(df)
+    pref = preferences(df)
     n_skipped = int(pref.isna().sum())
     if n_skipped:
-        logging.warning("%s: %d annotation(s) without a preference are skipped", _source(df), n_skipped)
+        logging.warning("%s: %d annotation(s) without a preference are skipped", source_name(df), n_skipped)
     is_draw = (pref == 0) | (pref == 1.5)
     pref = pref.replace(0.0, 1.5).dropna()
     if pref.empty:
-        raise ValueError(f"{_source(df)}: no annotation has a preference")
+        raise ValueError(f"{source_name(df)}: no annotation has a preference")
     q = pref - 1.0
     # Discrete: draws stay draws; anything else rounds to the nearer of baseline/model.
     discrete = np.where(pref == 1.5, 0.5, np.round(q))
@@ -320,7 +179,7 @@ def average_length(
     model's outputs, so pass `model_outputs.json` where some annotations are missing.
     """
     if isinstance(outputs, pd.DataFrame):
-        _require_columns(outputs, [field])
+        require_columns(outputs, [field])
         texts = outputs[field]
     else:
         outputs = list(outputs)
@@ -403,45 +262,63 @@ def fit_length_controlled_glm(
     if glm_name not in GLM_VARIANTS:
         raise ValueError(f"unknown glm_name {glm_name!r}; known: {sorted(GLM_VARIANTS)}")
     variant = GLM_VARIANTS[glm_name]
-    _require_columns(annotations, _ANNOTATION_FIELDS_LC)
-    source = _source(annotations)
-    pref = _preferences(annotations).replace(0.0, 1.5)
-    n = len(annotations)
+    require_columns(annotations, _ANNOTATION_FIELDS_LC)
+    if variant.use_instruction_difficulty or variant.regularize_to_baseline_lambda:
+        if df_gamed is None:
+            raise ValueError(f"{glm_name} needs the instruction-difficulty / gamed-annotations table (df_gamed)")
+        df_gamed = load_df_gamed(df_gamed)
+    x, y, w, difficulty = _lc_design(annotations, df_gamed, variant)
+    coef, strength = _fit_soft_label_logistic(x, y, w, n_splits=variant.n_splits, random_state=random_state)
+    names = FEATURE_NAMES if variant.use_instruction_difficulty else (FEATURE_NAMES[0], FEATURE_NAMES[2])
+    weights = dict(zip(names, map(float, coef)))
+    weights.setdefault(FEATURE_NAMES[1], 0.0)
+    # Read-out with no length difference: sigmoid(phi * d_i + theta) on every instruction.
+    logits = weights[FEATURE_NAMES[1]] * difficulty + weights[FEATURE_NAMES[2]]
+    predicted = 1.0 / (1.0 + np.exp(-logits))
+    return LengthControlledFit(
+        weights={k: weights[k] for k in FEATURE_NAMES}, predicted_preferences=predicted, C=strength
+    )
 
+
+def _length_feature(annotations: pd.DataFrame) -> np.ndarray:
+    """tanh(std_delta_len) per row: (len(output_1) - len(output_2)) over its standard deviation."""
+    source = source_name(annotations)
     for field in ("output_1", "output_2"):
         if annotations[field].isna().any():
             label = annotations.index[annotations[field].isna()][0]
-            raise ValueError(f"{source}: field {field!r} is missing at {_describe_row(annotations, label)}")
-        _require_strings(annotations, field)
+            raise ValueError(f"{source}: field {field!r} is missing at {describe_row(annotations, label)}")
+        require_strings(annotations, field)
     delta_len = (annotations["output_1"].str.len() - annotations["output_2"].str.len()).to_numpy(float)
-    delta_std = np.std(delta_len, ddof=1) if n > 1 else 0.0
+    delta_std = np.std(delta_len, ddof=1) if len(annotations) > 1 else 0.0
     if not delta_std > 0:
         raise ValueError(
             f"{source}: outputs of model and baseline have identical length differences; "
             "the length feature is undefined"
         )
-    tanh_len = np.tanh(delta_len / delta_std)
+    return np.tanh(delta_len / delta_std)
 
-    if variant.use_instruction_difficulty or variant.regularize_to_baseline_lambda:
-        if df_gamed is None:
-            raise ValueError(f"{glm_name} needs the instruction-difficulty / gamed-annotations table (df_gamed)")
-        df_gamed = load_df_gamed(df_gamed)
+
+def _lc_design(annotations: pd.DataFrame, df_gamed: Optional[pd.DataFrame], variant: GLMVariant):
+    """The GLM's rows (x: [tanh(std_delta_len), difficulty, not_gamed_baseline], minus the
+    difficulty column when the variant has none), soft targets y in [0, 1] and weights w: the
+    model's annotated rows (weight 1) after the gamed rows (weight lambda / 2). Also returns each
+    instruction's difficulty for the read-out."""
+    source = source_name(annotations)
+    n = len(annotations)
+    tanh_len = _length_feature(annotations)
+    difficulty = np.zeros(n)
     if variant.use_instruction_difficulty:
         lookup = _difficulty_lookup(df_gamed)
         missing = [label for label in annotations.index if label not in lookup.index]
         if missing:
             raise ValueError(
-                f"{source}: instruction index {missing[0]} ({_describe_row(annotations, missing[0])}) "
+                f"{source}: instruction index {missing[0]} ({describe_row(annotations, missing[0])}) "
                 f"has no instruction_difficulty in df_gamed ({len(missing)} missing)"
             )
         difficulty = lookup.loc[list(annotations.index)].to_numpy(float)
-    else:
-        difficulty = np.zeros(n)
-
-    # Rows: [tanh(std_delta_len), difficulty, not_gamed_baseline]; target in [0, 1]; weight.
-    x_model = np.stack([tanh_len, difficulty, np.ones(n)], axis=1)
-    y_model = pref.to_numpy(float) - 1.0
-    w_model = np.ones(n)
+    x = np.stack([tanh_len, difficulty, np.ones(n)], axis=1)
+    y_model = preferences(annotations).replace(0.0, 1.5).to_numpy(float) - 1.0
+    y, w = y_model, np.ones(n)
     lam = variant.regularize_to_baseline_lambda
     if lam:
         g_difficulty = df_gamed["instruction_difficulty"].to_numpy(float)
@@ -450,31 +327,29 @@ def fit_length_controlled_glm(
         x_gamed = np.stack(
             [np.tanh(df_gamed["std_delta_len"].to_numpy(float)), g_difficulty, np.zeros(len(df_gamed))], axis=1
         )
-        y_gamed = df_gamed["preference"].to_numpy(float)
         # Two gamed variants share the regularisation weight, hence lambda / 2 per row.
-        w_gamed = np.full(len(df_gamed), lam / 2)
-        x, y, w = (
-            np.concatenate([x_gamed, x_model]),
-            np.concatenate([y_gamed, y_model]),
-            np.concatenate([w_gamed, w_model]),
-        )
-    else:
-        x, y, w = x_model, y_model, w_model
+        x = np.concatenate([x_gamed, x])
+        y = np.concatenate([df_gamed["preference"].to_numpy(float), y])
+        w = np.concatenate([np.full(len(df_gamed), lam / 2), w])
     if not variant.use_instruction_difficulty:
         x = x[:, [0, 2]]
     keep = ~np.isnan(y)
-    x, y, w = x[keep], y[keep], w[keep]
-    n_keep = len(y)
-    if n_keep < variant.n_splits:
+    if int(keep.sum()) < variant.n_splits:
         raise ValueError(f"{source}: only {int(np.sum(~np.isnan(y_model)))} annotated rows; too few to fit the GLM")
+    return x[keep], y[keep], w[keep], difficulty
 
-    # Soft labels: each row once as a win (weight y * w) and once as a loss (weight (1 - y) * w).
+
+def _fit_soft_label_logistic(x, y, w, *, n_splits: int, random_state: int) -> tuple[np.ndarray, float]:
+    """alpaca-eval's fit: each row once as a win (weight y * w) and once as a loss (weight
+    (1 - y) * w); LogisticRegressionCV, L1, liblinear, no intercept, 10 Cs, GroupKFold over the
+    original rows (both copies in one fold), scored by the continuous log-loss. Returns the
+    coefficients and the chosen C."""
+    n_keep = len(y)
     x_dup = np.concatenate([x, x])
     labels = np.concatenate([np.ones(n_keep, int), np.zeros(n_keep, int)])
     true_prob = np.concatenate([y, 1.0 - y])
     row_weight = np.concatenate([w, w])
-    groups = np.concatenate([np.arange(n_keep), np.arange(n_keep)])  # both copies in the same fold
-
+    groups = np.concatenate([np.arange(n_keep), np.arange(n_keep)])
     with sklearn.config_context(enable_metadata_routing=True):
         scorer = make_scorer(_continuous_log_loss, response_method="predict_proba", greater_is_better=False)
         scorer = scorer.set_score_request(true_prob=True, true_sample_weight=True)
@@ -482,7 +357,7 @@ def fit_length_controlled_glm(
             Cs=10,
             solver="liblinear",
             fit_intercept=False,
-            cv=GroupKFold(variant.n_splits),
+            cv=GroupKFold(n_splits),
             scoring=scorer,
             random_state=random_state,
             **_l1_penalty_kwargs(),
@@ -495,17 +370,7 @@ def fit_length_controlled_glm(
             true_prob=true_prob,
             true_sample_weight=row_weight,
         )
-
-    coef = model.coef_[0]
-    names = FEATURE_NAMES if variant.use_instruction_difficulty else (FEATURE_NAMES[0], FEATURE_NAMES[2])
-    weights = dict(zip(names, map(float, coef)))
-    weights.setdefault(FEATURE_NAMES[1], 0.0)
-    # Read-out with no length difference: sigmoid(phi * d_i + theta) on every instruction.
-    logits = weights[FEATURE_NAMES[1]] * difficulty + weights[FEATURE_NAMES[2]]
-    predicted = 1.0 / (1.0 + np.exp(-logits))
-    return LengthControlledFit(
-        weights={k: weights[k] for k in FEATURE_NAMES}, predicted_preferences=predicted, C=float(np.ravel(model.C_)[0])
-    )
+    return model.coef_[0], float(np.ravel(model.C_)[0])
 
 
 def length_controlled_winrate(
@@ -525,7 +390,7 @@ def length_controlled_winrate(
     aligns rows to the evaluation set by instruction text (see `align_to_eval_set`).
     """
     df = annotations if isinstance(annotations, pd.DataFrame) else pd.DataFrame.from_records(annotations)
-    _require_columns(df, _ANNOTATION_FIELDS_LC)
+    require_columns(df, _ANNOTATION_FIELDS_LC)
     for field in ("generator_1", "generator_2"):
         single_model(df, field)
     if eval_instructions is not None:
@@ -543,7 +408,7 @@ def length_controlled_winrate(
     if warn_extreme_changes and is_extreme_change(metrics["win_rate"], metrics["length_controlled_winrate"]):
         logging.warning(
             "%s: length-controlled win rate %.1f%% is far from the raw %.1f%%; the GLM may have failed",
-            _source(df),
+            source_name(df),
             metrics["length_controlled_winrate"],
             metrics["win_rate"],
         )
@@ -594,15 +459,15 @@ def evaluate_files(
     gamed = load_df_gamed(df_gamed) if df_gamed is not None else None
     for path in paths:
         df = load_annotations(path)
-        _require_columns(df, ["generator_2", "preference", "output_2"])
+        require_columns(df, ["generator_2", "preference", "output_2"])
         model = single_model(df, "generator_2")
         if "generator_1" in df.columns:
             single_model(df, "generator_1")  # one baseline: mixed baselines are not one win rate
-        label = _first_bad_row(df, "output_2", lambda v: v is not None and not isinstance(v, str))
+        label = first_bad_row(df, "output_2", lambda v: v is not None and not isinstance(v, str))
         if label is not None:
             raise ValueError(
                 f"{path}: field 'output_2' must be a string, got {df.loc[label, 'output_2']!r} at "
-                f"{_describe_row(df, label)}"
+                f"{describe_row(df, label)}"
             )
         if model in results:
             raise ValueError(f"{path}: model {model!r} appears in two annotation files")
@@ -619,8 +484,8 @@ def evaluate_files(
 def _read_eval_instructions(path: PathLike) -> list[str]:
     path = pathlib.Path(path)
     records = load_annotations(path)
-    _require_columns(records, ["instruction"])
-    _require_strings(records, "instruction")
+    require_columns(records, ["instruction"])
+    require_strings(records, "instruction")
     return list(records["instruction"])
 
 

@@ -42,12 +42,12 @@ SWITCH_SEED = 123  # alpaca_eval BaseProcessor's default seed
 
 def eval_set(ctx: RunContext) -> list[dict[str, Any]]:
     """The 805 records {index, instruction, dataset, baseline} in evaluation-set order."""
-    from alignax.evaluate import alpaca_eval as metric
+    from alignax.evaluate import alpaca_annotations
 
     path = ctx.data(*BASELINE_FILE)
     with naming_file(path):
-        df = metric.load_annotations(path)
-        metric._require_columns(df, ["instruction", "output_1", "dataset"])
+        df = alpaca_annotations.load_annotations(path)
+        alpaca_annotations.require_columns(df, ["instruction", "output_1", "dataset"])
         return [
             {
                 "index": int(i),
