@@ -177,6 +177,55 @@ def _reused_jit(key, build):
     return _JITTED[key]
 
 
+def _make_feeds(config, tokenizer, rows_multiple: int, *, starting_model):
+    """The train feed and (with `data.eval`) the eval feed. With `reference: precomputed` the
+    reference log-probs are computed first from `starting_model()` (the STARTING weights: state is
+    not restored yet), so a resumed run finds them cached."""
+    required_fields = validate.data_inputs(config)
+    splits = {"train": feed_lib.load_split(config, tokenizer, split="train")}
+    if config.data.eval:
+        splits["eval"] = feed_lib.load_split(config, tokenizer, split="eval")
+    if config.reference == "precomputed":
+        precompute_reference(config, starting_model(), splits)
+    feeds = {
+        split: feed_lib.make_feed(
+            config,
+            tokenizer,
+            split=split,
+            rows_multiple=rows_multiple,
+            required_fields=required_fields,
+            tokenized=tokenized,
+        )
+        for split, tokenized in splits.items()
+    }
+    return feeds["train"], feeds.get("eval")
+
+
+def _export(config, workdir, graphdef, params, non_trainable, tokenizer, lora_spec) -> None:
+    """Exports the final model (`config.export`) and plots the curves. Every process joins the
+    gather of a multi-host run (shards on other hosts are not addressable); process 0 writes."""
+    if config.export and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        params = multihost_utils.process_allgather(params, tiled=True)
+        if lora_spec is not None:  # the base weights are sharded too
+            non_trainable = multihost_utils.process_allgather(non_trainable, tiled=True)
+    if jax.process_index() == 0:
+        if config.export:
+            export_run(config, nnx.merge(graphdef, params, non_trainable), tokenizer, workdir, lora_spec)
+        metrics_lib.plot_curves(workdir)
+
+
+def _nonfinite_message(metrics, step: int) -> str | None:
+    """None for a finite step; else which metrics were non-finite (the step's update was skipped
+    inside the jitted step). Reads one device scalar unless the step went wrong."""
+    if float(metrics["nonfinite"]) == 0:
+        return None
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    bad = [k for k, v in values.items() if not math.isfinite(v)] or ["grad_norm"]
+    return f"non-finite {', '.join(bad)} at step {step} (loss={values['loss']}, grad_norm={values['grad_norm']})"
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Run (or resume) one experiment; returns the summary it also writes to DIR/summary.json."""
     wall_start = time.time()
@@ -224,32 +273,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     del params
 
     # --- data ------------------------------------------------------------------------------------------
-    required_fields = validate.data_inputs(config)
-    splits = {"train": feed_lib.load_split(config, tokenizer, split="train")}
-    if config.data.eval:
-        splits["eval"] = feed_lib.load_split(config, tokenizer, split="eval")
-    if config.reference == "precomputed":
-        # From the STARTING weights (state is not restored yet): a resumed run finds them cached.
-        precompute_reference(config, nnx.merge(graphdef, state.params, non_trainable), splits)
-    train_feed = feed_lib.make_feed(
-        config,
-        tokenizer,
-        split="train",
-        rows_multiple=rows_multiple,
-        required_fields=required_fields,
-        tokenized=splits["train"],
-    )
-    eval_feed = (
-        feed_lib.make_feed(
-            config,
-            tokenizer,
-            split="eval",
-            rows_multiple=rows_multiple,
-            required_fields=required_fields,
-            tokenized=splits["eval"],
-        )
-        if config.data.eval
-        else None
+    train_feed, eval_feed = _make_feeds(
+        config, tokenizer, rows_multiple, starting_model=lambda: nnx.merge(graphdef, state.params, non_trainable)
     )
 
     # --- resume ----------------------------------------------------------------------------------------
@@ -341,10 +366,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 done = step + 1
                 # The guard reads one scalar every step (not only on log steps): a non-finite step must
                 # stop the run before anything after it is checkpointed.
-                if float(metrics["nonfinite"]) > 0:
-                    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    bad = [k for k, v in values.items() if not math.isfinite(v)] or ["grad_norm"]
-                    message = f"non-finite {', '.join(bad)} at step {done} (loss={values['loss']}, grad_norm={values['grad_norm']})"
+                message = _nonfinite_message(metrics, done)
+                if message:
                     if config.nan_policy == "stop":
                         checkpointer.close()
                         writer.close()
@@ -377,20 +400,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # --- export, curves, summary ------------------------------------------------------------------------
     summary = {"final_step": config.total_steps, "train": last_metrics, "eval": eval_results}
-    export_params = state.params
-    if config.export and jax.process_count() > 1:
-        # Shards on other hosts are not addressable: every process joins the gather (collective),
-        # then process 0 writes the whole model.
-        from jax.experimental import multihost_utils
-
-        export_params = multihost_utils.process_allgather(state.params, tiled=True)
-        if lora_spec is not None:  # the base weights are sharded too
-            non_trainable = multihost_utils.process_allgather(non_trainable, tiled=True)
+    _export(config, workdir, graphdef, state.params, non_trainable, tokenizer, lora_spec)
     if is_main:
-        if config.export:
-            final_model = nnx.merge(graphdef, export_params, non_trainable)
-            export_run(config, final_model, tokenizer, workdir, lora_spec)
-        metrics_lib.plot_curves(workdir)
         summary["wall_time_s"] = time.time() - wall_start
         with open(os.path.join(workdir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
