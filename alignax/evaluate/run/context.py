@@ -20,7 +20,7 @@ import pathlib
 from typing import Any
 
 from alignax import files
-from alignax.evaluate.run.generation import GenerationSettings, with_overrides
+from alignax.evaluate.run.generation import GenerationSettings, generate_answers, with_overrides
 from alignax.evaluate.run.judging import JudgeSpec, safe_name
 
 
@@ -94,6 +94,21 @@ class RunContext:
 
     def policy(self) -> tuple[Any, Any]:
         return self.load(self.model_source)
+
+    def answer_user_turns(self, user_turns: dict[str, str], settings: GenerationSettings) -> dict[str, str]:
+        """The policy's answers {id: text} to one user turn each, with the benchmark's `settings`
+        (and this run's overrides), generated into generations/answers.jsonl (resumable)."""
+        model, tokenizer = self.policy()
+        records = [{"id": key, "prompt": [{"role": "user", "content": text}]} for key, text in user_turns.items()]
+        return generate_answers(
+            model,
+            tokenizer,
+            records,
+            self.path("generations", "answers.jsonl"),
+            self.settings(settings),
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
 
     def identity(self) -> dict[str, Any]:
         """What must not change between a run and its resumption in the same workdir."""

@@ -75,17 +75,7 @@ def is_switched(instruction: str) -> bool:
 
 def generate(ctx: RunContext) -> dict[str, str]:
     records = subset(ctx)
-    model, tokenizer = ctx.policy()
-    prompts = [{"id": str(r["index"]), "prompt": [{"role": "user", "content": r["instruction"]}]} for r in records]
-    answers = generation.generate_answers(
-        model,
-        tokenizer,
-        prompts,
-        ctx.path("generations", "answers.jsonl"),
-        ctx.settings(SETTINGS),
-        batch_size=ctx.batch_size,
-        seed=ctx.seed,
-    )
+    answers = ctx.answer_user_turns({str(r["index"]): r["instruction"] for r in records}, SETTINGS)
     outputs = [
         {
             "instruction": r["instruction"],

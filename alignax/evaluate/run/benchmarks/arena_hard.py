@@ -81,17 +81,8 @@ def answer_path(ctx: RunContext):
 
 def generate(ctx: RunContext) -> dict[str, str]:
     rows = questions(ctx)
-    model, tokenizer = ctx.policy()
-    prompts = [{"id": r["uid"], "prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows]
-    answers = generation.generate_answers(
-        model,
-        tokenizer,
-        prompts,
-        ctx.path("generations", "answers.jsonl"),
-        ctx.settings(SETTINGS),
-        batch_size=ctx.batch_size,
-        seed=ctx.seed,
-    )
+    answers = ctx.answer_user_turns({r["uid"]: r["prompt"] for r in rows}, SETTINGS)
+    tokenizer = ctx.policy()[1]
     out = []
     for r in rows:
         text = answers[r["uid"]]

@@ -33,17 +33,7 @@ def prompt_records(ctx: RunContext) -> list[dict[str, Any]]:
 
 def generate(ctx: RunContext) -> dict[str, str]:
     records = prompt_records(ctx)
-    model, tokenizer = ctx.policy()
-    prompts = [{"id": str(r["key"]), "prompt": [{"role": "user", "content": r["prompt"]}]} for r in records]
-    answers = generation.generate_answers(
-        model,
-        tokenizer,
-        prompts,
-        ctx.path("generations", "answers.jsonl"),
-        ctx.settings(SETTINGS),
-        batch_size=ctx.batch_size,
-        seed=ctx.seed,
-    )
+    answers = ctx.answer_user_turns({str(r["key"]): r["prompt"] for r in records}, SETTINGS)
     base.write_jsonl(ctx.path("input_data.jsonl"), records)
     path = ctx.path("input_response_data.jsonl")
     base.write_jsonl(path, [{"prompt": r["prompt"], "response": answers[str(r["key"])]} for r in records])
