@@ -36,6 +36,7 @@ INSTALL_REQUIRES = [
 TEST_REQUIRES = [
     "pytest>=8",
     "pytest-timeout",
+    "pytest-xdist==3.6.1",  # `make test` runs the suite in 2 worker processes (one compiles while one runs)
     "torch==2.13.0",  # the CPU wheel on local disk; an unpinned torch pulls a CUDA build
     "transformers==4.53.3",
     "trl==0.19.1",
