@@ -40,6 +40,17 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: heavy test (real SmolLM2 model, multi-process); runs in CI")
 
 
+# The longest test files (`make test --durations`, stop 22: test_real_dpo.py 458 s alone, the
+# notebooks ~230 s, the precomputed-reference tests ~180 s) go first: under `make test`'s two xdist
+# workers (one file per unit of work) they then run beside the rest of the suite, not alone at its end.
+LONGEST_FILES = ("test_real_dpo.py", "test_notebooks.py", "test_train_reference.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 # Under CI=true a skip is a failure: a missing ../shared/evaldata or a broken torch/transformers/trl
 # install must not pass as green (every test here can run on the CI machine).
 _SKIPPED_IN_CI: list[str] = []
