@@ -33,7 +33,7 @@ def _common(c):
             "temperature": 0.8,
             "top_p": 0.95,
             "pair_strategy": "worst",  # best vs worst (SimPO's on-policy recipe)
-            "batch_size": 16,
+            "batch_size": 64,  # rows per sampling batch (each row's draws do not depend on it)
             "customization": "vanilla_domain",  # none | domain | vanilla_domain (the paper's best)
         }
     )

@@ -108,6 +108,16 @@ def _generate_or_load(path: str, model, tokenizer, prompts: list[dict], *, max_n
     return responses
 
 
+def _before_after_rewards(policy, tokenizer, prompts, before, after, **reward_options) -> dict[str, np.ndarray]:
+    """Single-model density-ratio rewards of both models' responses, scored in one call so that
+    the two responses to a prompt share one pass over it (alignax/sample/prefix_scoring.py)."""
+    from alignax.annotate.density_ratio import density_ratio_rewards
+
+    rewards = density_ratio_rewards(policy, policy, tokenizer, prompts * 2, before + after, **reward_options).rewards
+    rewards = np.asarray(rewards, np.float64)
+    return {"before": rewards[: len(prompts)], "after": rewards[len(prompts) :]}
+
+
 def pipeline(config, workdir: str) -> dict:
     from alignax.annotate.density_ratio import Customization, density_ratio_rewards
     from alignax.annotate.job import AnnotateConfig, annotate
@@ -186,26 +196,20 @@ def pipeline(config, workdir: str) -> dict:
     t0 = time.time()
     print("[4/4] scoring with held-out rewards")
     prompts = [p["prompt"] for p in heldout]
-    heldout_reward = {}
-    for name, responses in (("before", before), ("after", after)):
-        result = density_ratio_rewards(
-            policy,
-            policy,
-            tokenizer,
-            prompts,
-            responses,
-            domain="chat",
-            customization=Customization(mode="none"),
-            weak_instruction=EVAL_WEAK_INSTRUCTION,
-        )
-        heldout_reward[name] = np.asarray(result.rewards, np.float64)
+    heldout_reward = _before_after_rewards(
+        policy,
+        tokenizer,
+        prompts,
+        before,
+        after,
+        domain="chat",
+        customization=Customization(mode="none"),
+        weak_instruction=EVAL_WEAK_INSTRUCTION,
+    )
     diff = heldout_reward["after"] - heldout_reward["before"]
     # The training reward itself on the held-out prompts: did what was learned generalize beyond
     # the training prompts? (Not an independent check — the held-out reward above is that.)
-    training_reward = {}
-    for name, responses in (("before", before), ("after", after)):
-        result = density_ratio_rewards(policy, policy, tokenizer, prompts, responses, customization=customization)
-        training_reward[name] = np.asarray(result.rewards, np.float64)
+    training_reward = _before_after_rewards(policy, tokenizer, prompts, before, after, customization=customization)
     figures = {
         "heldout_density_ratio": {
             "before": _mean_se(heldout_reward["before"]),

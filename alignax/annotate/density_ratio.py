@@ -32,18 +32,14 @@ deliberately poor-quality instruction. Then r = log π(y | x̃_good) − log π(
 from __future__ import annotations
 
 import dataclasses
-import functools
 import random
 import re
 import zlib
 from typing import Any, Callable, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from alignax import ops
+from alignax.sample.prefix_scoring import continuation_logprobs
 
 DOMAINS = ("safety", "reasoning", "chat")
 
@@ -372,47 +368,33 @@ def response_token_ids(tokenizer, messages: list[dict[str, str]], response: str)
     return full, len(prompt_ids)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _sum_response_logps(graphdef, model_state, ids, segment_ids, response_mask):
-    """[B, T] ids (right-padded, segment 0 on pads), [B, T] response mask -> [B] Σ log p(y_t | <t)."""
-    model = nnx.merge(graphdef, model_state)
-    hidden = model.hidden_states(ids, segment_ids=segment_ids)
-    labels = jnp.concatenate([ids[:, 1:], jnp.zeros_like(ids[:, :1])], axis=1)
-    label_mask = jnp.concatenate([response_mask[:, 1:], jnp.zeros_like(response_mask[:, :1])], axis=1)
-    logps = ops.token_logprobs(hidden, model.lm_head_weight(), labels, label_mask, chunk_size=128)
-    return jnp.sum(logps, axis=-1)
-
-
 def sequence_logprobs(
     model, tokenizer, messages_list: Sequence[list[dict[str, str]]], responses: Sequence[str], *, batch_size: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Σ over response tokens of log π(y_t | x̃, y_<t), and the response token counts, [N] each."""
+    """Σ over response tokens of log π(y_t | x̃, y_<t), and the response token counts, [N] each.
+
+    Rows with the same rendered prompt (the k samples of one prompt) share one pass over it
+    (alignax/sample/prefix_scoring.py): the prompt is prefilled once into a KV cache, `batch_size`
+    prompts at a time, and each response is scored against its prompt's cache.
+    """
     if len(messages_list) != len(responses):
         raise ValueError(f"sequence_logprobs: {len(messages_list)} prompts but {len(responses)} responses")
-    seqs = [response_token_ids(tokenizer, m, r) for m, r in zip(messages_list, responses)]
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i][0]))
-    graphdef, state = nnx.split(model)
-    sums = np.zeros(len(seqs), np.float64)
-    counts = np.array([len(ids) - start for ids, start in seqs], np.int64)
-    for b0 in range(0, len(order), batch_size):
-        idx = order[b0 : b0 + batch_size]
-        # Rows padded to a multiple of 64 tokens: a few compiled shapes, and at most 63 padding
-        # tokens per row (powers of two wasted up to half of every forward pass).
-        length = max(64, -(-max(len(seqs[i][0]) for i in idx) // 64) * 64)
-        ids = np.zeros((batch_size, length), np.int32)
-        seg = np.zeros((batch_size, length), np.int32)
-        resp = np.zeros((batch_size, length), np.int32)
-        for row, i in enumerate(idx):
-            full, start = seqs[i]
-            ids[row, : len(full)] = full
-            seg[row, : len(full)] = 1
-            resp[row, start : len(full)] = 1
-        # Filler rows (last batch): a copy of row 0, discarded.
-        for row in range(len(idx), batch_size):
-            ids[row], seg[row], resp[row] = ids[0], seg[0], resp[0]
-        out = np.asarray(_sum_response_logps(graphdef, state, ids, seg, resp), np.float64)
-        sums[idx] = out[: len(idx)]
-    return sums, counts
+    contexts: dict[tuple[int, ...], int] = {}
+    context_of, continuations = [], []
+    for messages, response in zip(messages_list, responses):
+        full, start = response_token_ids(tokenizer, messages, response)
+        context_of.append(contexts.setdefault(tuple(full[:start]), len(contexts)))
+        continuations.append(full[start:])
+    sums = continuation_logprobs(
+        model,
+        list(contexts),
+        continuations,
+        context_of,
+        contexts_per_batch=batch_size,
+        rows_per_batch=batch_size,
+        min_continuation_bucket=16,
+    )
+    return sums, np.asarray([len(c) for c in continuations], np.int64)
 
 
 # ----------------------------------------------------------------------------------------------

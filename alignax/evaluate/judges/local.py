@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alignax.evaluate.judges import base, prompts
+from alignax.sample import prefix_scoring
 
 
 def verdict_token_ids(tokenizer: Any, verdicts: Sequence[str]) -> list[int]:
@@ -94,83 +95,21 @@ class LocalModelJudge(base.PairwiseJudge):
 # Continuation log-probabilities: verdict forcing for text judges (alignax/evaluate/run/judging.py).
 
 
-def _prefill_cache(graphdef, state, ids, segments, *, cache_length: int):
-    """One teacher-forced pass over a left-padded context [1, L]: (last-position logits [1, V],
-    the KV cache of the context, `cache_length` slots). Jitted per (graphdef, L, cache_length)."""
-    from flax import nnx
-
-    model = nnx.merge(graphdef, state)
-    cache = model.init_cache(1, cache_length)
-    logits, cache = model(ids, segment_ids=segments, cache=cache, last_only=True)
-    return logits[:, -1], cache
-
-
-def _repeat_cache(cache: dict, rows: int) -> dict:
-    """The batch-1 cache repeated `rows` times. k/v are one stacked [L, B, S, KVH, hd] array
-    (batch axis 1) or a tuple of per-layer [B, S, KVH*hd] buffers (`Llama.init_cache`, batch axis
-    0); segment ids and positions are [B, S]; the index [] stays as is."""
-
-    def repeat(value):
-        if value.ndim == 0:
-            return value
-        return jnp.repeat(value, rows, axis=1 if value.ndim == 5 else 0)
-
-    return jax.tree.map(repeat, cache)
-
-
-def _continuation_sums(graphdef, state, first_logits, cache, tokens, labels):
-    """Σ_t log p(labels[k, t] | context, tokens[k, :t]) for K continuations [K, M] after a cached
-    context; labels -1 on padding. The first token is scored by the context's last logits."""
-    from flax import nnx
-
-    from alignax.ops.logprobs import logprobs_from_logits
-
-    model = nnx.merge(graphdef, state)
-    rows = tokens.shape[0]
-    logits, _ = model(tokens, segment_ids=jnp.ones_like(tokens), cache=_repeat_cache(cache, rows))
-    first = jnp.broadcast_to(first_logits[:, None, :], (rows, 1, first_logits.shape[-1]))
-    scored = jnp.concatenate([first.astype(jnp.float32), logits[:, :-1].astype(jnp.float32)], axis=1)
-    return jnp.sum(logprobs_from_logits(scored, labels), axis=1)
-
-
-_prefill_cache_jit = jax.jit(_prefill_cache, static_argnames=("graphdef", "cache_length"))
-_continuation_sums_jit = jax.jit(_continuation_sums, static_argnames=("graphdef",))
-
-
-def context_bucket(n: int, *, minimum: int = 64) -> int:
-    """Padded context length: the next of 2^k or 1.5 * 2^k >= n (few compiled shapes, <= 50% padding
-    instead of power-of-two buckets' 100%)."""
-    size = minimum
-    while size < n:
-        size = size * 3 // 2 if size & (size - 1) == 0 else (size // 3) * 4
-    return size
-
-
 def continuation_logprobs(model: Any, context_ids: Sequence[int], continuations: Sequence[Sequence[int]]) -> np.ndarray:
     """log p(continuation | context) of each continuation, [K] float64, from one pass over the
-    context (its KV cache is then shared by the K continuations in one batched pass).
+    context (its KV cache is then shared by the K continuations in one batched pass:
+    alignax/sample/prefix_scoring.py).
 
     This is what a judge's verdict probability is when the judge writes its verdict as several
     tokens (e.g. MT-Bench's "10]]"): the product of the teacher-forced token probabilities.
     """
-    from flax import nnx
-
-    context = np.asarray(context_ids, np.int32)
-    if context.ndim != 1 or context.size == 0 or not continuations or any(len(c) == 0 for c in continuations):
+    if len(context_ids) == 0 or not continuations or any(len(c) == 0 for c in continuations):
         raise ValueError("continuation_logprobs: needs a non-empty context and non-empty continuations")
-    length = context_bucket(context.size)
-    width = max(8, max(len(c) for c in continuations))
-    ids, segments = np.zeros((1, length), np.int32), np.zeros((1, length), np.int32)
-    ids[0, length - context.size :], segments[0, length - context.size :] = context, 1
-    tokens, labels = np.zeros((len(continuations), width), np.int32), np.full((len(continuations), width), -1, np.int32)
-    for k, continuation in enumerate(continuations):
-        tokens[k, : len(continuation)] = labels[k, : len(continuation)] = continuation
-    graphdef, state = nnx.split(model)
-    first, cache = _prefill_cache_jit(
-        graphdef, state, jnp.asarray(ids), jnp.asarray(segments), cache_length=length + width
+    return prefix_scoring.continuation_logprobs(
+        model,
+        [list(context_ids)],
+        continuations,
+        [0] * len(continuations),
+        contexts_per_batch=1,
+        rows_per_batch=len(continuations),
     )
-    sums = _continuation_sums_jit(graphdef, state, first, cache, jnp.asarray(tokens), jnp.asarray(labels))
-    out = np.asarray(sums, dtype=np.float64)
-    if not np.all(np.isfinite(out)):
-        raise ValueError(f"continuation_logprobs: non-finite log-probabilities {out}")
-    return out
