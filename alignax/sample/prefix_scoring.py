@@ -45,7 +45,7 @@ def continuation_bucket(n: int, *, minimum: int = 8) -> int:
     return max(minimum, -(-n // 8) * 8) if n <= 128 else context_bucket(n, minimum=128)
 
 
-def _prefill(graphdef, state, ids, segments, *, cache_length: int):
+def _prefill_contexts(graphdef, state, ids, segments, *, cache_length: int):
     """Left-padded contexts [B, L] -> (last-position logits [B, V] float32, their KV cache with
     `cache_length` slots)."""
     model = nnx.merge(graphdef, state)
@@ -79,7 +79,7 @@ def _continuation_sums(graphdef, state, last_logits, cache, context_rows, tokens
     return jnp.sum(logprobs_from_logits(scored, labels), axis=1)
 
 
-_prefill_jit = jax.jit(_prefill, static_argnames=("graphdef", "cache_length"))
+_prefill_contexts_jit = jax.jit(_prefill_contexts, static_argnames=("graphdef", "cache_length"))
 _continuation_sums_jit = jax.jit(_continuation_sums, static_argnames=("graphdef",))
 
 
@@ -129,7 +129,7 @@ def continuation_logprobs(
         length = context_bucket(max(len(contexts[i]) for i in chunk), minimum=min_context_bucket)
         width = continuation_bucket(max(len(continuations[k]) for _, k in rows), minimum=min_continuation_bucket)
         ids, segments = _left_padded([contexts[i] for i in chunk], length, contexts_per_batch)
-        last_logits, cache = _prefill_jit(graphdef, state, ids, segments, cache_length=length + width)
+        last_logits, cache = _prefill_contexts_jit(graphdef, state, ids, segments, cache_length=length + width)
         for r0 in range(0, len(rows), rows_per_batch):
             batch = rows[r0 : r0 + rows_per_batch]
             batch = batch + [batch[0]] * (rows_per_batch - len(batch))  # filler rows, discarded
